@@ -1,0 +1,148 @@
+//! `agentwire dev`: the Durable Streams API on SQLite, on one port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_http::HttpConfig;
+use agentwire_session::Sessions;
+use agentwire_sqlite::SqliteSessionLog;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "AGENTWIRE_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+
+    /// Directory holding the session database.
+    #[arg(long, env = "AGENTWIRE_DATA_DIR", default_value = ".agentwire")]
+    data_dir: PathBuf,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AGENTWIRE_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+
+    /// How long a long-poll read waits for new data, in milliseconds.
+    #[arg(long, env = "AGENTWIRE_LONG_POLL_TIMEOUT_MS", default_value_t = 20_000)]
+    long_poll_timeout_ms: u64,
+
+    /// How long an SSE response stays open before clients must reconnect, in seconds.
+    #[arg(long, env = "AGENTWIRE_SSE_MAX_SECONDS", default_value_t = 60)]
+    sse_max_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// In-flight requests get this long to finish after Ctrl-C; live reads are then cut.
+const DRAIN: Duration = Duration::from_secs(5);
+/// How often expired streams are swept (reads already treat them as gone).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let db = args.data_dir.join("sessions.db");
+    let log = Arc::new(
+        SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
+    );
+    let sessions = Sessions::new(log.clone());
+    let config = HttpConfig {
+        max_body_bytes: args.max_body_bytes,
+        long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
+        sse_max_duration: Duration::from_secs(args.sse_max_seconds),
+        ..HttpConfig::default()
+    };
+    let app = agentwire_http::router(sessions, config);
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Stdout carries this one line so scripts and tests can find the port.
+    println!("agentwire dev listening on http://{addr}");
+    info!(%addr, db = %db.display(), "agentwire dev started");
+
+    let sweeper = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                match log.expire_due().await {
+                    Ok(0) => {}
+                    Ok(n) => info!(expired = n, "swept expired sessions"),
+                    Err(e) => warn!(error = %e, "expiry sweep failed"),
+                }
+            }
+        }
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(joined) => joined??,
+        Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
+    }
+    sweeper.abort();
+    // Dropping the last handle lets the writer commit what is queued and stop.
+    drop(log);
+    info!("stopped");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still stops the server");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

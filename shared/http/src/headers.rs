@@ -1,0 +1,36 @@
+//! Header names of the Durable Streams protocol.
+
+pub const STREAM_NEXT_OFFSET: &str = "stream-next-offset";
+pub const STREAM_UP_TO_DATE: &str = "stream-up-to-date";
+pub const STREAM_CLOSED: &str = "stream-closed";
+pub const STREAM_CURSOR: &str = "stream-cursor";
+pub const STREAM_TTL: &str = "stream-ttl";
+pub const STREAM_EXPIRES_AT: &str = "stream-expires-at";
+pub const STREAM_SEQ: &str = "stream-seq";
+pub const STREAM_FORKED_FROM: &str = "stream-forked-from";
+pub const STREAM_FORK_OFFSET: &str = "stream-fork-offset";
+pub const STREAM_FORK_SUB_OFFSET: &str = "stream-fork-sub-offset";
+pub const STREAM_SSE_DATA_ENCODING: &str = "stream-sse-data-encoding";
+pub const PRODUCER_ID: &str = "producer-id";
+pub const PRODUCER_EPOCH: &str = "producer-epoch";
+pub const PRODUCER_SEQ: &str = "producer-seq";
+pub const PRODUCER_EXPECTED_SEQ: &str = "producer-expected-seq";
+pub const PRODUCER_RECEIVED_SEQ: &str = "producer-received-seq";
+
+/// Response headers a browser client must be allowed to read (CORS).
+pub const EXPOSED: [&str; 14] = [
+    STREAM_NEXT_OFFSET,
+    STREAM_UP_TO_DATE,
+    STREAM_CLOSED,
+    STREAM_CURSOR,
+    STREAM_TTL,
+    STREAM_EXPIRES_AT,
+    STREAM_SSE_DATA_ENCODING,
+    PRODUCER_EPOCH,
+    PRODUCER_SEQ,
+    PRODUCER_EXPECTED_SEQ,
+    PRODUCER_RECEIVED_SEQ,
+    "etag",
+    "location",
+    "content-type",
+];

@@ -1,0 +1,137 @@
+//! The session service: the port plus live waiting, shared by every transport.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::instrument;
+
+use crate::error::{AppendError, CreateError, DeleteError, ReadError};
+use crate::log::SessionLog;
+use crate::model::{
+    AppendKind, AppendRequest, Appended, CreateStream, Created, ReadBatch, StreamInfo,
+};
+use crate::offset::ReadFrom;
+
+/// Sessions over one [`SessionLog`], with in-process wake-ups for live readers.
+#[derive(Clone)]
+pub struct Sessions {
+    log: Arc<dyn SessionLog>,
+    tails: Arc<Tails>,
+}
+
+impl Sessions {
+    /// A service over `log`.
+    pub fn new(log: Arc<dyn SessionLog>) -> Sessions {
+        Sessions {
+            log,
+            tails: Arc::default(),
+        }
+    }
+
+    /// Creates a stream (or confirms an identical one).
+    #[instrument(skip_all, fields(session = %request.name))]
+    pub async fn create(&self, request: CreateStream) -> Result<Created, CreateError> {
+        self.log.create(request).await
+    }
+
+    /// Appends, then wakes the stream's live readers.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn append(
+        &self,
+        name: &str,
+        request: AppendRequest,
+    ) -> Result<Appended, AppendError> {
+        let appended = self.log.append(name, request).await?;
+        if appended.kind == AppendKind::Written {
+            self.tails.wake(name);
+        }
+        Ok(appended)
+    }
+
+    /// Reads what is there now.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn read(
+        &self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, ReadError> {
+        self.log.read(name, from, max_bytes).await
+    }
+
+    /// Reads from `from`, waiting up to `timeout` for data when there is none yet. Returns
+    /// an empty batch on timeout, and at once when the stream is closed at that offset.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn read_live(
+        &self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<ReadBatch, ReadError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before reading, so an append between the read and the wait still wakes us.
+        let mut woken = self.tails.watch(name);
+        let mut batch = self.log.read(name, from, max_bytes).await?;
+        let from = ReadFrom::At(batch.from);
+        while batch.records.is_empty() && !batch.info.closed {
+            match tokio::time::timeout_at(deadline, woken.changed()).await {
+                Ok(Ok(())) => batch = self.log.read(name, from, max_bytes).await?,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The stream's metadata.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn head(&self, name: &str) -> Result<StreamInfo, ReadError> {
+        self.log.head(name).await
+    }
+
+    /// Deletes the stream and wakes its live readers so they see it is gone.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn delete(&self, name: &str) -> Result<(), DeleteError> {
+        self.log.delete(name).await?;
+        self.tails.wake(name);
+        Ok(())
+    }
+}
+
+/// One watch channel per stream that has live readers; the value only counts wake-ups.
+#[derive(Default)]
+struct Tails {
+    channels: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl Tails {
+    fn watch(&self, name: &str) -> watch::Receiver<u64> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if channels.len() > 1024 {
+            channels.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        channels
+            .entry(name.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn wake(&self, name: &str) {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(tx) = channels.get(name) {
+            if tx.receiver_count() == 0 {
+                channels.remove(name);
+            } else {
+                tx.send_modify(|wakes| *wakes += 1);
+            }
+        }
+    }
+}
