@@ -234,13 +234,11 @@ impl SessionLog for SqliteSessionLog {
             .read(move |conn, now| store::read(conn, &name, from, max_bytes, now))
             .await?;
         if let Some(id) = read.touch {
-            // Fire and forget: the TTL reset rides along with the next commit.
-            let _ = self.send(Box::new(move |conn, now| {
-                if let Err(e) = store::touch(conn, id, now) {
-                    warn!(error = %e, "TTL reset failed");
-                }
-                Box::new(|_| {})
-            }));
+            // A read renews a sliding TTL; wait for it so the renewal is as durable as the read.
+            let read_at = self.clock.now_ms();
+            self.write(move |conn, _| store::touch(conn, id, read_at).map_err(store::storage))
+                .await
+                .map_err(ReadError::from)?;
         }
         Ok(read.batch)
     }
