@@ -61,6 +61,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
     );
     let sessions = Sessions::new(log.clone());
+    let live_reads = sessions.clone();
     let config = HttpConfig {
         max_body_bytes: args.max_body_bytes,
         long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
@@ -103,6 +104,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
+    live_reads.stop_live_reads();
     match tokio::time::timeout(DRAIN, server).await {
         Ok(joined) => joined??,
         Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),

@@ -1,1 +1,77 @@
+//! Helpers for end-to-end tests: run the real `agentwire` binary as a child process.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `agentwire` binary: `AGENTWIRE_BIN`, or the one cargo built next to this test.
+pub fn agentwire_bin() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("AGENTWIRE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/agentwire
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not inside a cargo target directory")?;
+    let bin = profile_dir.join(format!("agentwire{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build -p agentwire` (or set AGENTWIRE_BIN)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running `agentwire dev` on a free loopback port.
+pub struct DevServer {
+    pub child: Child,
+    /// e.g. `http://127.0.0.1:40123`
+    pub url: String,
+}
+
+impl DevServer {
+    /// Starts `agentwire dev` on `data_dir` and waits until it listens.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<DevServer> {
+        let mut child = Command::new(agentwire_bin()?)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start agentwire dev")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("agentwire dev did not start within 30 s")??
+            .context("agentwire dev exited before listening")?;
+        let url = line
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .with_context(|| format!("unexpected first line from agentwire dev: {line:?}"))?
+            .to_owned();
+        Ok(DevServer { child, url })
+    }
+
+    /// The URL of a stream.
+    pub fn stream(&self, name: &str) -> String {
+        format!("{}/v1/stream/{name}", self.url)
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}

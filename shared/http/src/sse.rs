@@ -99,7 +99,7 @@ impl Tail {
         self.from = ReadFrom::At(batch.next);
         let closed = batch.end_of_stream();
         let out_of_time = Instant::now() + Duration::from_millis(1) >= self.deadline;
-        self.done = closed || out_of_time;
+        self.done = closed || out_of_time || sessions.is_stopping();
         if !first && batch.records.is_empty() && !closed {
             // Idle: a comment keeps proxies from timing the connection out and repeats no offset.
             return Bytes::from_static(b": keep-alive\n\n");

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use agentwire_session::{
-    AppendError, AppendKind, AppendRequest, Clock, CreateError, CreateStream, DeleteError, Expiry, ForkFrom, Offset,
-    Payload, ProducerClaim, ReadError, ReadFrom, SessionLog, SystemClock,
+    AppendError, AppendKind, AppendRequest, Clock, CreateError, CreateStream, DeleteError, Expiry,
+    ForkFrom, Offset, Payload, ProducerClaim, ReadError, ReadFrom, SessionLog, SystemClock,
 };
 use bytes::Bytes;
 
@@ -101,8 +101,12 @@ fn text(data: &str) -> AppendRequest {
 }
 
 fn json(body: &str) -> AppendRequest {
-    let payload = Payload::frame(agentwire_session::Mode::Json, Bytes::copy_from_slice(body.as_bytes()), false)
-        .expect("test JSON is valid");
+    let payload = Payload::frame(
+        agentwire_session::Mode::Json,
+        Bytes::copy_from_slice(body.as_bytes()),
+        false,
+    )
+    .expect("test JSON is valid");
     AppendRequest {
         content_type: Some(JSON.to_owned()),
         payload,
@@ -120,10 +124,17 @@ fn with_producer(mut request: AppendRequest, id: &str, epoch: u64, seq: u64) -> 
 }
 
 /// Everything a stream holds from `from`, following the log's chunking to the end.
-async fn read_all(log: &dyn SessionLog, name: &str, from: Offset) -> (Vec<u8>, Vec<(Offset, Offset)>) {
+async fn read_all(
+    log: &dyn SessionLog,
+    name: &str,
+    from: Offset,
+) -> (Vec<u8>, Vec<(Offset, Offset)>) {
     let (mut data, mut spans, mut at) = (Vec::new(), Vec::new(), from);
     loop {
-        let batch = log.read(name, ReadFrom::At(at), 64 * 1024).await.expect("read");
+        let batch = log
+            .read(name, ReadFrom::At(at), 64 * 1024)
+            .await
+            .expect("read");
         for record in &batch.records {
             spans.push((record.start, record.end));
             data.extend_from_slice(&record.data);
@@ -131,7 +142,10 @@ async fn read_all(log: &dyn SessionLog, name: &str, from: Offset) -> (Vec<u8>, V
         if batch.up_to_date() {
             return (data, spans);
         }
-        assert!(batch.next > at, "a read that is not up to date must make progress");
+        assert!(
+            batch.next > at,
+            "a read that is not up to date must make progress"
+        );
         at = batch.next;
     }
 }
@@ -172,23 +186,40 @@ pub async fn gapless_offsets_under_16_concurrent_writers(subject: &Subject) {
     acked.sort();
     let mut expected_start = Offset::ZERO;
     for (start, tail) in &acked {
-        assert_eq!(*start, expected_start, "acknowledged ranges must tile the log without gaps");
+        assert_eq!(
+            *start, expected_start,
+            "acknowledged ranges must tile the log without gaps"
+        );
         expected_start = *tail;
     }
-    let batch = log.read("fan-in", ReadFrom::Start, usize::MAX).await.expect("read");
+    let batch = log
+        .read("fan-in", ReadFrom::Start, usize::MAX)
+        .await
+        .expect("read");
     assert_eq!(batch.info.tail, expected_start);
     let spans: Vec<_> = batch.records.iter().map(|r| (r.start, r.end)).collect();
-    assert_eq!(spans, acked, "the log holds exactly the acknowledged appends, in offset order");
+    assert_eq!(
+        spans, acked,
+        "the log holds exactly the acknowledged appends, in offset order"
+    );
     let messages: Vec<serde_like::Msg> = batch
         .records
         .iter()
-        .flat_map(|r| agentwire_session::content::json_messages(&r.data).into_iter().map(serde_like::parse))
+        .flat_map(|r| {
+            agentwire_session::content::json_messages(&r.data)
+                .into_iter()
+                .map(serde_like::parse)
+        })
         .collect();
     let unique: BTreeSet<_> = messages.iter().cloned().collect();
     assert_eq!(unique.len(), messages.len(), "no message is stored twice");
     assert_eq!(messages.len(), WRITERS * (EACH + EACH.div_ceil(3)));
     for w in 0..WRITERS {
-        let order: Vec<_> = messages.iter().filter(|m| m.0 == w).map(|m| (m.1, m.2)).collect();
+        let order: Vec<_> = messages
+            .iter()
+            .filter(|m| m.0 == w)
+            .map(|m| (m.1, m.2))
+            .collect();
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(order, sorted, "each writer's appends keep their order");
@@ -199,24 +230,55 @@ pub async fn gapless_offsets_under_16_concurrent_writers(subject: &Subject) {
 pub async fn producer_retries_apply_once_and_stale_epochs_are_fenced(subject: &Subject) {
     let log = &subject.log;
     log.create(stream("producer", TEXT)).await.expect("create");
-    let first = log.append("producer", with_producer(text("a"), "p", 0, 0)).await.expect("seq 0");
+    let first = log
+        .append("producer", with_producer(text("a"), "p", 0, 0))
+        .await
+        .expect("seq 0");
     assert_eq!(first.kind, AppendKind::Written);
     for _ in 0..3 {
-        let retry = log.append("producer", with_producer(text("a"), "p", 0, 0)).await.expect("retry");
+        let retry = log
+            .append("producer", with_producer(text("a"), "p", 0, 0))
+            .await
+            .expect("retry");
         assert_eq!(retry.kind, AppendKind::Duplicate);
         assert_eq!(retry.tail, Offset(1));
     }
-    log.append("producer", with_producer(text("b"), "p", 0, 1)).await.expect("seq 1");
-    let gap = log.append("producer", with_producer(text("x"), "p", 0, 3)).await;
-    assert_eq!(gap, Err(AppendError::SeqGap { expected: 2, received: 3 }));
-    let bump_bad = log.append("producer", with_producer(text("x"), "p", 1, 1)).await;
+    log.append("producer", with_producer(text("b"), "p", 0, 1))
+        .await
+        .expect("seq 1");
+    let gap = log
+        .append("producer", with_producer(text("x"), "p", 0, 3))
+        .await;
+    assert_eq!(
+        gap,
+        Err(AppendError::SeqGap {
+            expected: 2,
+            received: 3
+        })
+    );
+    let bump_bad = log
+        .append("producer", with_producer(text("x"), "p", 1, 1))
+        .await;
     assert_eq!(bump_bad, Err(AppendError::EpochMustStartAtZero(1)));
-    let bumped = log.append("producer", with_producer(text("c"), "p", 1, 0)).await.expect("epoch 1");
+    let bumped = log
+        .append("producer", with_producer(text("c"), "p", 1, 0))
+        .await
+        .expect("epoch 1");
     assert_eq!(bumped.producer.map(|p| p.epoch), Some(1));
-    let zombie = log.append("producer", with_producer(text("z"), "p", 0, 2)).await;
-    assert_eq!(zombie, Err(AppendError::StaleEpoch { received: 0, current: 1 }));
+    let zombie = log
+        .append("producer", with_producer(text("z"), "p", 0, 2))
+        .await;
+    assert_eq!(
+        zombie,
+        Err(AppendError::StaleEpoch {
+            received: 0,
+            current: 1
+        })
+    );
     // Producers are independent of each other.
-    log.append("producer", with_producer(text("d"), "q", 0, 0)).await.expect("other producer");
+    log.append("producer", with_producer(text("d"), "q", 0, 0))
+        .await
+        .expect("other producer");
     assert_eq!(text_of(log.as_ref(), "producer").await, "abcd");
 }
 
@@ -232,9 +294,16 @@ pub async fn resume_from_any_offset_returns_exactly_the_later_data(subject: &Sub
     }
     for at in 0..=full.len() {
         let (data, _) = read_all(log.as_ref(), "resume", Offset(at as u64)).await;
-        assert_eq!(String::from_utf8(data).expect("utf-8"), full[at..], "resume from {at}");
+        assert_eq!(
+            String::from_utf8(data).expect("utf-8"),
+            full[at..],
+            "resume from {at}"
+        );
     }
-    let now = log.read("resume", ReadFrom::Now, usize::MAX).await.expect("read now");
+    let now = log
+        .read("resume", ReadFrom::Now, usize::MAX)
+        .await
+        .expect("read now");
     assert!(now.records.is_empty() && now.from == Offset(full.len() as u64));
 }
 
@@ -242,12 +311,26 @@ pub async fn resume_from_any_offset_returns_exactly_the_later_data(subject: &Sub
 pub async fn json_batches_keep_message_offsets(subject: &Subject) {
     let log = &subject.log;
     log.create(stream("json", JSON)).await.expect("create");
-    let batch = log.append("json", json(r#"[{"n":0},{"n":1},{"n":2}]"#)).await.expect("batch");
+    let batch = log
+        .append("json", json(r#"[{"n":0},{"n":1},{"n":2}]"#))
+        .await
+        .expect("batch");
     assert_eq!((batch.start, batch.tail), (Offset(0), Offset(3)));
-    log.append("json", json(r#"{"n":3}"#)).await.expect("single");
-    let from_one = log.read("json", ReadFrom::At(Offset(1)), usize::MAX).await.expect("read");
+    log.append("json", json(r#"{"n":3}"#))
+        .await
+        .expect("single");
+    let from_one = log
+        .read("json", ReadFrom::At(Offset(1)), usize::MAX)
+        .await
+        .expect("read");
     let data: Vec<_> = from_one.records.iter().map(|r| r.data.clone()).collect();
-    assert_eq!(data, vec![Bytes::from_static(br#"{"n":1},{"n":2}"#), Bytes::from_static(br#"{"n":3}"#)]);
+    assert_eq!(
+        data,
+        vec![
+            Bytes::from_static(br#"{"n":1},{"n":2}"#),
+            Bytes::from_static(br#"{"n":3}"#)
+        ]
+    );
     assert_eq!(from_one.next, Offset(4));
 }
 
@@ -260,16 +343,30 @@ pub async fn refused_appends_change_nothing(subject: &Subject) {
     log.append("strict", seq_one).await.expect("append");
     let mut wrong_type = text("b");
     wrong_type.content_type = Some(JSON.into());
-    assert!(matches!(log.append("strict", wrong_type).await, Err(AppendError::ContentTypeMismatch { .. })));
+    assert!(matches!(
+        log.append("strict", wrong_type).await,
+        Err(AppendError::ContentTypeMismatch { .. })
+    ));
     let mut regress = text("c");
     regress.stream_seq = Some("001".into());
-    assert!(matches!(log.append("strict", regress).await, Err(AppendError::SeqRegression { .. })));
-    let gap = log.append("strict", with_producer(text("d"), "p", 0, 5)).await;
+    assert!(matches!(
+        log.append("strict", regress).await,
+        Err(AppendError::SeqRegression { .. })
+    ));
+    let gap = log
+        .append("strict", with_producer(text("d"), "p", 0, 5))
+        .await;
     assert!(matches!(gap, Err(AppendError::SeqGap { .. })));
     // The gap was refused, so the producer has no state and seq 0 is still its first.
-    let first = log.append("strict", with_producer(text("e"), "p", 0, 0)).await.expect("first");
+    let first = log
+        .append("strict", with_producer(text("e"), "p", 0, 0))
+        .await
+        .expect("first");
     assert_eq!(first.kind, AppendKind::Written);
-    assert_eq!(log.append("missing", text("x")).await, Err(AppendError::NotFound("missing".into())));
+    assert_eq!(
+        log.append("missing", text("x")).await,
+        Err(AppendError::NotFound("missing".into()))
+    );
     assert_eq!(text_of(log.as_ref(), "strict").await, "ae");
 }
 
@@ -280,12 +377,21 @@ pub async fn ttl_expires_idle_streams_and_reads_renew_it(subject: &Subject) {
     request.expiry = Expiry::Ttl { seconds: 10 };
     log.create(request).await.expect("create");
     clock.advance(Duration::from_secs(8));
-    log.read("ttl", ReadFrom::Start, usize::MAX).await.expect("read renews");
+    log.read("ttl", ReadFrom::Start, usize::MAX)
+        .await
+        .expect("read renews");
     clock.advance(Duration::from_secs(8));
     log.head("ttl").await.expect("alive: renewed 8 s ago");
     clock.advance(Duration::from_secs(3));
-    assert_eq!(log.head("ttl").await, Err(ReadError::NotFound("ttl".into())), "HEAD does not renew");
-    assert_eq!(log.append("ttl", text("late")).await, Err(AppendError::NotFound("ttl".into())));
+    assert_eq!(
+        log.head("ttl").await,
+        Err(ReadError::NotFound("ttl".into())),
+        "HEAD does not renew"
+    );
+    assert_eq!(
+        log.append("ttl", text("late")).await,
+        Err(AppendError::NotFound("ttl".into()))
+    );
     // The name is free again.
     let again = log.create(stream("ttl", JSON)).await.expect("re-create");
     assert!(again.created && again.info.tail == Offset::ZERO);
@@ -300,10 +406,17 @@ pub async fn absolute_expiry_is_not_renewed(subject: &Subject) {
     };
     log.create(request).await.expect("create");
     clock.advance(Duration::from_secs(4));
-    log.append("deadline", text("a")).await.expect("append before the deadline");
-    log.read("deadline", ReadFrom::Start, usize::MAX).await.expect("read");
+    log.append("deadline", text("a"))
+        .await
+        .expect("append before the deadline");
+    log.read("deadline", ReadFrom::Start, usize::MAX)
+        .await
+        .expect("read");
     clock.advance(Duration::from_secs(1));
-    assert!(matches!(log.read("deadline", ReadFrom::Start, 1).await, Err(ReadError::NotFound(_))));
+    assert!(matches!(
+        log.read("deadline", ReadFrom::Start, 1).await,
+        Err(ReadError::NotFound(_))
+    ));
 }
 
 /// Closing is atomic with a final append, idempotent, and refuses further data.
@@ -312,16 +425,31 @@ pub async fn close_is_durable_and_final(subject: &Subject) {
     log.create(stream("closing", TEXT)).await.expect("create");
     let mut last = with_producer(text("end"), "p", 0, 0);
     last.close = true;
-    let closed = log.append("closing", last.clone()).await.expect("append and close");
+    let closed = log
+        .append("closing", last.clone())
+        .await
+        .expect("append and close");
     assert!(closed.closed && closed.tail == Offset(3));
-    assert_eq!(log.append("closing", last).await.map(|a| a.kind), Ok(AppendKind::Duplicate));
-    assert_eq!(log.append("closing", text("more")).await, Err(AppendError::Closed { tail: Offset(3) }));
+    assert_eq!(
+        log.append("closing", last).await.map(|a| a.kind),
+        Ok(AppendKind::Duplicate)
+    );
+    assert_eq!(
+        log.append("closing", text("more")).await,
+        Err(AppendError::Closed { tail: Offset(3) })
+    );
     let close_again = AppendRequest {
         close: true,
         ..AppendRequest::default()
     };
-    assert_eq!(log.append("closing", close_again).await.map(|a| a.kind), Ok(AppendKind::AlreadyClosed));
-    let batch = log.read("closing", ReadFrom::Start, usize::MAX).await.expect("read");
+    assert_eq!(
+        log.append("closing", close_again).await.map(|a| a.kind),
+        Ok(AppendKind::AlreadyClosed)
+    );
+    let batch = log
+        .read("closing", ReadFrom::Start, usize::MAX)
+        .await
+        .expect("read");
     assert!(batch.end_of_stream());
     assert_eq!(text_of(log.as_ref(), "closing").await, "end");
 }
@@ -335,10 +463,23 @@ pub async fn create_is_idempotent_only_for_the_same_config(subject: &Subject) {
     same.body = Bytes::from_static(b"ignored");
     assert!(!log.create(same).await.expect("same config").created);
     let conflict = log.create(stream("config", JSON)).await;
-    assert!(matches!(conflict, Err(CreateError::ConfigMismatch { field: "content type", .. })));
+    assert!(matches!(
+        conflict,
+        Err(CreateError::ConfigMismatch {
+            field: "content type",
+            ..
+        })
+    ));
     let mut with_body = stream("seeded", JSON);
     with_body.body = Bytes::from_static(br#"[1,2]"#);
-    assert_eq!(log.create(with_body).await.expect("create with body").info.tail, Offset(2));
+    assert_eq!(
+        log.create(with_body)
+            .await
+            .expect("create with body")
+            .info
+            .tail,
+        Offset(2)
+    );
 }
 
 /// Forks read their source up to the fork point, then only their own appends.
@@ -359,26 +500,46 @@ pub async fn forks_inherit_up_to_the_fork_point_and_diverge(subject: &Subject) {
         }),
         body: Bytes::new(),
     };
-    let whole = log.create(fork("fork-tail", "source", None, 0)).await.expect("fork at tail");
-    assert_eq!((whole.info.tail, whole.info.content_type.as_str()), (Offset(11), TEXT));
-    let mid = log.create(fork("fork-mid", "source", Some(Offset(5)), 3)).await.expect("fork mid record");
+    let whole = log
+        .create(fork("fork-tail", "source", None, 0))
+        .await
+        .expect("fork at tail");
+    assert_eq!(
+        (whole.info.tail, whole.info.content_type.as_str()),
+        (Offset(11), TEXT)
+    );
+    let mid = log
+        .create(fork("fork-mid", "source", Some(Offset(5)), 3))
+        .await
+        .expect("fork mid record");
     assert_eq!(mid.info.tail, Offset(8));
     assert!(matches!(
-        log.create(fork("fork-far", "source", Some(Offset(5)), 7)).await,
+        log.create(fork("fork-far", "source", Some(Offset(5)), 7))
+            .await,
         Err(CreateError::SubOffsetPastBoundary { .. })
     ));
     assert!(matches!(
-        log.create(fork("fork-beyond", "source", Some(Offset(12)), 0)).await,
+        log.create(fork("fork-beyond", "source", Some(Offset(12)), 0))
+            .await,
         Err(CreateError::ForkOffsetBeyondTail { .. })
     ));
     assert!(matches!(
         log.create(fork("fork-none", "nowhere", None, 0)).await,
         Err(CreateError::SourceNotFound(_))
     ));
-    log.append("source", text("!")).await.expect("source moves on");
-    log.append("fork-mid", text("k")).await.expect("fork moves on");
-    let chained = log.create(fork("fork-chain", "fork-mid", Some(Offset(5)), 2)).await.expect("chain");
-    log.append("fork-chain", text("!")).await.expect("chain moves on");
+    log.append("source", text("!"))
+        .await
+        .expect("source moves on");
+    log.append("fork-mid", text("k"))
+        .await
+        .expect("fork moves on");
+    let chained = log
+        .create(fork("fork-chain", "fork-mid", Some(Offset(5)), 2))
+        .await
+        .expect("chain");
+    log.append("fork-chain", text("!"))
+        .await
+        .expect("chain moves on");
     assert_eq!(text_of(log.as_ref(), "source").await, "hello world!");
     assert_eq!(text_of(log.as_ref(), "fork-tail").await, "hello world");
     assert_eq!(text_of(log.as_ref(), "fork-mid").await, "hello wok");
@@ -401,13 +562,30 @@ pub async fn deleting_a_forked_source_keeps_it_for_its_forks(subject: &Subject) 
     });
     log.create(child).await.expect("fork");
     log.delete("parent").await.expect("soft delete");
-    assert_eq!(log.head("parent").await, Err(ReadError::Gone("parent".into())));
-    assert_eq!(log.delete("parent").await, Err(DeleteError::Gone("parent".into())));
-    assert!(matches!(log.create(stream("parent", TEXT)).await, Err(CreateError::PathRetained(_))));
+    assert_eq!(
+        log.head("parent").await,
+        Err(ReadError::Gone("parent".into()))
+    );
+    assert_eq!(
+        log.delete("parent").await,
+        Err(DeleteError::Gone("parent".into()))
+    );
+    assert!(matches!(
+        log.create(stream("parent", TEXT)).await,
+        Err(CreateError::PathRetained(_))
+    ));
     assert_eq!(text_of(log.as_ref(), "child").await, "abc");
     log.delete("child").await.expect("delete fork");
-    assert_eq!(log.head("parent").await, Err(ReadError::NotFound("parent".into())));
-    assert!(log.create(stream("parent", TEXT)).await.expect("path is free").created);
+    assert_eq!(
+        log.head("parent").await,
+        Err(ReadError::NotFound("parent".into()))
+    );
+    assert!(
+        log.create(stream("parent", TEXT))
+            .await
+            .expect("path is free")
+            .created
+    );
     assert_eq!(text_of(log.as_ref(), "parent").await, "");
 }
 

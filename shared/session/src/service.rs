@@ -19,6 +19,7 @@ use crate::offset::ReadFrom;
 pub struct Sessions {
     log: Arc<dyn SessionLog>,
     tails: Arc<Tails>,
+    stopping: watch::Sender<bool>,
 }
 
 impl Sessions {
@@ -27,7 +28,18 @@ impl Sessions {
         Sessions {
             log,
             tails: Arc::default(),
+            stopping: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every live read now and makes new ones answer at once: the server is stopping.
+    pub fn stop_live_reads(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// True once [`Sessions::stop_live_reads`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
     }
 
     /// Creates a stream (or confirms an identical one).
@@ -74,12 +86,16 @@ impl Sessions {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribe before reading, so an append between the read and the wait still wakes us.
         let mut woken = self.tails.watch(name);
+        let mut stopping = self.stopping.subscribe();
         let mut batch = self.log.read(name, from, max_bytes).await?;
         let from = ReadFrom::At(batch.from);
-        while batch.records.is_empty() && !batch.info.closed {
-            match tokio::time::timeout_at(deadline, woken.changed()).await {
-                Ok(Ok(())) => batch = self.log.read(name, from, max_bytes).await?,
-                Ok(Err(_)) | Err(_) => break,
+        while batch.records.is_empty() && !batch.info.closed && !*stopping.borrow() {
+            tokio::select! {
+                woke = tokio::time::timeout_at(deadline, woken.changed()) => match woke {
+                    Ok(Ok(())) => batch = self.log.read(name, from, max_bytes).await?,
+                    Ok(Err(_)) | Err(_) => break,
+                },
+                _ = stopping.changed() => break,
             }
         }
         Ok(batch)

@@ -116,7 +116,7 @@ fn stream_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<StreamRow
 
 /// What a name refers to in the writer, after expiring it if its time is up.
 enum Lookup {
-    Live(StreamRow),
+    Live(Box<StreamRow>),
     SoftDeleted,
     Missing,
 }
@@ -132,7 +132,7 @@ fn lookup(conn: &Connection, name: &str, now_ms: i64) -> rusqlite::Result<Lookup
                 _ => Lookup::SoftDeleted,
             }
         }
-        Some(row) => Lookup::Live(row),
+        Some(row) => Lookup::Live(Box::new(row)),
     })
 }
 
@@ -143,7 +143,7 @@ pub fn create(
 ) -> Result<Created, CreateError> {
     let existing = match lookup(conn, &request.name, now_ms).map_err(storage)? {
         Lookup::SoftDeleted => return Err(CreateError::PathRetained(request.name.clone())),
-        Lookup::Live(row) => Some(row),
+        Lookup::Live(row) => Some(*row),
         Lookup::Missing => None,
     };
     let source = match &request.fork {
@@ -151,7 +151,7 @@ pub fn create(
         Some(fork) => match lookup(conn, &fork.source, now_ms).map_err(storage)? {
             Lookup::Missing => return Err(CreateError::SourceNotFound(fork.source.clone())),
             Lookup::SoftDeleted => return Err(CreateError::SourceDeleted(fork.source.clone())),
-            Lookup::Live(row) => Some(row),
+            Lookup::Live(row) => Some(*row),
         },
     };
     let source_info = source.as_ref().map(StreamRow::info);

@@ -8,7 +8,8 @@ use agentwire_sqlite::SqliteSessionLog;
 async fn subject() -> Subject {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = Arc::new(ManualClock::default());
-    let log = SqliteSessionLog::open_with_clock(dir.path().join("sessions.db"), clock.clone()).expect("open");
+    let log = SqliteSessionLog::open_with_clock(dir.path().join("sessions.db"), clock.clone())
+        .expect("open");
     Subject {
         log: Arc::new(log),
         clock,
