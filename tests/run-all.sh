@@ -22,8 +22,9 @@ trap cleanup EXIT
 
 # The suite gives each test 5 s, and two of them wait for a long-poll to time out at the
 # tail, so the server under test answers idle long-polls after 1 s (the default is 20 s).
+# The suite sends no tokens, so authentication is off for this run (--insecure).
 "$root/target/debug/agentwire" dev --listen 127.0.0.1:0 --data-dir "$data" \
-  --long-poll-timeout-ms 1000 >"$out" &
+  --long-poll-timeout-ms 1000 --insecure >"$out" &
 server=$!
 for _ in $(seq 1 100); do
   url="$(sed -n 's/^agentwire dev listening on //p' "$out")"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentwire_auth::{Auth, Role, Signer};
 use agentwire_http::HttpConfig;
 use agentwire_session::Sessions;
 use agentwire_sqlite::SqliteSessionLog;
@@ -36,6 +37,14 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_SSE_MAX_SECONDS", default_value_t = 60)]
     sse_max_seconds: u64,
 
+    /// Tenant of the token printed at start-up (and of every request with --insecure).
+    #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local")]
+    tenant: String,
+
+    /// Turn authentication off: every request acts as an admin of the tenant. Local only.
+    #[arg(long, env = "AGENTWIRE_INSECURE")]
+    insecure: bool,
+
     /// Log format.
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -60,6 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let log = Arc::new(
         SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
     );
+    let mut admin_token = None;
     let sessions = Sessions::new(log.clone());
     let live_reads = sessions.clone();
     let config = HttpConfig {
@@ -68,7 +78,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sse_max_duration: Duration::from_secs(args.sse_max_seconds),
         ..HttpConfig::default()
     };
-    let app = agentwire_http::router(sessions, config);
+    let auth = if args.insecure {
+        warn!(
+            "AUTHENTICATION IS OFF (--insecure): anyone who can reach {} can read and write every session",
+            args.listen
+        );
+        Auth::Insecure {
+            tenant: args.tenant.clone(),
+        }
+    } else {
+        let secret = crate::secret::load_or_create(&args.data_dir)?;
+        admin_token = Some(crate::token::mint(
+            &secret,
+            &args.tenant,
+            "*",
+            Role::Admin,
+            Some("dev".into()),
+            24 * 3600,
+        ));
+        Auth::Tokens(Signer::new(secret))
+    };
+    let app = agentwire_http::router(sessions, auth, config);
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -76,6 +106,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Stdout carries this one line so scripts and tests can find the port.
     println!("agentwire dev listening on http://{addr}");
+    if let Some(token) = &admin_token {
+        println!(
+            "admin token for tenant {:?}, valid 24 h (mint others with `agentwire token`):",
+            args.tenant
+        );
+        println!("{token}");
+    }
     info!(%addr, db = %db.display(), "agentwire dev started");
 
     let sweeper = tokio::spawn({

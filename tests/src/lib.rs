@@ -34,6 +34,8 @@ pub struct DevServer {
     pub child: Child,
     /// e.g. `http://127.0.0.1:40123`
     pub url: String,
+    /// The admin token it printed (none with `--insecure`).
+    pub admin_token: Option<String>,
 }
 
 impl DevServer {
@@ -61,7 +63,30 @@ impl DevServer {
             .filter(|u| u.starts_with("http://"))
             .with_context(|| format!("unexpected first line from agentwire dev: {line:?}"))?
             .to_owned();
-        Ok(DevServer { child, url })
+        let mut admin_token = None;
+        if !extra_args.contains(&"--insecure") {
+            let _banner = lines.next_line().await?.context("no token banner")?;
+            admin_token = Some(lines.next_line().await?.context("no admin token")?);
+        }
+        Ok(DevServer {
+            child,
+            url,
+            admin_token,
+        })
+    }
+
+    /// A client that sends the admin token on every request.
+    pub fn admin_client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.admin_token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse()?,
+            );
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
     }
 
     /// The URL of a stream.

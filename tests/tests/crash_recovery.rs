@@ -22,7 +22,7 @@ struct Writer {
 async fn sigkill_during_appends_loses_nothing_acknowledged() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = DevServer::start(dir.path(), &[]).await?;
-    let http = reqwest::Client::new();
+    let http = server.admin_client()?;
     let stream = server.stream("crash");
     let created = http
         .put(&stream)

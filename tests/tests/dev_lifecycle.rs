@@ -8,7 +8,7 @@ use agentwire_tests::DevServer;
 async fn ctrl_c_stops_cleanly_and_a_restart_keeps_every_session() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut server = DevServer::start(dir.path(), &[]).await?;
-    let http = reqwest::Client::new();
+    let http = server.admin_client()?;
     for name in ["one", "two"] {
         let put = http
             .put(server.stream(name))

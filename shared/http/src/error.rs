@@ -1,5 +1,6 @@
 //! The one place where session errors become HTTP responses.
 
+use agentwire_auth::AuthError;
 use agentwire_session::{
     AppendError, CreateError, DeleteError, ProtocolError, ReadError, StorageError,
 };
@@ -66,6 +67,16 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        if e.is_unauthenticated() {
+            ApiError::new(StatusCode::UNAUTHORIZED, &e).with("www-authenticate", "Bearer")
+        } else {
+            ApiError::new(StatusCode::FORBIDDEN, &e)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod stream;
 
 use std::time::Duration;
 
+use agentwire_auth::Auth;
 use agentwire_session::Sessions;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -51,12 +52,18 @@ impl Default for HttpConfig {
 #[derive(Clone)]
 struct AppState {
     sessions: Sessions,
+    auth: Auth,
     config: HttpConfig,
 }
 
-/// The protocol's routes over `sessions`, with CORS and browser security headers.
-pub fn router(sessions: Sessions, config: HttpConfig) -> Router {
-    let state = AppState { sessions, config };
+/// The protocol's routes over `sessions`, with CORS and browser security headers. Every
+/// request is authenticated by `auth` and confined to its tenant's sessions.
+pub fn router(sessions: Sessions, auth: Auth, config: HttpConfig) -> Router {
+    let state = AppState {
+        sessions,
+        auth,
+        config,
+    };
     Router::new()
         .route("/v1/stream/{*name}", any(stream::handle))
         .route("/healthz", get(|| async { "ok\n" }))

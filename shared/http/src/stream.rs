@@ -15,6 +15,8 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
+use agentwire_auth::{Action, Principal, bearer};
+
 use crate::error::ApiError;
 use crate::headers::*;
 use crate::{AppState, STREAM_PREFIX, sse};
@@ -25,6 +27,8 @@ pub(crate) struct ReadQuery {
     offset: Option<String>,
     live: Option<String>,
     cursor: Option<String>,
+    /// For clients that cannot set headers (EventSource); prefer `Authorization: Bearer`.
+    token: Option<String>,
 }
 
 impl ReadQuery {
@@ -36,6 +40,7 @@ impl ReadQuery {
                 "offset" => &mut query.offset,
                 "live" => &mut query.live,
                 "cursor" => &mut query.cursor,
+                "token" => &mut query.token,
                 _ => continue,
             };
             if slot.replace(value.into_owned()).is_some() {
@@ -81,14 +86,27 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = stream_name(&name)?;
+    let query = ReadQuery::parse(query.as_deref())?;
+    let token = bearer(header(&headers, header::AUTHORIZATION.as_str())).or(query.token.as_deref());
+    let principal = app.auth.authenticate(token, SystemClock.now_ms() / 1000)?;
+    let action = match method {
+        Method::PUT | Method::POST => Action::Append,
+        Method::DELETE => Action::Delete,
+        _ => Action::Read,
+    };
+    principal.authorize(&name, action)?;
+    let stored = principal.stored_name(&name);
     let limit = app.config.max_body_bytes;
     match method {
-        Method::PUT => create(&app, name, &headers, read_body(body, limit).await?).await,
-        Method::POST => append(&app, name, &headers, read_body(body, limit).await?).await,
-        Method::GET => read(&app, name, &headers, ReadQuery::parse(query.as_deref())?).await,
-        Method::HEAD => head(&app, name).await,
+        Method::PUT => {
+            let body = read_body(body, limit).await?;
+            create(&app, &principal, &name, stored, &headers, body).await
+        }
+        Method::POST => append(&app, stored, &headers, read_body(body, limit).await?).await,
+        Method::GET => read(&app, stored, &headers, query).await,
+        Method::HEAD => head(&app, stored).await,
         Method::DELETE => {
-            app.sessions.delete(&name).await?;
+            app.sessions.delete(&stored).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         other => Ok((
@@ -124,21 +142,25 @@ fn content_type(headers: &HeaderMap) -> Result<Option<String>, ProtocolError> {
 
 async fn create(
     app: &AppState,
-    name: String,
+    principal: &Principal,
+    name: &str,
+    stored: String,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let fork = protocol::fork(
+    let mut fork = protocol::fork(
         header(headers, STREAM_FORKED_FROM),
         header(headers, STREAM_FORK_OFFSET),
         header(headers, STREAM_FORK_SUB_OFFSET),
-    )?
-    .map(|mut fork| {
-        fork.source = source_name(&fork.source);
-        fork
-    });
+    )?;
+    if let Some(fork) = &mut fork {
+        // A fork reads its source, so the caller must be allowed to read it.
+        let source = source_name(&fork.source);
+        principal.authorize(&source, Action::Read)?;
+        fork.source = principal.stored_name(&source);
+    }
     let request = CreateStream {
-        name: name.clone(),
+        name: stored,
         content_type: content_type(headers)?,
         expiry: protocol::expiry(
             header(headers, STREAM_TTL),
@@ -158,7 +180,7 @@ async fn create(
     let out = response.headers_mut();
     metadata_headers(out, &created.info);
     if created.created {
-        set(out, header::LOCATION.as_str(), location(headers, &name));
+        set(out, header::LOCATION.as_str(), location(headers, name));
     }
     Ok(response)
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentwire_auth::Auth;
 use agentwire_http::{HttpConfig, router};
 use agentwire_session::Sessions;
 use agentwire_sqlite::SqliteSessionLog;
@@ -28,7 +29,11 @@ fn server() -> Server {
         ..HttpConfig::default()
     };
     Server {
-        app: router(Sessions::new(Arc::new(log)), config),
+        app: router(
+            Sessions::new(Arc::new(log)),
+            Auth::Insecure { tenant: "t".into() },
+            config,
+        ),
         _dir: dir,
     }
 }

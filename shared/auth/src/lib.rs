@@ -1,0 +1,387 @@
+//! Session tokens: who may do what to which sessions of which tenant.
+//!
+//! A token is `aw1.<claims>.<mac>`: base64url JSON claims and an HMAC-SHA256 over
+//! `aw1.<claims>` with the deployment's secret. Claims name a tenant, a session (or a prefix
+//! ending in `*`), a role and an expiry. Every request is checked against them, and sessions
+//! are stored under their tenant, so one tenant can never name another's session.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const PREFIX: &str = "aw1";
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read and follow sessions, see presence.
+    Reader,
+    /// A person at a client: read, send messages, and cancel, steer, pause or resume.
+    Controller,
+    /// An agent: read, create and append, and acknowledge control.
+    Writer,
+    /// Everything, including deleting sessions.
+    Admin,
+}
+
+impl Role {
+    /// Whether this role permits `action`.
+    pub fn allows(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Reader => matches!(action, Read),
+            Role::Controller => matches!(action, Read | Control),
+            Role::Writer => matches!(action, Read | Append | Control),
+            Role::Admin => true,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Reader => "reader",
+            Role::Controller => "controller",
+            Role::Writer => "writer",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "reader" => Ok(Role::Reader),
+            "controller" => Ok(Role::Controller),
+            "writer" => Ok(Role::Writer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?}: expected reader, controller, writer or admin"
+            )),
+        }
+    }
+}
+
+/// An operation on a session, as far as permissions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read, follow, HEAD, presence.
+    Read,
+    /// Create, append, close (HTTP).
+    Append,
+    /// Control events and user messages (WebSocket).
+    Control,
+    /// Delete a session.
+    Delete,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Read => "read",
+            Action::Append => "append to",
+            Action::Control => "control",
+            Action::Delete => "delete",
+        })
+    }
+}
+
+/// What a token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Tenant: the namespace every session name lives in.
+    #[serde(rename = "t")]
+    pub tenant: String,
+    /// A session name, or a prefix ending in `*` (`*` alone: every session of the tenant).
+    #[serde(rename = "s")]
+    pub sessions: String,
+    #[serde(rename = "r")]
+    pub role: Role,
+    /// The person or agent, for presence; not an authority.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+impl Claims {
+    /// Whether the claims cover `session`.
+    pub fn covers(&self, session: &str) -> bool {
+        match self.sessions.strip_suffix('*') {
+            Some(prefix) => session.starts_with(prefix),
+            None => self.sessions == session,
+        }
+    }
+}
+
+/// Why a request was refused. `Unauthenticated` kinds are 401, the others 403.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token: send Authorization: Bearer <token> (or ?token=<token>)")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token expired at {0} (Unix seconds)")]
+    Expired(i64),
+    #[error("token does not cover session {0:?}")]
+    OutOfScope(String),
+    #[error("role {role} may not {action} sessions")]
+    RoleForbids { role: Role, action: Action },
+}
+
+impl AuthError {
+    /// True when the caller is not authenticated at all (HTTP 401), false when an
+    /// authenticated caller is not allowed (403).
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Missing
+                | AuthError::Malformed(_)
+                | AuthError::BadSignature
+                | AuthError::Expired(_)
+        )
+    }
+}
+
+/// Mints and verifies tokens with one secret.
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Signer { key: <redacted> }")
+    }
+}
+
+impl Signer {
+    /// A signer over `secret` (at least 32 bytes recommended).
+    pub fn new(secret: impl Into<Vec<u8>>) -> Signer {
+        Signer { key: secret.into() }
+    }
+
+    fn mac(&self, signed: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(signed.as_bytes());
+        mac
+    }
+
+    /// A token carrying `claims`.
+    pub fn mint(&self, claims: &Claims) -> String {
+        let body = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let signed = format!("{PREFIX}.{body}");
+        let tag = B64.encode(self.mac(&signed).finalize().into_bytes());
+        format!("{signed}.{tag}")
+    }
+
+    /// The claims of a genuine, unexpired token.
+    pub fn verify(&self, token: &str, now_unix_s: i64) -> Result<Claims, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(PREFIX), Some(body), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed("expected aw1.<claims>.<signature>"));
+        };
+        let tag = B64
+            .decode(tag)
+            .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
+        self.mac(&format!("{PREFIX}.{body}"))
+            .verify_slice(&tag)
+            .map_err(|_| AuthError::BadSignature)?;
+        let json = B64
+            .decode(body)
+            .map_err(|_| AuthError::Malformed("claims are not base64url"))?;
+        let claims: Claims = serde_json::from_slice(&json)
+            .map_err(|_| AuthError::Malformed("claims are not valid"))?;
+        if claims.exp <= now_unix_s {
+            return Err(AuthError::Expired(claims.exp));
+        }
+        Ok(claims)
+    }
+}
+
+/// Who is asking, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub claims: Claims,
+}
+
+impl Principal {
+    /// Checks that the principal may do `action` on `session`.
+    pub fn authorize(&self, session: &str, action: Action) -> Result<(), AuthError> {
+        if !self.claims.covers(session) {
+            return Err(AuthError::OutOfScope(session.to_owned()));
+        }
+        if !self.claims.role.allows(action) {
+            return Err(AuthError::RoleForbids {
+                role: self.claims.role,
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// The name `session` is stored under: inside the principal's tenant.
+    pub fn stored_name(&self, session: &str) -> String {
+        format!("{}/{session}", self.claims.tenant)
+    }
+
+    /// The user, for presence.
+    pub fn user(&self) -> &str {
+        self.claims.user.as_deref().unwrap_or("anonymous")
+    }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Tokens signed with this signer are required.
+    Tokens(Signer),
+    /// No tokens: every request is an admin of `tenant`. For local development only.
+    Insecure { tenant: String },
+}
+
+impl Auth {
+    /// Authenticates a request carrying `token` (if any) at `now_unix_s`.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        now_unix_s: i64,
+    ) -> Result<Principal, AuthError> {
+        match self {
+            Auth::Insecure { tenant } => Ok(Principal {
+                claims: Claims {
+                    tenant: tenant.clone(),
+                    sessions: "*".into(),
+                    role: Role::Admin,
+                    user: None,
+                    exp: i64::MAX,
+                },
+            }),
+            Auth::Tokens(signer) => {
+                let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+                signer
+                    .verify(token, now_unix_s)
+                    .map(|claims| Principal { claims })
+            }
+        }
+    }
+}
+
+/// The token in an `Authorization: Bearer` header value.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sessions: &str, role: Role, exp: i64) -> Claims {
+        Claims {
+            tenant: "acme".into(),
+            sessions: sessions.into(),
+            role,
+            user: Some("ana".into()),
+            exp,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_expire() {
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let token = signer.mint(&claims("chat-1", Role::Writer, 1_000));
+        assert_eq!(
+            signer.verify(&token, 999),
+            Ok(claims("chat-1", Role::Writer, 1_000))
+        );
+        assert_eq!(signer.verify(&token, 1_000), Err(AuthError::Expired(1_000)));
+    }
+
+    #[test]
+    fn tampering_and_other_keys_are_refused() {
+        let signer = Signer::new(b"secret-one".to_vec());
+        let token = signer.mint(&claims("chat-1", Role::Reader, 1_000));
+        let forged_claims =
+            B64.encode(serde_json::to_vec(&claims("*", Role::Admin, 1_000)).unwrap());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[1] = &forged_claims;
+        assert_eq!(
+            signer.verify(&parts.join("."), 0),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            Signer::new(b"secret-two".to_vec()).verify(&token, 0),
+            Err(AuthError::BadSignature)
+        );
+        for junk in ["", "aw1", "aw1.a", "aw2.a.b", "aw1.a.b.c", "aw1.@@.@@"] {
+            assert!(
+                matches!(signer.verify(junk, 0), Err(AuthError::Malformed(_))),
+                "{junk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scope_and_role_are_both_checked() {
+        let writer = Principal {
+            claims: claims("chat-*", Role::Writer, 1),
+        };
+        assert_eq!(writer.authorize("chat-9", Action::Append), Ok(()));
+        assert_eq!(
+            writer.authorize("mail-1", Action::Read),
+            Err(AuthError::OutOfScope("mail-1".into()))
+        );
+        assert!(matches!(
+            writer.authorize("chat-9", Action::Delete),
+            Err(AuthError::RoleForbids { .. })
+        ));
+        let reader = Principal {
+            claims: claims("chat-1", Role::Reader, 1),
+        };
+        assert!(reader.authorize("chat-1", Action::Read).is_ok());
+        assert!(reader.authorize("chat-1", Action::Append).is_err());
+        assert!(reader.authorize("chat-1", Action::Control).is_err());
+        assert!(
+            reader.authorize("chat-10", Action::Read).is_err(),
+            "an exact scope is not a prefix"
+        );
+        assert_eq!(reader.stored_name("chat-1"), "acme/chat-1");
+    }
+
+    #[test]
+    fn roles_form_the_documented_table() {
+        use Action::*;
+        let table = [
+            (Role::Reader, [true, false, false, false]),
+            (Role::Controller, [true, false, true, false]),
+            (Role::Writer, [true, true, true, false]),
+            (Role::Admin, [true, true, true, true]),
+        ];
+        for (role, allowed) in table {
+            for (action, want) in [Read, Append, Control, Delete].into_iter().zip(allowed) {
+                assert_eq!(role.allows(action), want, "{role} {action}");
+            }
+        }
+    }
+
+    #[test]
+    fn bearer_headers() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(None), None);
+    }
+}
