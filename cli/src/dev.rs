@@ -1,4 +1,4 @@
-//! `agentwire dev`: the Durable Streams API on SQLite, on one port.
+//! `agentwire dev`: the Durable Streams API and the WebSocket gateway on SQLite, on one port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_auth::{Auth, Role, Signer};
+use agentwire_gateway::LocalPush;
 use agentwire_http::HttpConfig;
+use agentwire_realtime::{Fanout, InMemoryConnectionRegistry, Realtime};
 use agentwire_session::Sessions;
 use agentwire_sqlite::SqliteSessionLog;
 use anyhow::Context;
@@ -70,7 +72,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
     );
     let mut admin_token = None;
-    let sessions = Sessions::new(log.clone());
+    let registry = Arc::new(InMemoryConnectionRegistry::default());
+    let push = Arc::new(LocalPush::default());
+    let fanout = Fanout::new(registry.clone(), push.clone());
+    let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
     let live_reads = sessions.clone();
     let config = HttpConfig {
         max_body_bytes: args.max_body_bytes,
@@ -98,7 +103,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ));
         Auth::Tokens(Signer::new(secret))
     };
-    let app = agentwire_http::router(sessions, auth, config);
+    let realtime = Realtime::new(sessions.clone(), registry, push.clone(), auth.clone());
+    let app = agentwire_http::router(sessions, auth, config)
+        .merge(agentwire_gateway::router(realtime, push));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -106,6 +113,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Stdout carries this one line so scripts and tests can find the port.
     println!("agentwire dev listening on http://{addr}");
+    info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
     if let Some(token) = &admin_token {
         println!(
             "admin token for tenant {:?}, valid 24 h (mint others with `agentwire token`):",

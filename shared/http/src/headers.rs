@@ -17,8 +17,14 @@ pub const PRODUCER_SEQ: &str = "producer-seq";
 pub const PRODUCER_EXPECTED_SEQ: &str = "producer-expected-seq";
 pub const PRODUCER_RECEIVED_SEQ: &str = "producer-received-seq";
 
+/// Extension: an appending agent's last seen offset; control events after it come back.
+pub const AGENTWIRE_CONTROL_SINCE: &str = "agentwire-control-since";
+/// Extension: how many control events an append response carries.
+pub const AGENTWIRE_CONTROL: &str = "agentwire-control";
+
 /// Response headers a browser client must be allowed to read (CORS).
-pub const EXPOSED: [&str; 14] = [
+pub const EXPOSED: [&str; 15] = [
+    AGENTWIRE_CONTROL,
     STREAM_NEXT_OFFSET,
     STREAM_UP_TO_DATE,
     STREAM_CLOSED,

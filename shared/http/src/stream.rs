@@ -3,8 +3,8 @@
 use agentwire_session::content::{self, Mode};
 use agentwire_session::headers::{self as protocol, format_rfc3339, next_cursor};
 use agentwire_session::{
-    AppendKind, AppendRequest, CreateStream, Expiry, Payload, ProtocolError, ReadBatch, ReadFrom,
-    StreamInfo,
+    AppendKind, AppendRequest, CreateStream, Event, Expiry, Offset, Payload, ProtocolError,
+    ReadBatch, ReadFrom, StreamInfo,
 };
 use agentwire_session::{Clock, SystemClock};
 use axum::body::{Body, Bytes};
@@ -230,6 +230,10 @@ async fn append(
         stream_seq: header(headers, STREAM_SEQ).map(str::to_owned),
         producer,
     };
+    // Parsed before appending, so a bad value refuses the request instead of half-serving it.
+    let control_since = header(headers, AGENTWIRE_CONTROL_SINCE)
+        .map(Offset::parse)
+        .transpose()?;
     let appended = app.sessions.append(&name, request).await?;
     // 200 marks new data from an idempotent producer; everything else (plain appends,
     // close-only requests, duplicates) is 204.
@@ -238,7 +242,19 @@ async fn append(
         Some(_) if wrote_data => StatusCode::OK,
         _ => StatusCode::NO_CONTENT,
     };
-    let mut response = status.into_response();
+    let pending = match control_since {
+        Some(since) => {
+            app.sessions
+                .control_between(&name, since, appended.start)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let mut response = if pending.is_empty() {
+        status.into_response()
+    } else {
+        control_response(&pending)
+    };
     let out = response.headers_mut();
     set(out, STREAM_NEXT_OFFSET, appended.tail.to_string());
     if appended.closed {
@@ -249,6 +265,32 @@ async fn append(
         set(out, PRODUCER_SEQ, producer.last_seq.to_string());
     }
     Ok(response)
+}
+
+/// An agentwire extension to appends: control events the agent has not seen, as
+/// `200 {"control":[{"offset":…,"event":{…}}]}` with `Agentwire-Control: <count>`.
+fn control_response(pending: &[Event]) -> Response {
+    let mut body = String::from(r#"{"control":["#);
+    for (i, event) in pending.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"offset":"{}","event":{}}}"#,
+            event.offset,
+            String::from_utf8_lossy(&event.json)
+        ));
+    }
+    body.push_str("]}");
+    let mut response = Response::new(Body::from(body));
+    let out = response.headers_mut();
+    set(
+        out,
+        header::CONTENT_TYPE.as_str(),
+        "application/json".into(),
+    );
+    set(out, AGENTWIRE_CONTROL, pending.len().to_string());
+    response
 }
 
 async fn head(app: &AppState, name: String) -> Result<Response, ApiError> {

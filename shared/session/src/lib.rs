@@ -6,6 +6,7 @@
 
 pub mod content;
 pub mod error;
+pub mod events;
 pub mod headers;
 pub mod log;
 pub mod model;
@@ -18,4 +19,4 @@ pub use error::{AppendError, CreateError, DeleteError, ProtocolError, ReadError,
 pub use log::{Clock, SessionLog, SystemClock};
 pub use model::*;
 pub use offset::{Offset, ReadFrom};
-pub use service::Sessions;
+pub use service::{AppendObserver, Event, Sessions, events_of};

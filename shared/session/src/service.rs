@@ -7,12 +7,34 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::instrument;
 
+use bytes::Bytes;
+
+use crate::content::{Mode, json_messages};
 use crate::error::{AppendError, CreateError, DeleteError, ReadError};
+use crate::events::{event_type, is_control_request};
 use crate::log::SessionLog;
 use crate::model::{
     AppendKind, AppendRequest, Appended, CreateStream, Created, ReadBatch, StreamInfo,
 };
-use crate::offset::ReadFrom;
+use crate::offset::{Offset, ReadFrom};
+
+/// The events of a batch read from a JSON session, each with its offset (empty for
+/// sessions of other content types, which have no events).
+pub fn events_of(batch: &ReadBatch) -> Vec<Event> {
+    if Mode::of(&batch.info.content_type) != Mode::Json {
+        return Vec::new();
+    }
+    let mut events = Vec::new();
+    for record in &batch.records {
+        for (i, message) in json_messages(&record.data).into_iter().enumerate() {
+            events.push(Event {
+                offset: record.start.advance(i as u64),
+                json: record.data.slice_ref(message),
+            });
+        }
+    }
+    events
+}
 
 /// Sessions over one [`SessionLog`], with in-process wake-ups for live readers.
 #[derive(Clone)]
@@ -20,6 +42,24 @@ pub struct Sessions {
     log: Arc<dyn SessionLog>,
     tails: Arc<Tails>,
     stopping: watch::Sender<bool>,
+    observer: Option<Arc<dyn AppendObserver>>,
+}
+
+/// Told of every append that wrote data, once it is durable: how new events reach pushed
+/// subscribers. Implementations return quickly (they may hand the work to a task).
+#[async_trait::async_trait]
+pub trait AppendObserver: Send + Sync {
+    /// `name` gained the units `[appended.start, appended.tail)`; `sessions` is the service
+    /// it happened in, for reading them (and appending in reaction).
+    async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended);
+}
+
+/// One event of a JSON session, with its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub offset: Offset,
+    /// The event's JSON, as appended.
+    pub json: Bytes,
 }
 
 impl Sessions {
@@ -29,7 +69,19 @@ impl Sessions {
             log,
             tails: Arc::default(),
             stopping: watch::Sender::new(false),
+            observer: None,
         }
+    }
+
+    /// The same service, telling `observer` of every durable append.
+    pub fn with_observer(mut self, observer: Arc<dyn AppendObserver>) -> Sessions {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The log underneath, for components that read without waking anyone.
+    pub fn log(&self) -> &Arc<dyn SessionLog> {
+        &self.log
     }
 
     /// Ends every live read now and makes new ones answer at once: the server is stopping.
@@ -58,8 +110,40 @@ impl Sessions {
         let appended = self.log.append(name, request).await?;
         if appended.kind == AppendKind::Written {
             self.tails.wake(name);
+            if let Some(observer) = &self.observer {
+                observer.appended(self, name, &appended).await;
+            }
         }
         Ok(appended)
+    }
+
+    /// Control events (`control.*` but acks) in `[since, until)` of a JSON session: what an
+    /// agent that has seen everything before `since` has not yet acted on.
+    #[instrument(skip_all, fields(session = %name))]
+    pub async fn control_between(
+        &self,
+        name: &str,
+        since: Offset,
+        until: Offset,
+    ) -> Result<Vec<Event>, ReadError> {
+        let mut found = Vec::new();
+        let mut at = since;
+        while at < until {
+            let batch = self.log.read(name, ReadFrom::At(at), 256 * 1024).await?;
+            for event in events_of(&batch) {
+                if event.offset >= until {
+                    return Ok(found);
+                }
+                if event_type(&event.json).is_some_and(|t| is_control_request(&t)) {
+                    found.push(event);
+                }
+            }
+            if batch.records.is_empty() || batch.next <= at {
+                break;
+            }
+            at = batch.next;
+        }
+        Ok(found)
     }
 
     /// Reads what is there now.
