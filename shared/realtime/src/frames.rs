@@ -141,7 +141,7 @@ mod tests {
                         .map(|e| e["offset"].clone()),
                 ),
                 "oversize" => {
-                    assert_eq!(frame["bytes"], 200_000 + 42);
+                    assert_eq!(frame["bytes"], event(10, 200_000).json.len());
                     seen.push(frame["offset"].clone());
                 }
                 other => panic!("unexpected frame {other}"),
