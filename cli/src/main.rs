@@ -1,7 +1,9 @@
 //! `agentwire`: run the durable-session stack locally.
 
+mod demo_agent;
 mod dev;
 mod secret;
+mod tail;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,20 @@ enum Command {
     Dev(dev::DevArgs),
     /// Mint a token for sessions of a tenant, signed with the local secret.
     Token(token::TokenArgs),
+    /// Answer each new user message in a session with a scripted, token-by-token reply.
+    DemoAgent(demo_agent::DemoAgentArgs),
+    /// Follow a session live and print its events.
+    Tail(tail::TailArgs),
+}
+
+/// Logs of client commands go to stderr, leaving stdout to their output.
+fn init_cli_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +47,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::DemoAgent(args) => {
+            init_cli_logging();
+            runtime.block_on(demo_agent::run(args))
+        }
+        Command::Tail(args) => runtime.block_on(tail::run(args)),
         Command::Token(_) => unreachable!("handled above"),
     }
 }

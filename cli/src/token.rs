@@ -24,7 +24,7 @@ pub struct TokenArgs {
     user: Option<String>,
 
     /// Lifetime in seconds.
-    #[arg(long, default_value_t = 24 * 3600)]
+    #[arg(long, default_value_t = 24 * 3600, allow_negative_numbers = true)]
     ttl: i64,
 
     /// Directory holding the secret (as for `agentwire dev`).

@@ -94,6 +94,42 @@ impl DevServer {
         format!("{}/v1/stream/{name}", self.url)
     }
 
+    /// Mints a token with `agentwire token` from the server's data directory.
+    pub fn token(data_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new(agentwire_bin()?)
+            .arg("token")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "agentwire token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    /// Starts `agentwire demo-agent` on `session` of this server.
+    pub fn demo_agent(
+        &self,
+        session: &str,
+        token: Option<&str>,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Child> {
+        let mut command = Command::new(agentwire_bin()?);
+        command
+            .args(["demo-agent", "--session", session, "--url", &self.url])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        Ok(command.spawn()?)
+    }
+
     /// Kills the server with SIGKILL: no shutdown code runs.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

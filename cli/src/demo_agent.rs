@@ -1,0 +1,178 @@
+//! `agentwire demo-agent`: answers each new user message with a scripted reply, token by
+//! token, and obeys cancel, pause, resume and steer.
+
+use std::time::Duration;
+
+use agentwire_sdk::{Client, Coalesce, ControlEvent, Session};
+use anyhow::Context;
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tracing::info;
+
+#[derive(Debug, Args)]
+pub struct DemoAgentArgs {
+    /// The session to answer in (created if missing).
+    #[arg(long)]
+    session: String,
+
+    /// agentwire's base URL.
+    #[arg(long, env = "AGENTWIRE_URL", default_value = "http://127.0.0.1:8787")]
+    url: String,
+
+    /// A writer token for the session (not needed with `agentwire dev --insecure`).
+    #[arg(long, env = "AGENTWIRE_TOKEN")]
+    token: Option<String>,
+
+    /// Tokens per second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+
+    /// Tokens per reply.
+    #[arg(long, default_value_t = 120)]
+    tokens: usize,
+
+    /// Coalescing linger, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    linger_ms: u64,
+}
+
+const SCRIPT: &str = "Durable sessions keep every token of a reply in an ordered log, so a client that \
+drops its connection resumes from its last offset, a second device sees the same words, and a \
+stop button means exactly one thing. Each append is acknowledged only once it is on disk, and \
+every subscriber receives the same events in the same order.";
+
+pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
+    let client = Client::new(&args.url, args.token.clone());
+    let session = client
+        .open(&args.session)
+        .await
+        .context("cannot open the session")?;
+    let _watch = session.watch_control();
+    println!("demo-agent answering in {}", args.session);
+    let coalesce = Coalesce {
+        linger: Duration::from_millis(args.linger_ms),
+        ..Coalesce::default()
+    };
+    let mut at = session.position().await;
+    let mut user_text = std::collections::HashMap::<String, String>::new();
+    let mut replies = 0u64;
+    loop {
+        let (events, next) = client.wait_events(&args.session, at).await?;
+        at = next;
+        for (_, event) in events {
+            let Some(id) = event["id"].as_str() else {
+                continue;
+            };
+            match event["type"].as_str() {
+                Some("message.delta") if user_text.contains_key(id) => {
+                    let text = event["data"]["text"].as_str().unwrap_or_default();
+                    if let Some(buffer) = user_text.get_mut(id) {
+                        buffer.push_str(text);
+                    }
+                }
+                Some("message.start") if event["role"] == "user" => {
+                    user_text.insert(id.to_owned(), String::new());
+                }
+                Some("message.end") if event["role"] == "user" => {
+                    let text = user_text.remove(id).unwrap_or_default();
+                    replies += 1;
+                    let reply_id = format!("m_{}_{replies}", std::process::id());
+                    answer(&session, &reply_id, id, &text, &args, coalesce).await?;
+                    at = at.max(session.position().await);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Streams one scripted reply, obeying control as it comes.
+async fn answer(
+    session: &Session,
+    reply_id: &str,
+    question_id: &str,
+    question: &str,
+    args: &DemoAgentArgs,
+    coalesce: Coalesce,
+) -> anyhow::Result<()> {
+    let mut controls = session.controls();
+    let reply = session.reply(reply_id, Some(question_id), coalesce);
+    let cancel = reply.cancelled();
+    let opening = format!("You said: “{}”. ", question.trim());
+    let words = opening
+        .split_inclusive(' ')
+        .chain(SCRIPT.split_inclusive(' ').cycle())
+        .take(args.tokens.max(1));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    for word in words {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if !obey(session, &mut controls, &cancel).await? {
+            break;
+        }
+        reply.delta(word);
+    }
+    let outcome = reply.end(session).await?;
+    if let Some(cancel) = outcome.cancelled_by {
+        info!(reply = reply_id, cancel = %cancel.offset, cut = %outcome.cut, "reply cancelled");
+    }
+    Ok(())
+}
+
+/// Handles pause (wait for resume), resume and steer; false once cancelled.
+async fn obey(
+    session: &Session,
+    controls: &mut broadcast::Receiver<ControlEvent>,
+    cancel: &agentwire_sdk::CancelSignal,
+) -> anyhow::Result<bool> {
+    let mut paused = false;
+    loop {
+        let control = if paused {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(false),
+                control = controls.recv() => control,
+            }
+        } else {
+            match controls.try_recv() {
+                Ok(control) => Ok(control),
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(cancel.get().is_none()),
+                Err(e) => Err(match e {
+                    broadcast::error::TryRecvError::Lagged(n) => {
+                        broadcast::error::RecvError::Lagged(n)
+                    }
+                    _ => broadcast::error::RecvError::Closed,
+                }),
+            }
+        };
+        let Ok(control) = control else { continue };
+        let here = session.position().await;
+        match control.kind.as_str() {
+            "pause" => {
+                paused = true;
+                session.ack(&control, here).await?;
+            }
+            "resume" => {
+                paused = false;
+                session.ack(&control, here).await?;
+            }
+            "steer" => {
+                let note: Value = control.data.clone();
+                session
+                    .append(vec![
+                        json!({"type": "agent.status", "data": {"steered": note}}),
+                    ])
+                    .await?;
+                session.ack(&control, here).await?;
+            }
+            _ => {}
+        }
+        if !paused {
+            return Ok(cancel.get().is_none());
+        }
+    }
+}

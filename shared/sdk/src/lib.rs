@@ -1,0 +1,18 @@
+//! The Rust SDK for agentwire sessions.
+//!
+//! Agents use [`Client::open`] to get a [`Session`], stream replies with [`Session::reply`]
+//! (token deltas coalesced into few appends), and learn of control (cancel, steer, pause,
+//! resume) through [`Session::controls`] and each reply's [`CancelSignal`]. Clients follow a
+//! session live over the WebSocket API with [`SessionFeed`], which orders and dedupes
+//! events by offset and fills gaps over HTTP.
+
+mod agent;
+mod client;
+mod error;
+mod feed;
+
+pub use agent::{CancelSignal, Coalesce, ControlEvent, Reply, ReplyOutcome, Session};
+pub use agentwire_session::Offset;
+pub use client::Client;
+pub use error::SdkError;
+pub use feed::SessionFeed;
