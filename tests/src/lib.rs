@@ -41,8 +41,13 @@ pub struct DevServer {
 impl DevServer {
     /// Starts `agentwire dev` on `data_dir` and waits until it listens.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<DevServer> {
-        let mut child = Command::new(agentwire_bin()?)
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut command = Command::new(agentwire_bin()?);
+        command.arg("dev");
+        if !extra_args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")

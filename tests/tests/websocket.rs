@@ -128,6 +128,14 @@ async fn three_devices_joining_at_different_times_see_the_same_transcript() -> a
     phone.send_message("What makes a session durable?").await?;
     let phone_reader = tokio::spawn(async move { read_until(&mut phone, is_reply_end).await });
 
+    // A device that goes away mid-reply cancels nothing.
+    let mut watch = SessionFeed::connect(&client, "devices", "-1").await?;
+    within(
+        "the watch sees the reply start",
+        read_until(&mut watch, |e| e["role"] == "assistant"),
+    )
+    .await;
+    watch.disconnect().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut laptop = SessionFeed::connect(&client, "devices", "-1").await?;
     let laptop_reader = tokio::spawn(async move { read_until(&mut laptop, is_reply_end).await });
@@ -154,8 +162,26 @@ async fn three_devices_joining_at_different_times_see_the_same_transcript() -> a
         .filter(|(_, e)| e["type"] == "presence.join")
         .count();
     assert_eq!(
-        joins_mid_reply, 2,
-        "phone and laptop joined before the reply ended"
+        joins_mid_reply, 3,
+        "phone, watch and laptop joined before the reply ended"
+    );
+    assert!(
+        phone_events
+            .iter()
+            .any(|(_, e)| e["type"] == "presence.leave"),
+        "the watch left mid-reply"
+    );
+    assert!(
+        !phone_events.iter().any(|(_, e)| e["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("control."))),
+        "closing a socket is never a cancel"
+    );
+    let end = &phone_events.last().expect("events").1;
+    assert_eq!(
+        end["data"]["stopped"],
+        Value::Null,
+        "the reply ran to its end"
     );
     assert_eq!(phone_events, laptop_events);
     assert_eq!(phone_events, tablet_events);
@@ -275,10 +301,11 @@ async fn sixteen_sub_agents_fan_in_to_one_gapless_order() -> anyhow::Result<()> 
     const EACH: usize = 25;
     let agents: Vec<_> = (0..AGENTS)
         .map(|i| {
-            let sub = session.sub_agent(&format!("planner/search-{i}"));
+            let sub = session.sub_agent(&format!("planner/search-{i}"), Some("m_plan"));
             tokio::spawn(async move {
                 for j in 0..EACH {
-                    let event = json!({"type": "tool.result", "id": format!("t{i}-{j}"), "parent": "m_plan", "data": {"j": j}});
+                    let event =
+                        json!({"type": "tool.result", "id": format!("t{i}-{j}"), "data": {"j": j}});
                     sub.append(vec![event]).await.expect("sub-agent append");
                 }
             })
@@ -309,6 +336,7 @@ async fn sixteen_sub_agents_fan_in_to_one_gapless_order() -> anyhow::Result<()> 
             .as_str()
             .expect("agent path stamped")
             .to_owned();
+        assert_eq!(event["parent"], "m_plan", "parent id stamped");
         per_agent
             .entry(agent)
             .or_default()

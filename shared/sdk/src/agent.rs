@@ -94,6 +94,7 @@ impl Shared {
 pub struct Session {
     shared: Arc<Shared>,
     agent: Option<String>,
+    parent: Option<String>,
     producer: Arc<tokio::sync::Mutex<Producer>>,
 }
 
@@ -121,6 +122,7 @@ impl Client {
                 published: Mutex::default(),
             }),
             agent: None,
+            parent: None,
             producer: Arc::new(tokio::sync::Mutex::new(Producer {
                 id: producer_id(),
                 epoch: 0,
@@ -142,13 +144,15 @@ impl Session {
         self.agent.as_deref()
     }
 
-    /// A handle for a sub-agent at `path` (e.g. `planner/search-1`): its own producer, so
-    /// sub-agents append concurrently; control is shared with the parent.
-    pub fn sub_agent(&self, path: &str) -> Session {
+    /// A handle for a sub-agent at `path` (e.g. `planner/search-1`), working for the event
+    /// `parent` (e.g. the orchestrator's message id): its events carry both, and it has its
+    /// own producer, so sub-agents append concurrently. Control is shared with the parent.
+    pub fn sub_agent(&self, path: &str, parent: Option<&str>) -> Session {
         let seen = self.producer.try_lock().map(|p| p.seen).unwrap_or_default();
         Session {
             shared: Arc::clone(&self.shared),
             agent: Some(path.to_owned()),
+            parent: parent.map(str::to_owned),
             producer: Arc::new(tokio::sync::Mutex::new(Producer {
                 id: producer_id(),
                 epoch: 0,
@@ -172,11 +176,15 @@ impl Session {
     /// sequence, so the server applies it at most once. Control events that arrived since
     /// this handle's previous append come back in the response and are published.
     pub async fn append(&self, mut events: Vec<Value>) -> Result<Appended, SdkError> {
-        if let Some(agent) = &self.agent {
-            for event in &mut events {
-                if let Some(object) = event.as_object_mut() {
-                    object.entry("agent").or_insert_with(|| json!(agent));
-                }
+        for event in &mut events {
+            let Some(object) = event.as_object_mut() else {
+                continue;
+            };
+            if let Some(agent) = &self.agent {
+                object.entry("agent").or_insert_with(|| json!(agent));
+            }
+            if let Some(parent) = &self.parent {
+                object.entry("parent").or_insert_with(|| json!(parent));
             }
         }
         let body = Value::from(events).to_string();
