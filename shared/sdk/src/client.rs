@@ -66,22 +66,7 @@ impl Client {
 
     /// Reads the events from `from` (one page).
     pub(crate) async fn read(&self, session: &str, from: Offset) -> Result<Page, SdkError> {
-        let request = self
-            .http
-            .get(format!("{}?offset={from}", self.stream_url(session)));
-        let response = refuse_unless_ok(self.authorized(request).send().await?).await?;
-        let next = next_offset(&response)?;
-        let up_to_date = response.headers().contains_key("stream-up-to-date");
-        let events: Vec<Value> = response.json().await?;
-        Ok(Page {
-            events: events
-                .into_iter()
-                .enumerate()
-                .map(|(i, event)| (from.advance(i as u64), event))
-                .collect(),
-            next,
-            up_to_date,
-        })
+        self.page(session, from, false).await
     }
 
     /// Events from `from`, waiting (long-poll) when there are none yet; returns them with
@@ -97,20 +82,21 @@ impl Client {
 
     /// Waits (long-poll) for events from `from`; an empty page means none came in time.
     pub(crate) async fn wait(&self, session: &str, from: Offset) -> Result<Page, SdkError> {
-        let request = self.http.get(format!(
-            "{}?offset={from}&live=long-poll",
-            self.stream_url(session)
-        ));
-        let response = refuse_unless_ok(self.authorized(request).send().await?).await?;
+        self.page(session, from, true).await
+    }
+
+    async fn page(&self, session: &str, from: Offset, live: bool) -> Result<Page, SdkError> {
+        let mode = if live { "&live=long-poll" } else { "" };
+        let url = format!("{}?offset={from}{mode}", self.stream_url(session));
+        let response = refuse_unless_ok(self.authorized(self.http.get(url)).send().await?).await?;
         let next = next_offset(&response)?;
-        if response.status() == StatusCode::NO_CONTENT {
-            return Ok(Page {
-                events: Vec::new(),
-                next,
-                up_to_date: true,
-            });
-        }
-        let events: Vec<Value> = response.json().await?;
+        // A long-poll answers only when caught up; a catch-up read says so in a header.
+        let up_to_date = live || response.headers().contains_key("stream-up-to-date");
+        let events: Vec<Value> = if response.status() == StatusCode::NO_CONTENT {
+            Vec::new()
+        } else {
+            response.json().await?
+        };
         Ok(Page {
             events: events
                 .into_iter()
@@ -118,7 +104,7 @@ impl Client {
                 .map(|(i, event)| (from.advance(i as u64), event))
                 .collect(),
             next,
-            up_to_date: true,
+            up_to_date,
         })
     }
 }
