@@ -37,6 +37,20 @@ pub struct DemoAgentArgs {
     linger_ms: u64,
 }
 
+impl DemoAgentArgs {
+    /// The agent `agentwire dev` runs for its demo session.
+    pub fn for_dev(session: &str, url: String, token: Option<String>) -> DemoAgentArgs {
+        DemoAgentArgs {
+            session: session.to_owned(),
+            url,
+            token,
+            rate: 30.0,
+            tokens: 90,
+            linger_ms: 100,
+        }
+    }
+}
+
 const SCRIPT: &str = "Durable sessions keep every token of a reply in an ordered log, so a client that \
 drops its connection resumes from its last offset, a second device sees the same words, and a \
 stop button means exactly one thing. Each append is acknowledged only once it is on disk, and \
@@ -50,7 +64,7 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
         .await
         .context("cannot open the session")?;
     let _watch = session.watch_control();
-    println!("demo-agent answering in {}", args.session);
+    crate::say(format_args!("demo-agent answering in {}", args.session));
     let coalesce = Coalesce {
         linger: Duration::from_millis(args.linger_ms),
         ..Coalesce::default()
@@ -98,7 +112,17 @@ async fn answer(
     coalesce: Coalesce,
 ) -> anyhow::Result<()> {
     let mut controls = session.controls();
-    let reply = session.reply(reply_id, Some(question_id), coalesce);
+    // A sub-agent looks something up first: its events carry its own agent path.
+    let research = session.sub_agent("demo/research", Some(reply_id));
+    let call_id = format!("{reply_id}_search");
+    research
+        .append(vec![
+            json!({"type": "tool.call", "id": call_id, "data": {"tool": "search_notes", "query": question.trim()}}),
+            json!({"type": "tool.result", "id": call_id, "data": {"hits": 3}}),
+        ])
+        .await?;
+    let replier = session.sub_agent("demo", None);
+    let reply = replier.reply(reply_id, Some(question_id), coalesce);
     let cancel = reply.cancelled();
     let opening = format!("You said: “{}”. ", question.trim());
     let words = opening
@@ -112,12 +136,12 @@ async fn answer(
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        if !obey(session, &mut controls, &cancel).await? {
+        if !obey(&replier, &mut controls, &cancel).await? {
             break;
         }
         reply.delta(word);
     }
-    let outcome = reply.end(session).await?;
+    let outcome = reply.end(&replier).await?;
     if let Some(cancel) = outcome.cancelled_by {
         info!(reply = reply_id, cancel = %cancel.offset, cut = %outcome.cut, "reply cancelled");
     }

@@ -9,6 +9,8 @@ use agentwire_auth::{Auth, Role, Signer};
 use agentwire_gateway::LocalPush;
 use agentwire_http::HttpConfig;
 use agentwire_realtime::{Fanout, InMemoryConnectionRegistry, Realtime};
+
+use crate::demo_agent::DemoAgentArgs;
 use agentwire_session::Sessions;
 use agentwire_sqlite::SqliteSessionLog;
 use anyhow::Context;
@@ -47,6 +49,18 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_INSECURE")]
     insecure: bool,
 
+    /// Directory of the demo page served at `/` (built by `npm run build --prefix clients`).
+    #[arg(long, env = "AGENTWIRE_WEB_DIR", default_value = "clients/demo/dist")]
+    web_dir: PathBuf,
+
+    /// Session the built-in demo agent answers in (the demo page's default).
+    #[arg(long, env = "AGENTWIRE_DEMO_SESSION", default_value = "demo")]
+    demo_session: String,
+
+    /// Do not run the built-in demo agent.
+    #[arg(long)]
+    no_demo_agent: bool,
+
     /// Log format.
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -71,7 +85,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let log = Arc::new(
         SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
     );
-    let mut admin_token = None;
     let registry = Arc::new(InMemoryConnectionRegistry::default());
     let push = Arc::new(LocalPush::default());
     let fanout = Fanout::new(registry.clone(), push.clone());
@@ -83,44 +96,79 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sse_max_duration: Duration::from_secs(args.sse_max_seconds),
         ..HttpConfig::default()
     };
-    let auth = if args.insecure {
+    // With tokens on, the secret also signs the admin token and the demo link printed below.
+    let secret = if args.insecure {
         warn!(
             "AUTHENTICATION IS OFF (--insecure): anyone who can reach {} can read and write every session",
             args.listen
         );
-        Auth::Insecure {
-            tenant: args.tenant.clone(),
-        }
+        None
     } else {
-        let secret = crate::secret::load_or_create(&args.data_dir)?;
-        admin_token = Some(crate::token::mint(
-            &secret,
+        Some(crate::secret::load_or_create(&args.data_dir)?)
+    };
+    let auth = match &secret {
+        None => Auth::Insecure {
+            tenant: args.tenant.clone(),
+        },
+        Some(secret) => Auth::Tokens(Signer::new(secret.clone())),
+    };
+    let admin_token = secret.as_ref().map(|secret| {
+        crate::token::mint(
+            secret,
             &args.tenant,
             "*",
             Role::Admin,
             Some("dev".into()),
             24 * 3600,
-        ));
-        Auth::Tokens(Signer::new(secret))
-    };
+        )
+    });
     let realtime = Realtime::new(sessions.clone(), registry, push.clone(), auth.clone());
     let app = agentwire_http::router(sessions, auth, config)
-        .merge(agentwire_gateway::router(realtime, push));
+        .merge(agentwire_gateway::router(realtime, push))
+        .fallback_service(web_page(&args.web_dir));
 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Stdout carries this one line so scripts and tests can find the port.
-    println!("agentwire dev listening on http://{addr}");
+    crate::say(format_args!("agentwire dev listening on http://{addr}"));
     info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
     if let Some(token) = &admin_token {
-        println!(
+        crate::say(format_args!(
             "admin token for tenant {:?}, valid 24 h (mint others with `agentwire token`):",
             args.tenant
-        );
-        println!("{token}");
+        ));
+        crate::say(format_args!("{token}"));
     }
+    let demo_link = match &secret {
+        Some(secret) => {
+            let sessions = format!("{}*", args.demo_session);
+            let token = crate::token::mint(
+                secret,
+                &args.tenant,
+                &sessions,
+                Role::Controller,
+                Some("you".into()),
+                24 * 3600,
+            );
+            format!("http://{addr}/?session={}&token={token}", args.demo_session)
+        }
+        None => format!("http://{addr}/?session={}", args.demo_session),
+    };
+    crate::say(format_args!("demo chat: {demo_link}"));
+    let demo_agent = (!args.no_demo_agent).then(|| {
+        let agent = DemoAgentArgs::for_dev(
+            &args.demo_session,
+            format!("http://{addr}"),
+            admin_token.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::demo_agent::run(agent).await {
+                warn!(error = %e, "the demo agent stopped");
+            }
+        })
+    });
     info!(%addr, db = %db.display(), "agentwire dev started");
 
     let sweeper = tokio::spawn({
@@ -155,10 +203,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
     }
     sweeper.abort();
+    if let Some(agent) = demo_agent {
+        agent.abort();
+    }
     // Dropping the last handle lets the writer commit what is queued and stop.
     drop(log);
     info!("stopped");
     Ok(())
+}
+
+/// The demo page, or a note on how to build it.
+fn web_page(dir: &std::path::Path) -> axum::routing::MethodRouter {
+    if dir.join("index.html").exists() {
+        return axum::routing::get_service(tower_http::services::ServeDir::new(dir));
+    }
+    let note = format!(
+        "agentwire dev is running; the demo page is not built ({} has no index.html).\n\
+         Build it with `npm ci --prefix clients && npm run build --prefix clients`, or point --web-dir at it.\n",
+        dir.display()
+    );
+    axum::routing::get(move || async move { note })
 }
 
 fn init_logging(format: LogFormat) {

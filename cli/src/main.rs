@@ -27,6 +27,17 @@ enum Command {
     Tail(tail::TailArgs),
 }
 
+/// Prints a line to stdout for scripts to read; a reader that went away is not an error
+/// worth stopping a server for.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+}
+
 /// Logs of client commands go to stderr, leaving stdout to their output.
 fn init_cli_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -73,6 +73,8 @@ impl DevServer {
             let _banner = lines.next_line().await?.context("no token banner")?;
             admin_token = Some(lines.next_line().await?.context("no admin token")?);
         }
+        // Keep reading, so the server never writes into a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(DevServer {
             child,
             url,

@@ -1,0 +1,9 @@
+export { AgentwireClient, AgentwireError } from "./client.js";
+export type { ClientOptions, From, Subscription } from "./client.js";
+export { MessagesView } from "./messages.js";
+export type { ChatMessage } from "./messages.js";
+export { Ordering } from "./ordering.js";
+export { advance, offsetOf, position, START } from "./offsets.js";
+export { AgentwireChatTransport } from "./transport.js";
+export type { TransportOptions } from "./transport.js";
+export type { ConnectionState, EventBody, Member, SessionEvent } from "./types.js";

@@ -1,0 +1,83 @@
+import type { SessionEvent } from "./types.js";
+
+/** A chat message assembled from `message.start/delta/end` events. */
+export interface ChatMessage {
+  id: string;
+  role: string;
+  /** The sub-agent that wrote it (`planner/search-1`), if any. */
+  agent?: string;
+  parent?: string;
+  user?: string;
+  text: string;
+  status: "streaming" | "done" | "stopped";
+  /** Offset of its first event. */
+  offset: string;
+}
+
+/**
+ * Assembles a session's events into messages, in the order they started. Feed it every
+ * event once, in offset order (as `AgentwireClient.subscribe` hands them out).
+ */
+export class MessagesView {
+  private byId = new Map<string, ChatMessage>();
+  private order: string[] = [];
+  /** The offset after the last event applied. */
+  next?: string;
+
+  apply({ offset, event }: SessionEvent): ChatMessage | undefined {
+    const id = event.id;
+    if (!id || !event.type?.startsWith("message.")) return undefined;
+    let message = this.byId.get(id);
+    if (!message) {
+      message = { id, role: event.role ?? "assistant", text: "", status: "streaming", offset };
+      this.byId.set(id, message);
+      this.order.push(id);
+    }
+    if (event.agent) message.agent = event.agent;
+    if (event.parent) message.parent = event.parent;
+    if (event.user) message.user = event.user;
+    switch (event.type) {
+      case "message.start":
+        if (event.role) message.role = event.role;
+        break;
+      case "message.delta":
+        message.text += typeof event.data?.text === "string" ? event.data.text : "";
+        break;
+      case "message.end":
+        message.status = event.data?.stopped ? "stopped" : "done";
+        break;
+    }
+    return message;
+  }
+
+  /** Messages in the order they started. */
+  get messages(): ChatMessage[] {
+    return this.order.map((id) => this.byId.get(id)!);
+  }
+
+  /** Messages grouped by the agent that wrote them (top-level agent first). */
+  byAgent(): Map<string, ChatMessage[]> {
+    const groups = new Map<string, ChatMessage[]>();
+    for (const message of this.messages) {
+      if (message.role === "user") continue;
+      const agent = message.agent ?? "agent";
+      groups.set(agent, [...(groups.get(agent) ?? []), message]);
+    }
+    return groups;
+  }
+
+  /** A copy that survives a page reload (see `restore`). */
+  snapshot(): { next?: string; messages: ChatMessage[] } {
+    return { next: this.next, messages: this.messages.map((m) => ({ ...m })) };
+  }
+
+  static restore(saved: { next?: string; messages: ChatMessage[] }): MessagesView {
+    const view = new MessagesView();
+    view.next = saved.next;
+    for (const message of saved.messages) {
+      view.byId.set(message.id, { ...message });
+      view.order.push(message.id);
+    }
+    return view;
+  }
+}
