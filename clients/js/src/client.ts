@@ -233,7 +233,7 @@ export class AgentwireClient {
       this.setState("open");
       this.subscribing.clear();
       for (const state of this.subs) this.sendSubscribe(state);
-      this.timers.push(setTimeout(() => this.reconnectNow(), this.maxAgeMs));
+      this.later(() => this.reconnectNow(), this.maxAgeMs);
       this.heartbeat(socket);
     };
     socket.onmessage = (message) => {
@@ -256,9 +256,9 @@ export class AgentwireClient {
       if (socket !== this.socket) return;
       if (Date.now() - this.lastHeard > 2 * this.heartbeatMs) return this.reconnectNow();
       this.trySend({ action: "ping" });
-      this.timers.push(setTimeout(beat, this.heartbeatMs));
+      this.later(beat, this.heartbeatMs);
     };
-    this.timers.push(setTimeout(beat, this.heartbeatMs));
+    this.later(beat, this.heartbeatMs);
   }
 
   private scheduleReconnect(): void {
@@ -266,7 +266,7 @@ export class AgentwireClient {
     const delay = Math.random() * cap;
     this.attempts += 1;
     this.setState(typeof navigator !== "undefined" && navigator.onLine === false ? "offline" : "reconnecting");
-    this.timers.push(setTimeout(() => this.open(), delay));
+    this.later(() => this.open(), delay);
   }
 
   /** Drops the socket and reconnects at once; subscriptions resume by offset. */
@@ -278,6 +278,13 @@ export class AgentwireClient {
     this.failPending(new Error("reconnecting"));
     this.attempts = 0;
     this.open();
+  }
+
+  /** Keeps a timer; in Node it must not hold the process open on its own. */
+  private later(fn: () => void, ms: number): void {
+    const timer = setTimeout(fn, ms) as ReturnType<typeof setTimeout> & { unref?: () => void };
+    timer.unref?.();
+    this.timers.push(timer);
   }
 
   private clearTimers(): void {
