@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every test: the Rust workspace (unit, contract, handler and end-to-end tests), the Durable
-# Streams conformance suite against a fresh `agentwire dev`, the browser client's unit
-# tests, and the demo chat in Chromium. Installs what is missing (npm packages; Debian's
-# chromium when run as root).
+# Every test: the Rust workspace (unit, contract, handler and end-to-end tests; the
+# DynamoDB adapter against DynamoDB Local), the Durable Streams conformance suite against
+# `agentwire dev` on SQLite and on DynamoDB Local, the browser client's unit tests, and the
+# demo chat in Chromium. Installs what is missing (npm packages; Debian's chromium when run
+# as root). DynamoDB Local runs on the machine's Java 17.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -18,9 +19,28 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-for dir in tests/conformance clients; do
+for dir in tests/conformance tests/dynamodb clients; do
   [ -d "$dir/node_modules" ] || npm ci --prefix "$dir" --no-audit --no-fund
 done
+
+data="$(mktemp -d)"
+cleanup() {
+  for pid in ${server:-} ${dynamodb:-}; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$data"
+}
+trap cleanup EXIT
+
+step "starting DynamoDB Local"
+port="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')"
+PORT="$port" node tests/dynamodb/start.mjs >"$data/dynamodb.log" 2>&1 &
+dynamodb=$!
+export AGENTWIRE_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+node -e '
+  const url = process.argv[1]
+  const deadline = Date.now() + 60000
+  const poll = () => fetch(url).then(() => process.exit(0), () => Date.now() > deadline ? process.exit(1) : setTimeout(poll, 250))
+  poll()
+' "$AGENTWIRE_DYNAMODB_ENDPOINT" || { cat "$data/dynamodb.log"; echo "DynamoDB Local did not start" >&2; exit 1; }
 
 step "Rust tests"
 cargo test --workspace --locked
@@ -30,36 +50,39 @@ npm run build --prefix clients
 npm run typecheck --prefix clients
 npm test --prefix clients
 
-data="$(mktemp -d)"
-out="$(mktemp)"
-cleanup() {
-  [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
-  rm -rf "$data" "$out"
-}
-trap cleanup EXIT
-
 # The suite gives each test 5 s, and two of them wait for a long-poll to time out at the
 # tail, so the server under test answers idle long-polls after 1 s (the default is 20 s).
-# The suite sends no tokens, so authentication is off for this run (--insecure).
-"$root/target/debug/agentwire" dev --listen 127.0.0.1:0 --data-dir "$data" \
-  --long-poll-timeout-ms 1000 --insecure --no-demo-agent >"$out" &
-server=$!
-for _ in $(seq 1 100); do
-  url="$(sed -n 's/^agentwire dev listening on //p' "$out")"
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "agentwire dev did not start" >&2; exit 1; }
+# The suite sends no tokens, so authentication is off for these runs (--insecure).
+conformance() {
+  local name=$1
+  shift
+  local out="$data/$name.out"
+  "$root/target/debug/agentwire" dev --listen 127.0.0.1:0 --data-dir "$data/$name" \
+    --long-poll-timeout-ms 1000 --insecure --no-demo-agent "$@" >"$out" &
+  server=$!
+  local url=""
+  for _ in $(seq 1 100); do
+    url="$(sed -n 's/^agentwire dev listening on //p' "$out")"
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "agentwire dev ($name) did not start" >&2; exit 1; }
+  step "Durable Streams conformance suite against agentwire dev on $name at $url"
+  local report="$data/$name.json" status=0
+  (cd tests/conformance && CONFORMANCE_URL="$url" npx vitest run --reporter=default --reporter=json --outputFile="$report") || status=$?
+  node -e '
+    const r = require(process.argv[1])
+    console.log(`conformance (${process.argv[2]}): ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)
+  ' "$report" "$name"
+  kill "$server" 2>/dev/null || true
+  server=""
+  [ "$status" = 0 ] || exit "$status"
+}
 
-step "Durable Streams conformance suite against agentwire dev at $url"
-report="$data/conformance.json"
-status=0
-(cd tests/conformance && CONFORMANCE_URL="$url" npx vitest run --reporter=default --reporter=json --outputFile="$report") || status=$?
-node -e '
-  const r = require(process.argv[1])
-  console.log(`conformance: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)
-' "$report"
-[ "$status" = 0 ] || exit "$status"
+step "building agentwire with the DynamoDB backend"
+cargo build -p agentwire --features aws --locked
+conformance sqlite
+conformance dynamodb --backend dynamodb --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" --dynamodb-table conformance
 
 step "demo chat in Chromium (screenshot: artifacts/demo-mid-reply.png)"
 npm run test:browser --prefix clients

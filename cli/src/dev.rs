@@ -11,7 +11,7 @@ use agentwire_http::HttpConfig;
 use agentwire_realtime::{Fanout, InMemoryConnectionRegistry, Realtime};
 
 use crate::demo_agent::DemoAgentArgs;
-use agentwire_session::Sessions;
+use agentwire_session::{SessionLog, Sessions};
 use agentwire_sqlite::SqliteSessionLog;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -61,9 +61,31 @@ pub struct DevArgs {
     #[arg(long)]
     no_demo_agent: bool,
 
+    /// Where sessions are stored: `sqlite` (embedded, in --data-dir) or `dynamodb`.
+    #[arg(long, env = "AGENTWIRE_BACKEND", value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+
+    /// DynamoDB endpoint for `--backend dynamodb` (e.g. DynamoDB Local at http://127.0.0.1:8000).
+    #[arg(long, env = "AGENTWIRE_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+
+    /// DynamoDB table for `--backend dynamodb` (created if missing).
+    #[arg(
+        long,
+        env = "AGENTWIRE_DYNAMODB_TABLE",
+        default_value = "agentwire-sessions"
+    )]
+    dynamodb_table: String,
+
     /// Log format.
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Dynamodb,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,9 +104,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let db = args.data_dir.join("sessions.db");
-    let log = Arc::new(
-        SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
-    );
+    let sqlite = match args.backend {
+        Backend::Sqlite => Some(Arc::new(
+            SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
+        )),
+        Backend::Dynamodb => None,
+    };
+    let log: Arc<dyn SessionLog> = match &sqlite {
+        Some(sqlite) => sqlite.clone(),
+        None => dynamodb(&args).await?,
+    };
     let registry = Arc::new(InMemoryConnectionRegistry::default());
     let push = Arc::new(LocalPush::default());
     let fanout = Fanout::new(registry.clone(), push.clone());
@@ -169,21 +198,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         })
     });
-    info!(%addr, db = %db.display(), "agentwire dev started");
+    info!(%addr, backend = ?args.backend, "agentwire dev started");
 
-    let sweeper = tokio::spawn({
-        let log = log.clone();
-        async move {
+    // SQLite frees expired sessions' space in sweeps; DynamoDB expires them lazily.
+    let sweeper = sqlite.clone().map(|sqlite| {
+        tokio::spawn(async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);
             loop {
                 every.tick().await;
-                match log.expire_due().await {
+                match sqlite.expire_due().await {
                     Ok(0) => {}
                     Ok(n) => info!(expired = n, "swept expired sessions"),
                     Err(e) => warn!(error = %e, "expiry sweep failed"),
                 }
             }
-        }
+        })
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -202,14 +231,42 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Ok(joined) => joined??,
         Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
     }
-    sweeper.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     if let Some(agent) = demo_agent {
         agent.abort();
     }
-    // Dropping the last handle lets the writer commit what is queued and stop.
+    // Dropping the last handle lets the SQLite writer commit what is queued and stop.
     drop(log);
+    drop(sqlite);
     info!("stopped");
     Ok(())
+}
+
+/// The DynamoDB session log, for `--backend dynamodb`.
+#[cfg(feature = "aws")]
+async fn dynamodb(args: &DevArgs) -> anyhow::Result<Arc<dyn SessionLog>> {
+    let endpoint = args
+        .dynamodb_endpoint
+        .as_deref()
+        .context("--backend dynamodb needs --dynamodb-endpoint (for example DynamoDB Local)")?;
+    let log = agentwire_dynamo::DynamoSessionLog::new(
+        agentwire_dynamo::local_client(endpoint),
+        &args.dynamodb_table,
+    );
+    log.ensure_table()
+        .await
+        .with_context(|| format!("cannot reach DynamoDB at {endpoint}"))?;
+    info!(endpoint, table = %args.dynamodb_table, "sessions on DynamoDB");
+    Ok(Arc::new(log))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn dynamodb(_: &DevArgs) -> anyhow::Result<Arc<dyn SessionLog>> {
+    anyhow::bail!(
+        "this agentwire was built without DynamoDB: cargo build -p agentwire --features aws"
+    )
 }
 
 /// The demo page, or a note on how to build it.

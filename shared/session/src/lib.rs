@@ -7,6 +7,7 @@
 pub mod content;
 pub mod error;
 pub mod events;
+pub mod fork;
 pub mod headers;
 pub mod log;
 pub mod model;

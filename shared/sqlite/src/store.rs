@@ -1,7 +1,7 @@
 //! The log's operations as synchronous SQL over one connection. Writes run inside the
 //! writer thread's transaction; reads inside a reader's snapshot.
 
-use agentwire_session::content::slice_record;
+use agentwire_session::fork::{self, Segment};
 use agentwire_session::rules::{self, AppendPlan, AppendTarget, ForkSource};
 use agentwire_session::{
     AppendError, AppendKind, AppendRequest, Appended, CreateError, CreateStream, Created,
@@ -419,38 +419,21 @@ fn insert_record(
     Ok(())
 }
 
-/// One stretch of a stream's history served by one stored stream: `[from, to)`.
-struct Segment {
-    stream_id: i64,
-    from: u64,
-    to: u64,
-}
-
-/// The stretches that make up a stream, oldest source first: a fork reads its source
-/// (recursively) below its fork offset and its own records above.
-fn segments(conn: &Connection, row: &StreamRow) -> rusqlite::Result<Vec<Segment>> {
-    let mut segments = Vec::new();
-    let mut to = row.tail;
+/// The stretches that make up a stream, oldest source first.
+fn segments(conn: &Connection, row: &StreamRow) -> rusqlite::Result<Vec<Segment<i64>>> {
+    let mut chain = Vec::new();
     let mut current = Some(row.clone());
     while let Some(stream) = current.take() {
         let fork = stream
             .fork_source
             .as_ref()
             .map(|(id, _, offset)| (*id, *offset));
-        // A fork may diverge inside its source's own inherited stretch (sub-offsets).
-        let from = fork.map_or(0, |(_, offset)| offset.min(to));
-        segments.push(Segment {
-            stream_id: stream.id,
-            from,
-            to,
-        });
+        chain.push((stream.id, fork.map(|(_, offset)| offset)));
         if let Some((source_id, _)) = fork {
-            to = from;
             current = stream_by_id(conn, source_id)?;
         }
     }
-    segments.reverse();
-    Ok(segments)
+    Ok(fork::segments(chain, row.tail))
 }
 
 /// Units from `at` to the end of the record that holds it (0 at the tail).
@@ -480,22 +463,15 @@ fn read_records(
             continue;
         }
         let lo = from.max(segment.from);
-        let mut rows = query.query(params![segment.stream_id, lo as i64, segment.to as i64])?;
+        let mut rows = query.query(params![segment.stream, lo as i64, segment.to as i64])?;
         while let Some(r) = rows.next()? {
             let (start, end) = (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64);
             let data = Bytes::from(r.get::<_, Vec<u8>>(2)?);
-            let (clip_lo, clip_hi) = (start.max(lo), end.min(segment.to));
-            let data = if (clip_lo, clip_hi) == (start, end) {
-                data
-            } else {
-                slice_record(mode, &data, clip_lo - start, clip_hi - start)
+            let Some(record) = fork::clip(mode, start, end, data, lo, segment.to) else {
+                continue;
             };
-            bytes += data.len();
-            records.push(Record {
-                start: Offset(clip_lo),
-                end: Offset(clip_hi),
-                data,
-            });
+            bytes += record.data.len();
+            records.push(record);
             if bytes >= max_bytes {
                 break;
             }
