@@ -77,6 +77,11 @@ pub struct DevArgs {
     )]
     dynamodb_table: String,
 
+    /// Also serve API Gateway's management API (`/@connections/{id}`) for the WebSocket
+    /// connections, as the AWS SDK calls it. It trusts every caller: local testing only.
+    #[arg(long, env = "AGENTWIRE_MANAGEMENT_API")]
+    management_api: bool,
+
     /// Log format.
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -152,9 +157,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         )
     });
     let realtime = Realtime::new(sessions.clone(), registry, push.clone(), auth.clone());
-    let app = agentwire_http::router(sessions, auth, config)
-        .merge(agentwire_gateway::router(realtime, push))
-        .fallback_service(web_page(&args.web_dir));
+    let mut app = agentwire_http::router(sessions, auth, config)
+        .merge(agentwire_gateway::router(realtime, push.clone()));
+    if args.management_api {
+        warn!(
+            "serving API Gateway's management API at /@connections: anyone who can reach it can push to any client"
+        );
+        app = app.merge(agentwire_gateway::management_router(push));
+    }
+    let app = app.fallback_service(web_page(&args.web_dir));
 
     let listener = TcpListener::bind(args.listen)
         .await

@@ -576,3 +576,55 @@ async fn presence_tracks_who_is_connected() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_gateway_adapter_pushes_to_real_sockets_and_sees_them_go() -> anyhow::Result<()> {
+    use agentwire_apigw::{ApiGatewayPush, local_client};
+    use agentwire_realtime::{ClientPush, PushError};
+
+    let dir = tempfile::tempdir()?;
+    let server = DevServer::start(dir.path(), &["--management-api"]).await?;
+    let client = admin(&server).await;
+    client.open("managed").await?;
+    let mut feed = SessionFeed::connect(&client, "managed", "-1").await?;
+    // The connection's id is in its own presence.join.
+    let joined = within(
+        "the join",
+        read_until(&mut feed, |e| e["type"] == "presence.join"),
+    )
+    .await;
+    let id = joined.last().expect("join").1["data"]["connection"]
+        .as_str()
+        .expect("connection id")
+        .to_owned();
+
+    let push = ApiGatewayPush::new(local_client(&server.url));
+    push.post(
+        &id,
+        bytes::Bytes::from_static(br#"{"type":"notice","text":"through the management API"}"#),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let notice = within("the pushed frame", feed.next_reply()).await?;
+    assert_eq!(notice["text"], "through the management API");
+
+    feed.disconnect().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match push.post(&id, bytes::Bytes::from_static(b"{}")).await {
+            Err(PushError::Gone(gone)) => {
+                assert_eq!(gone, id);
+                break;
+            }
+            other => {
+                assert!(Instant::now() < deadline, "still not gone: {other:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let unknown = push
+        .post("bm90LWEtY29ubmVjdGlvbg==", bytes::Bytes::from_static(b"{}"))
+        .await;
+    assert!(matches!(unknown, Err(PushError::Gone(_))), "{unknown:?}");
+    Ok(())
+}

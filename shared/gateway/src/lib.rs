@@ -14,7 +14,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -31,14 +31,27 @@ const QUEUE: usize = 4096;
 /// those over API Gateway's limit with an error frame.
 const MAX_MESSAGE: usize = 1024 * 1024;
 
+/// What the gateway sends down one socket.
+enum Outgoing {
+    Frame(Bytes),
+    /// Close the socket (the management API's `DELETE /@connections/{id}`).
+    Close,
+}
+
+/// One open socket.
+struct Socket {
+    outbox: mpsc::Sender<Outgoing>,
+    connected_at: std::time::SystemTime,
+}
+
 /// [`ClientPush`] onto this process's sockets.
 #[derive(Default)]
 pub struct LocalPush {
-    sockets: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
+    sockets: Mutex<HashMap<String, Socket>>,
 }
 
 impl LocalPush {
-    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Bytes>>> {
+    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<String, Socket>> {
         self.sockets.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -46,16 +59,21 @@ impl LocalPush {
 #[async_trait]
 impl ClientPush for LocalPush {
     async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), PushError> {
-        let sender = self.sockets().get(connection_id).cloned();
+        let sender = self
+            .sockets()
+            .get(connection_id)
+            .map(|socket| socket.outbox.clone());
         let Some(sender) = sender else {
             return Err(PushError::Gone(connection_id.to_owned()));
         };
-        sender.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Closed(_) => PushError::Gone(connection_id.to_owned()),
-            mpsc::error::TrySendError::Full(_) => {
-                PushError::Failed("client is not keeping up".into())
-            }
-        })
+        sender
+            .try_send(Outgoing::Frame(frame))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Closed(_) => PushError::Gone(connection_id.to_owned()),
+                mpsc::error::TrySendError::Full(_) => {
+                    PushError::Failed("client is not keeping up".into())
+                }
+            })
     }
 }
 
@@ -72,10 +90,77 @@ pub fn router(realtime: Realtime, push: Arc<LocalPush>) -> Router {
         .with_state(Gateway { realtime, push })
 }
 
-/// API Gateway connection ids look like this: 12 random bytes, base64.
+/// API Gateway connection ids look like this: 12 random bytes, base64 (URL-safe here, so
+/// they fit in the management API's paths).
 fn connection_id() -> String {
     let bytes: [u8; 12] = std::array::from_fn(|_| fastrand::u8(..));
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
+}
+
+/// API Gateway's management API for this gateway's connections, as the AWS SDK calls it:
+/// `POST /@connections/{id}` pushes its body, `GET` describes the connection, `DELETE`
+/// closes it; an unknown connection is `410 GoneException`. It trusts every caller: it is
+/// for local runs and tests only.
+pub fn management_router(push: Arc<LocalPush>) -> Router {
+    Router::new()
+        .route(
+            "/@connections/{id}",
+            axum::routing::post(post_to_connection)
+                .get(get_connection)
+                .delete(delete_connection),
+        )
+        .with_state(push)
+}
+
+fn gone(id: &str) -> Response {
+    let body = format!(r#"{{"message":"connection {id} is gone"}}"#);
+    (
+        StatusCode::GONE,
+        [
+            ("x-amzn-errortype", "GoneException"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn post_to_connection(
+    State(push): State<Arc<LocalPush>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match push.post(&id, body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(PushError::Gone(_)) => gone(&id),
+        Err(PushError::Failed(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+async fn get_connection(State(push): State<Arc<LocalPush>>, Path(id): Path<String>) -> Response {
+    let connected_at = push.sockets().get(&id).map(|socket| socket.connected_at);
+    let Some(connected_at) = connected_at else {
+        return gone(&id);
+    };
+    let seconds = connected_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let body = format!(
+        r#"{{"ConnectedAt":{seconds},"Identity":{{"SourceIp":"127.0.0.1"}},"LastActiveAt":{seconds}}}"#
+    );
+    (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+}
+
+async fn delete_connection(State(push): State<Arc<LocalPush>>, Path(id): Path<String>) -> Response {
+    let outbox = push.sockets().get(&id).map(|socket| socket.outbox.clone());
+    match outbox {
+        Some(outbox) => {
+            let _ = outbox.send(Outgoing::Close).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => gone(&id),
+    }
 }
 
 fn event(route: &str, connection_id: &str) -> ApiGatewayWebsocketProxyRequest {
@@ -132,10 +217,14 @@ async fn upgrade(
 /// `$disconnect`.
 async fn serve(gateway: Gateway, id: String, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut outbox) = mpsc::channel::<Bytes>(QUEUE);
-    gateway.push.sockets().insert(id.clone(), tx);
+    let (tx, mut outbox) = mpsc::channel::<Outgoing>(QUEUE);
+    let socket = Socket {
+        outbox: tx,
+        connected_at: std::time::SystemTime::now(),
+    };
+    gateway.push.sockets().insert(id.clone(), socket);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
+        while let Some(Outgoing::Frame(frame)) = outbox.recv().await {
             let text = String::from_utf8_lossy(&frame).into_owned();
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
