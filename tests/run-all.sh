@@ -43,7 +43,8 @@ node -e '
 ' "$AGENTWIRE_DYNAMODB_ENDPOINT" || { cat "$data/dynamodb.log"; echo "DynamoDB Local did not start" >&2; exit 1; }
 
 step "Rust tests"
-cargo test --workspace --locked
+# With the DynamoDB backend compiled into the binary, so the conformance runs below reuse it.
+cargo test --workspace --locked --features agentwire/aws
 
 step "browser client: build, typecheck, unit tests"
 npm run build --prefix clients
@@ -79,8 +80,6 @@ conformance() {
   [ "$status" = 0 ] || exit "$status"
 }
 
-step "building agentwire with the DynamoDB backend"
-cargo build -p agentwire --features aws --locked
 conformance sqlite
 conformance dynamodb --backend dynamodb --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" --dynamodb-table conformance
 
