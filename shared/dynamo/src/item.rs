@@ -85,9 +85,7 @@ impl Meta {
     }
 
     pub fn expired(&self, now_ms: i64) -> bool {
-        self.expiry
-            .deadline_ms(self.accessed_ms)
-            .is_some_and(|deadline| deadline <= now_ms)
+        self.expiry.has_passed(self.accessed_ms, now_ms)
     }
 
     pub fn info(&self) -> StreamInfo {

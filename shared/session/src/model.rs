@@ -29,6 +29,12 @@ impl Expiry {
         }
     }
 
+    /// Whether a stream last read or written at `last_access_ms` has expired at `now_ms`.
+    pub fn has_passed(self, last_access_ms: i64, now_ms: i64) -> bool {
+        self.deadline_ms(last_access_ms)
+            .is_some_and(|deadline| deadline <= now_ms)
+    }
+
     /// The expiry a fork gets: its own if it asked for one, else its source's (DS §4.2).
     pub fn for_fork(requested: Expiry, source: Expiry) -> Expiry {
         match requested {

@@ -79,11 +79,6 @@ impl Sessions {
         self
     }
 
-    /// The log underneath, for components that read without waking anyone.
-    pub fn log(&self) -> &Arc<dyn SessionLog> {
-        &self.log
-    }
-
     /// Ends every live read now and makes new ones answer at once: the server is stopping.
     pub fn stop_live_reads(&self) {
         self.stopping.send_replace(true);
