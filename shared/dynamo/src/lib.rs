@@ -1,7 +1,10 @@
 //! The [`SessionLog`] on DynamoDB. See `DESIGN.md` beside this crate for the key schema and
 //! why appends are gapless and exactly-once.
 
+mod connections;
 mod item;
+
+pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +13,15 @@ use agentwire_session::content::json_messages;
 use agentwire_session::fork;
 use agentwire_session::rules::{self, AppendPlan, AppendTarget, ForkSource};
 use agentwire_session::{
-    AppendError, AppendKind, AppendRequest, Appended, Clock, CreateError, CreateStream, Created,
-    DeleteError, Expiry, Mode, Offset, ProducerState, ReadBatch, ReadError, ReadFrom, Record,
-    SessionLog, StorageError, StreamInfo, SystemClock,
+    AppendError, AppendKind, AppendRequest, Appended, BlobStore, Clock, CreateError, CreateStream,
+    Created, DeleteError, Expiry, Mode, Offset, ProducerState, ReadBatch, ReadError, ReadFrom,
+    Record, SessionLog, StorageError, StreamInfo, SystemClock,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 use bytes::Bytes;
 use tracing::{debug, instrument};
@@ -30,6 +33,9 @@ use crate::item::{Item, Meta, n, record_key, s};
 const PART_BYTES: usize = 300 * 1024;
 /// A transaction holds at most 100 items and 4 MB.
 const MAX_TRANSACTION_BYTES: usize = 3_500_000;
+/// With a blob store, appends larger than this go to it whole and the log keeps the key
+/// (a claim check): cheaper than hundreds of write units, and no transaction size limit.
+pub const CLAIM_CHECK_BYTES: usize = 256 * 1024;
 /// Attempts of one operation that keeps losing races to concurrent writers.
 const MAX_ATTEMPTS: u32 = 200;
 
@@ -38,6 +44,7 @@ pub struct DynamoSessionLog {
     client: Client,
     table: String,
     clock: Arc<dyn Clock>,
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 /// What a name refers to, after expiring it if its time is up.
@@ -84,6 +91,36 @@ impl DynamoSessionLog {
             client,
             table: table.into(),
             clock,
+            blobs: None,
+        }
+    }
+
+    /// Keeps appends over [`CLAIM_CHECK_BYTES`] in `blobs` instead of the table.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> DynamoSessionLog {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Puts a large payload in the blob store before it is appended, so every attempt of
+    /// the append refers to the same blob. `None`: the payload goes inline.
+    async fn stash(&self, data: &Bytes) -> Result<Option<String>, StorageError> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(None);
+        };
+        if data.len() <= CLAIM_CHECK_BYTES {
+            return Ok(None);
+        }
+        let key = format!("blobs/{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        blobs.put(&key, data.clone()).await?;
+        Ok(Some(key))
+    }
+
+    /// Removes a blob that no record refers to (its append was refused or failed).
+    async fn unstash(&self, key: Option<String>) {
+        if let (Some(blobs), Some(key)) = (&self.blobs, key) {
+            if let Err(e) = blobs.delete(&key).await {
+                debug!(error = %e, "cannot remove an unused blob; the bucket's lifecycle rule will");
+            }
         }
     }
 
@@ -242,7 +279,14 @@ impl DynamoSessionLog {
         start: u64,
         data: &Bytes,
         units: u64,
+        blob: Option<&str>,
     ) -> Result<Vec<TransactWriteItem>, StorageError> {
+        if let Some(key) = blob {
+            let mut item = record_key(gen_, start + units);
+            item.insert("start".into(), n(start));
+            item.insert("blob".into(), s(key));
+            return Ok(vec![self.put(item, None, Item::new())?]);
+        }
         if data.len() > MAX_TRANSACTION_BYTES {
             return Err(StorageError::new(format!(
                 "an append of {} bytes exceeds what one DynamoDB transaction holds ({MAX_TRANSACTION_BYTES} bytes)",
@@ -279,10 +323,7 @@ impl DynamoSessionLog {
             .map(|(from, to, bytes)| {
                 let mut item = record_key(gen_, to);
                 item.insert("start".into(), n(from));
-                item.insert(
-                    "data".into(),
-                    aws_sdk_dynamodb::types::AttributeValue::B(bytes.to_vec().into()),
-                );
+                item.insert("data".into(), AttributeValue::B(bytes.to_vec().into()));
                 self.put(item, None, Item::new())
             })
             .collect()
@@ -341,10 +382,7 @@ impl DynamoSessionLog {
                     .key("sk", s("meta"))
                     .update_expression("SET del = :true")
                     .condition_expression("gen = :gen")
-                    .expression_attribute_values(
-                        ":true",
-                        aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-                    )
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
                     .expression_attribute_values(":gen", n(meta.gen_))
                     .send()
                     .await
@@ -416,17 +454,21 @@ impl DynamoSessionLog {
                     .table_name(&self.table)
                     .key_condition_expression("pk = :pk")
                     .expression_attribute_values(":pk", s(&pk))
-                    .projection_expression("pk, sk")
+                    .projection_expression("pk, sk, blob")
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await;
                 let Ok(page) = page else { break };
-                for key in page.items() {
+                for found in page.items() {
+                    let mut key = found.clone();
+                    if let Some(AttributeValue::S(blob)) = key.remove("blob") {
+                        self.unstash(Some(blob)).await;
+                    }
                     let _ = self
                         .client
                         .delete_item()
                         .table_name(&self.table)
-                        .set_key(Some(key.clone()))
+                        .set_key(Some(key))
                         .send()
                         .await;
                 }
@@ -492,9 +534,15 @@ impl DynamoSessionLog {
                         continue 'segments;
                     }
                     let end = item::get_n(found, "sk")?;
-                    let data = match found.get("data") {
-                        Some(aws_sdk_dynamodb::types::AttributeValue::B(blob)) => {
-                            Bytes::copy_from_slice(blob.as_ref())
+                    let data = match (found.get("data"), found.get("blob")) {
+                        (Some(AttributeValue::B(data)), _) => Bytes::copy_from_slice(data.as_ref()),
+                        (_, Some(AttributeValue::S(key))) => {
+                            let blobs = self.blobs.as_ref().ok_or_else(|| {
+                                StorageError::new(
+                                    "a record is in the blob store, which is not configured",
+                                )
+                            })?;
+                            blobs.get(key).await?
                         }
                         _ => return Err(StorageError::new("record without data")),
                     };
@@ -588,7 +636,9 @@ impl DynamoSessionLog {
             Some("attribute_not_exists(pk)"),
             Item::new(),
         )?];
+        let mut blob = None;
         if !plan.initial.is_empty() {
+            blob = self.stash(&plan.initial.data).await?;
             let mode = Mode::of(&meta.content_type);
             items.extend(self.record_puts(
                 gen_,
@@ -596,16 +646,14 @@ impl DynamoSessionLog {
                 start,
                 &plan.initial.data,
                 plan.initial.units,
+                blob.as_deref(),
             )?);
         }
         if let Some(source) = &source {
             let mut values = Item::new();
             values.insert(":one".into(), n(1));
             values.insert(":gen".into(), n(source.gen_));
-            values.insert(
-                ":false".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Bool(false),
-            );
+            values.insert(":false".into(), AttributeValue::Bool(false));
             items.push(self.update(
                 Meta::pk(&source.name),
                 "meta",
@@ -619,7 +667,11 @@ impl DynamoSessionLog {
                 info: meta.info(),
                 created: true,
             }),
-            Err(conflict) => Err(conflict),
+            Err(conflict) => {
+                // Cancelled, so nothing refers to the blob.
+                self.unstash(blob).await;
+                Err(conflict)
+            }
         })
     }
 
@@ -628,6 +680,7 @@ impl DynamoSessionLog {
         name: &str,
         request: &AppendRequest,
         now: i64,
+        blob: Option<&str>,
     ) -> Result<Result<Appended, Conflict>, AppendError> {
         let meta = match self.lookup(name, now).await? {
             Lookup::Live(meta) => *meta,
@@ -675,20 +728,14 @@ impl DynamoSessionLog {
         values.insert(":old".into(), n(meta.tail));
         values.insert(":now".into(), n(now as u64));
         values.insert(":gen".into(), n(meta.gen_));
-        values.insert(
-            ":false".into(),
-            aws_sdk_dynamodb::types::AttributeValue::Bool(false),
-        );
+        values.insert(":false".into(), AttributeValue::Bool(false));
         let mut set = vec!["tail = :new", "acc = :now"];
         if let Some(seq) = &request.stream_seq {
             values.insert(":sseq".into(), s(seq));
             set.push("sseq = :sseq");
         }
         if request.close {
-            values.insert(
-                ":true".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            );
+            values.insert(":true".into(), AttributeValue::Bool(true));
             set.push("closed = :true");
             if let Some(claim) = &request.producer {
                 values.insert(":cb_id".into(), s(&claim.id));
@@ -713,6 +760,7 @@ impl DynamoSessionLog {
                 meta.tail,
                 &request.payload.data,
                 request.payload.units,
+                blob,
             )?);
         }
         if let (Some(claim), Some(state)) = (&request.producer, producer) {
@@ -771,13 +819,34 @@ impl SessionLog for DynamoSessionLog {
 
     #[instrument(skip_all, fields(session = %name))]
     async fn append(&self, name: &str, request: AppendRequest) -> Result<Appended, AppendError> {
+        let blob = self.stash(&request.payload.data).await?;
+        let mut outcome =
+            Err(StorageError::new("append kept losing races with concurrent writers").into());
         for attempt in 0..MAX_ATTEMPTS {
-            if let Ok(appended) = self.try_append(name, &request, self.clock.now_ms()).await? {
-                return Ok(appended);
+            match self
+                .try_append(name, &request, self.clock.now_ms(), blob.as_deref())
+                .await
+            {
+                Ok(Err(Conflict)) => contend(attempt).await,
+                Ok(Ok(appended)) => {
+                    outcome = Ok(appended);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
-            contend(attempt).await;
         }
-        Err(StorageError::new("append kept losing races with concurrent writers").into())
+        // Only when the append surely did not commit: a storage error may hide a commit.
+        let unused = match &outcome {
+            Ok(appended) => appended.kind != AppendKind::Written,
+            Err(e) => !matches!(e, AppendError::Storage(_)),
+        };
+        if unused {
+            self.unstash(blob).await;
+        }
+        outcome
     }
 
     #[instrument(skip_all, fields(session = %name))]

@@ -1,7 +1,10 @@
-//! The contract of the [`SessionLog`] port, as async tests every backend runs.
+//! The contracts of the storage ports, as async tests every backend runs: the
+//! [`SessionLog`] here, the connection registry in [`registry`].
 //!
 //! A backend's test file calls [`session_log_contract!`] with an async function that returns
 //! a fresh [`Subject`]; each case below becomes one `#[tokio::test]` there.
+
+pub mod registry;
 
 use std::any::Any;
 use std::collections::BTreeSet;

@@ -17,7 +17,7 @@ pub mod service;
 
 pub use content::{Mode, Payload};
 pub use error::{AppendError, CreateError, DeleteError, ProtocolError, ReadError, StorageError};
-pub use log::{Clock, SessionLog, SystemClock};
+pub use log::{BlobStore, Clock, SessionLog, SystemClock};
 pub use model::*;
 pub use offset::{Offset, ReadFrom};
 pub use service::{AppendObserver, Event, Sessions, events_of};

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::{AppendError, CreateError, DeleteError, ReadError};
+use crate::error::{AppendError, CreateError, DeleteError, ReadError, StorageError};
 use crate::model::{AppendRequest, Appended, CreateStream, Created, ReadBatch, StreamInfo};
 use crate::offset::ReadFrom;
 
@@ -55,4 +55,18 @@ impl Clock for SystemClock {
             .unwrap_or_default();
         since_epoch.as_millis() as i64
     }
+}
+
+/// Large payloads kept outside the log (a claim check): the log stores the key, the blob
+/// store the bytes. Keys are chosen by the caller and written once.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `data` under `key`; durable once this returns.
+    async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), StorageError>;
+
+    /// The bytes stored under `key`; an error if there are none.
+    async fn get(&self, key: &str) -> Result<bytes::Bytes, StorageError>;
+
+    /// Removes `key`; removing a missing key succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
 }

@@ -1,0 +1,389 @@
+"""Checks on infra/template.yaml that cfn-lint and `sam validate` do not make.
+
+Usage: python infra/assertions.py infra/template.yaml
+
+Loads the template with cfn-lint's decoder (it understands !Ref, !Sub, !GetAtt, !If...),
+prints one line per passed assertion and exits 1 listing the failures. CodeUri is
+resolved against the template's directory, so a copy checked elsewhere must sit beside
+the original.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from cfnlint.decode import decode
+
+FUNCTIONS = {
+    "HttpFunction": "agentwire-http",
+    "WebSocketFunction": "agentwire-websocket",
+    "ArchiverFunction": "agentwire-archiver",
+}
+WEBSOCKET_ROUTES = [
+    "$connect", "$disconnect", "$default",
+    "subscribe", "unsubscribe", "control", "send", "presence", "ping",
+]
+COMMON_ENV = [
+    "AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_BUCKET",
+    "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT", "RUST_LOG",
+]
+OUTPUTS = [
+    "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
+    "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
+]
+# API Gateway drops an integration after 29 s; a long-poll must answer before that.
+INTEGRATION_LIMIT_MS = 29_000
+# Actions that always have a resource ARN to scope to.
+SCOPABLE_PREFIXES = ("dynamodb:", "s3:", "execute-api:", "secretsmanager:")
+
+
+class Template:
+    def __init__(self, path: Path):
+        self.path = path
+        doc, errors = decode(str(path))
+        if errors or doc is None:
+            raise SystemExit(f"{path}: cannot parse: {[str(e) for e in errors]}")
+        self.doc = doc
+        self.resources: dict[str, Any] = doc.get("Resources", {})
+        self.globals: dict[str, Any] = doc.get("Globals", {}).get("Function", {})
+
+    def of_type(self, kind: str) -> dict[str, Any]:
+        return {k: v for k, v in self.resources.items() if v.get("Type") == kind}
+
+    def props(self, name: str) -> dict[str, Any]:
+        resource = self.resources.get(name)
+        if resource is None:
+            raise AssertionError(f"no resource {name}")
+        return resource.get("Properties", {})
+
+    def function_prop(self, name: str, key: str) -> Any:
+        """A function property as deployed: the function's own value, else Globals."""
+        return self.props(name).get(key, self.globals.get(key))
+
+    def function_env(self, name: str) -> dict[str, Any]:
+        merged = dict(self.globals.get("Environment", {}).get("Variables", {}))
+        merged.update(self.props(name).get("Environment", {}).get("Variables", {}))
+        return merged
+
+
+def refs(value: Any) -> set[str]:
+    """Logical ids and parameters that an intrinsic expression refers to."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                target = inner[0] if isinstance(inner, list) else str(inner).split(".")[0]
+                found.add(target)
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text))
+                found |= refs(inner[1:] if isinstance(inner, list) else [])
+            else:
+                found |= refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= refs(inner)
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(t: Template) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy statement in the template, with where it is."""
+    found = []
+    for name, resource in t.resources.items():
+        props = resource.get("Properties", {})
+        kind = resource.get("Type")
+        docs = []
+        if kind == "AWS::Serverless::Function":
+            docs = [p for p in as_list(props.get("Policies", [])) if isinstance(p, dict)]
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::S3::BucketPolicy"):
+            docs = [props.get("PolicyDocument", {})]
+        elif kind == "AWS::IAM::Role":
+            docs = [p.get("PolicyDocument", {}) for p in props.get("Policies", [])]
+        for doc in docs:
+            for statement in as_list(doc.get("Statement", [])):
+                found.append((name, statement))
+    return found
+
+
+CHECKS: list[tuple[str, Callable[[Template], None]]] = []
+
+
+def check(description: str):
+    def register(fn: Callable[[Template], None]):
+        CHECKS.append((description, fn))
+        return fn
+    return register
+
+
+def expect(condition: bool, detail: str) -> None:
+    if not condition:
+        raise AssertionError(detail)
+
+
+def websocket_api(t: Template) -> str:
+    apis = {k for k, v in t.of_type("AWS::ApiGatewayV2::Api").items()
+            if v.get("Properties", {}).get("ProtocolType") == "WEBSOCKET"}
+    expect(len(apis) == 1, f"expected one WEBSOCKET AWS::ApiGatewayV2::Api, found {sorted(apis)}")
+    return apis.pop()
+
+
+@check("WebSocket API: ProtocolType WEBSOCKET, RouteSelectionExpression $request.body.action")
+def _(t: Template) -> None:
+    api = websocket_api(t)
+    expression = t.props(api).get("RouteSelectionExpression")
+    expect(expression == "$request.body.action", f"{api}.RouteSelectionExpression is {expression!r}")
+
+
+@check("WebSocket routes ($connect, $disconnect, $default, subscribe, ...) all target the AWS_PROXY integration of WebSocketFunction")
+def _(t: Template) -> None:
+    api = websocket_api(t)
+    integrations = {
+        k for k, v in t.of_type("AWS::ApiGatewayV2::Integration").items()
+        if api in refs(v["Properties"].get("ApiId"))
+        and v["Properties"].get("IntegrationType") == "AWS_PROXY"
+        and "WebSocketFunction" in refs(v["Properties"].get("IntegrationUri"))
+    }
+    expect(len(integrations) == 1, f"expected one AWS_PROXY integration to WebSocketFunction, found {sorted(integrations)}")
+    integration = integrations.pop()
+    routes = {
+        v["Properties"].get("RouteKey"): v["Properties"]
+        for v in t.of_type("AWS::ApiGatewayV2::Route").values()
+        if api in refs(v["Properties"].get("ApiId"))
+    }
+    missing = [key for key in WEBSOCKET_ROUTES if key not in routes]
+    expect(not missing, f"missing routes {missing}")
+    astray = [key for key, p in routes.items()
+              if integration not in refs(p.get("Target")) or "integrations/" not in str(p.get("Target"))]
+    expect(not astray, f"routes not targeting integrations/{integration}: {astray}")
+
+
+@check("WebSocket stage auto-deploys and API Gateway may invoke WebSocketFunction from this API only")
+def _(t: Template) -> None:
+    api = websocket_api(t)
+    stages = [v["Properties"] for v in t.of_type("AWS::ApiGatewayV2::Stage").values()
+              if api in refs(v["Properties"].get("ApiId"))]
+    expect(len(stages) == 1 and stages[0].get("AutoDeploy") is True, "need one AutoDeploy stage")
+    permissions = [v["Properties"] for v in t.of_type("AWS::Lambda::Permission").values()
+                   if "WebSocketFunction" in refs(v["Properties"].get("FunctionName"))]
+    expect(any(p.get("Principal") == "apigateway.amazonaws.com" and api in refs(p.get("SourceArn"))
+               for p in permissions), "no apigateway permission scoped by SourceArn to the API")
+
+
+for _function, _binary in FUNCTIONS.items():
+    @check(f"{_function}: rust-cargolambda building {_binary}, provided.al2023, bootstrap, Architectures from the parameter")
+    def _(t: Template, name: str = _function, binary: str = _binary) -> None:
+        resource = t.resources.get(name)
+        expect(resource is not None and resource["Type"] == "AWS::Serverless::Function", f"no function {name}")
+        metadata = resource.get("Metadata", {})
+        expect(metadata.get("BuildMethod") == "rust-cargolambda", f"BuildMethod is {metadata.get('BuildMethod')!r}")
+        got = metadata.get("BuildProperties", {}).get("Binary")
+        expect(got == binary, f"BuildProperties.Binary is {got!r}")
+        runtime = t.function_prop(name, "Runtime")
+        expect(runtime == "provided.al2023", f"Runtime is {runtime!r}")
+        handler = t.function_prop(name, "Handler")
+        expect(handler == "bootstrap", f"Handler is {handler!r}")
+        arch = t.function_prop(name, "Architectures")
+        expect(arch == [{"Ref": "Architecture"}], f"Architectures is {arch!r}")
+        allowed = t.doc.get("Parameters", {}).get("Architecture", {}).get("AllowedValues")
+        expect(sorted(allowed or []) == ["arm64", "x86_64"], f"Architecture.AllowedValues is {allowed!r}")
+
+
+@check("CodeUri of every function is the Cargo workspace root, and each Binary is a [[bin]] of a member")
+def _(t: Template) -> None:
+    bins: set[str] = set()
+    for name in FUNCTIONS:
+        code_uri = t.function_prop(name, "CodeUri")
+        expect(isinstance(code_uri, str), f"{name}.CodeUri is {code_uri!r}")
+        root = (t.path.parent / code_uri).resolve()
+        manifest = root / "Cargo.toml"
+        expect(manifest.is_file(), f"{name}: no {manifest}")
+        workspace = tomllib.loads(manifest.read_text()).get("workspace", {})
+        expect("members" in workspace, f"{manifest} is not a workspace root")
+        for member in workspace["members"]:
+            member_manifest = root / member / "Cargo.toml"
+            if member_manifest.is_file():
+                package = tomllib.loads(member_manifest.read_text())
+                bins.update(b.get("name") for b in package.get("bin", []))
+    missing = [b for b in FUNCTIONS.values() if b not in bins]
+    expect(not missing, f"binaries not found in the workspace: {missing}")
+
+
+@check("every function logs JSON to its own log group with a retention")
+def _(t: Template) -> None:
+    for name in FUNCTIONS:
+        logging = dict(t.globals.get("LoggingConfig", {}))
+        logging.update(t.props(name).get("LoggingConfig", {}))
+        expect(logging.get("LogFormat") == "JSON", f"{name}: LogFormat is {logging.get('LogFormat')!r}")
+        groups = refs(logging.get("LogGroup"))
+        expect(len(groups) == 1, f"{name}: LoggingConfig.LogGroup does not refer to a log group")
+        group = t.resources.get(groups.pop(), {})
+        expect(group.get("Type") == "AWS::Logs::LogGroup", f"{name}: its LogGroup is not an AWS::Logs::LogGroup")
+        expect(group["Properties"].get("RetentionInDays") is not None, f"{name}: its log group has no RetentionInDays")
+
+
+@check("every function gets the common environment variables")
+def _(t: Template) -> None:
+    for name in FUNCTIONS:
+        missing = [v for v in COMMON_ENV if v not in t.function_env(name)]
+        expect(not missing, f"{name} lacks {missing}")
+    expect("AGENTWIRE_LONG_POLL_TIMEOUT_MS" in t.function_env("HttpFunction"), "HttpFunction lacks AGENTWIRE_LONG_POLL_TIMEOUT_MS")
+    expect("AGENTWIRE_IDLE_MINUTES" in t.function_env("ArchiverFunction"), "ArchiverFunction lacks AGENTWIRE_IDLE_MINUTES")
+
+
+@check("function policies are inline statements only (least privilege; keeps `sam validate` off IAM)")
+def _(t: Template) -> None:
+    for name in FUNCTIONS:
+        for policy in as_list(t.props(name).get("Policies", [])):
+            expect(isinstance(policy, dict) and set(policy) == {"Statement"},
+                   f"{name} has a managed or templated policy: {policy!r}")
+
+
+@check("no policy statement grants dynamodb:/s3:/execute-api:/secretsmanager: actions on Resource \"*\"")
+def _(t: Template) -> None:
+    bad = []
+    for where, statement in statements(t):
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in as_list(statement.get("Action", []))]
+        scopable = [a for a in actions if a == "*" or a.startswith(SCOPABLE_PREFIXES)]
+        if scopable and "*" in as_list(statement.get("Resource")):
+            bad.append(f"{where}/{statement.get('Sid', '?')}: {scopable}")
+    expect(not bad, "; ".join(bad))
+
+
+@check("ConnectionsTable expires rows by TTL on expires_at")
+def _(t: Template) -> None:
+    ttl = t.props("ConnectionsTable").get("TimeToLiveSpecification", {})
+    expect(ttl.get("AttributeName") == "expires_at" and ttl.get("Enabled") is True, f"TimeToLiveSpecification is {ttl!r}")
+
+
+@check("SessionsTable has NO DynamoDB TTL (its ttl attribute is a duration) and a NEW_AND_OLD_IMAGES stream")
+def _(t: Template) -> None:
+    props = t.props("SessionsTable")
+    expect("TimeToLiveSpecification" not in props, "SessionsTable must not enable DynamoDB TTL")
+    view = props.get("StreamSpecification", {}).get("StreamViewType")
+    expect(view == "NEW_AND_OLD_IMAGES", f"StreamViewType is {view!r}")
+
+
+@check("both tables: pk/sk string keys, on-demand, point-in-time recovery, encryption")
+def _(t: Template) -> None:
+    for name in ("SessionsTable", "ConnectionsTable"):
+        props = t.props(name)
+        keys = [(k["AttributeName"], k["KeyType"]) for k in props.get("KeySchema", [])]
+        expect(keys == [("pk", "HASH"), ("sk", "RANGE")], f"{name} keys are {keys}")
+        expect(props.get("BillingMode") == "PAY_PER_REQUEST", f"{name} is not PAY_PER_REQUEST")
+        pitr = props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+        expect(pitr is True, f"{name} has no point-in-time recovery")
+        expect(props.get("SSESpecification", {}).get("SSEEnabled") is True, f"{name} has no SSE")
+
+
+@check("ArchiverFunction reads the SessionsTable stream filtered to sk=meta, and sweeps on a schedule")
+def _(t: Template) -> None:
+    events = t.props("ArchiverFunction").get("Events", {})
+    streams = [e["Properties"] for e in events.values() if e.get("Type") == "DynamoDB"]
+    expect(len(streams) == 1 and refs(streams[0].get("Stream")) == {"SessionsTable"}, "no DynamoDB event on SessionsTable")
+    patterns = [f.get("Pattern") for f in streams[0].get("FilterCriteria", {}).get("Filters", [])]
+    expect(patterns == ['{"dynamodb":{"Keys":{"sk":{"S":["meta"]}}}}'], f"filter patterns are {patterns}")
+    expect(streams[0].get("BisectBatchOnFunctionError") is True, "no BisectBatchOnFunctionError")
+    expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event")
+
+
+@check("bucket: public access blocked, encrypted, lifecycle rules for traces/ and blobs/, TLS-only policy")
+def _(t: Template) -> None:
+    buckets = t.of_type("AWS::S3::Bucket")
+    expect(len(buckets) == 1, f"expected one bucket, found {sorted(buckets)}")
+    name, bucket = next(iter(buckets.items()))
+    props = bucket["Properties"]
+    block = props.get("PublicAccessBlockConfiguration", {})
+    flags = ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"]
+    expect(all(block.get(f) is True for f in flags), f"PublicAccessBlockConfiguration is {block!r}")
+    expect("BucketEncryption" in props, "no BucketEncryption")
+    rules = {r.get("Prefix") or r.get("Filter", {}).get("Prefix"): r
+             for r in props.get("LifecycleConfiguration", {}).get("Rules", []) if r.get("Status") == "Enabled"}
+    expect("traces/" in rules and "ExpirationInDays" in rules["traces/"], "no expiring lifecycle rule for traces/")
+    expect("blobs/" in rules and "ExpirationInDays" in rules["blobs/"], "no expiring lifecycle rule for blobs/")
+    policies = [v["Properties"] for v in t.of_type("AWS::S3::BucketPolicy").values() if name in refs(v["Properties"].get("Bucket"))]
+    denies_plain_http = any(
+        s.get("Effect") == "Deny"
+        and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+        for p in policies for s in as_list(p.get("PolicyDocument", {}).get("Statement", []))
+    )
+    expect(denies_plain_http, "no bucket policy denying aws:SecureTransport false")
+
+
+@check("HttpFunction outlives the 29 s integration limit and the long-poll wait stays under it")
+def _(t: Template) -> None:
+    timeout = t.function_prop("HttpFunction", "Timeout")
+    expect(isinstance(timeout, int) and timeout >= 29, f"HttpFunction.Timeout is {timeout!r}")
+    param = t.doc.get("Parameters", {}).get("LongPollTimeoutMs", {})
+    default = param.get("Default")
+    expect(isinstance(default, int) and default < INTEGRATION_LIMIT_MS, f"LongPollTimeoutMs default is {default!r}")
+    if "MaxValue" in param:
+        expect(param["MaxValue"] < INTEGRATION_LIMIT_MS, f"LongPollTimeoutMs MaxValue is {param['MaxValue']}")
+
+
+@check("HttpFunction serves ANY /v1/stream/{proxy+} and GET /healthz on the HttpApi, payload 2.0")
+def _(t: Template) -> None:
+    events = t.props("HttpFunction").get("Events", {}).values()
+    routes = {(e["Properties"].get("Method", "").upper(), e["Properties"].get("Path")): e["Properties"]
+              for e in events if e.get("Type") == "HttpApi"}
+    for route in [("ANY", "/v1/stream/{proxy+}"), ("GET", "/healthz")]:
+        expect(route in routes, f"no HttpApi route {route}")
+        expect(str(routes[route].get("PayloadFormatVersion")) == "2.0", f"{route} is not payload 2.0")
+        expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")
+    cors = t.props("HttpApi").get("CorsConfiguration", {})
+    expect("producer-id" in cors.get("AllowHeaders", []), "CORS does not allow producer-id")
+    expect("stream-next-offset" in cors.get("ExposeHeaders", []), "CORS does not expose stream-next-offset")
+
+
+@check("token secret: created only when TokenSecretArn is empty")
+def _(t: Template) -> None:
+    secret = t.resources.get("TokenSecret", {})
+    expect(secret.get("Type") == "AWS::SecretsManager::Secret", "no TokenSecret")
+    expect(secret.get("Condition") == "CreateTokenSecret", "TokenSecret is not conditional")
+    expect(t.doc.get("Parameters", {}).get("TokenSecretArn", {}).get("Default") == "", "TokenSecretArn default is not empty")
+
+
+@check("outputs: " + ", ".join(OUTPUTS))
+def _(t: Template) -> None:
+    missing = [o for o in OUTPUTS if o not in t.doc.get("Outputs", {})]
+    expect(not missing, f"missing outputs {missing}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} TEMPLATE", file=sys.stderr)
+        return 2
+    template = Template(Path(argv[1]))
+    failures = []
+    for description, fn in CHECKS:
+        try:
+            fn(template)
+        except AssertionError as e:
+            failures.append(f"{description}: {e}")
+            print(f"FAIL {description}: {e}")
+        except (KeyError, TypeError, AttributeError) as e:
+            # A resource shaped unlike the checks expect is a failure, not a crash.
+            failures.append(f"{description}: malformed template ({type(e).__name__}: {e})")
+            print(f"FAIL {description}: malformed template ({type(e).__name__}: {e})")
+        else:
+            print(f"ok   {description}")
+    if failures:
+        print(f"\nfailed assertions on {template.path}:", file=sys.stderr)
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+    print(f"{len(CHECKS) - len(failures)} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

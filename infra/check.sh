@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Offline checks of the SAM template: cfn-lint, sam validate (SAM transform + lint),
+# and infra/assertions.py, whose self-test proves the assertions fail on broken copies.
+# No AWS account, credentials or network beyond PyPI (first run only) is needed.
+#
+#   bash infra/check.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+template=infra/template.yaml
+
+step() {
+    local name=$1
+    shift
+    local started=$SECONDS
+    echo "==> $name"
+    "$@"
+    echo "    $name: ok in $((SECONDS - started)) s"
+}
+
+scratch=()
+trap 'rm -f "${scratch[@]}"' EXIT
+
+# Must fail: the same assertions on a copy with one property broken.
+bites() {
+    local description=$1 from=$2 to=$3 mutated
+    # Beside the original, so CodeUri (..) still resolves to the workspace.
+    mutated=$(mktemp --suffix=.yaml infra/.selftest-XXXXXX)
+    scratch+=("$mutated" "$mutated.log")
+    sed "s|$from|$to|" "$template" >"$mutated"
+    if cmp -s "$template" "$mutated"; then
+        echo "self-test '$description': the mutation changed nothing" >&2
+        return 1
+    fi
+    if python infra/assertions.py "$mutated" >"$mutated.log" 2>&1; then
+        echo "self-test '$description': assertions passed on a broken template" >&2
+        return 1
+    fi
+    echo "    $description: $(grep -m1 '^FAIL' "$mutated.log")"
+}
+
+self_test() {
+    bites "WebSocket API as HTTP" "ProtocolType: WEBSOCKET" "ProtocolType: HTTP"
+    bites "sessions policy on every table" "Resource: !GetAtt SessionsTable.Arn" 'Resource: "*"'
+    bites "long-poll past the integration limit" "Default: 20000" "Default: 30000"
+    bites "wrong binary name" "Binary: agentwire-archiver" "Binary: agentwire-archive"
+}
+
+echo "==> venv"
+started=$SECONDS
+set --  # venv.sh reads its options from the positional parameters
+source infra/venv.sh
+echo "    venv: ok in $((SECONDS - started)) s"
+export AWS_DEFAULT_REGION=us-east-1
+# No credential lookups against an instance metadata service that is not there.
+export AWS_EC2_METADATA_DISABLED=true
+
+step "cfn-lint" cfn-lint "$template"
+# Plain `sam validate` runs the SAM transform locally; it would call IAM only to resolve
+# managed policies named in Policies, which the assertions forbid, so no credentials.
+step "sam validate" sam validate --template-file "$template"
+step "sam validate --lint" sam validate --lint --template-file "$template"
+step "assertions" python infra/assertions.py "$template"
+step "assertions self-test" self_test
+echo "infra/check.sh: all checks passed"

@@ -1,0 +1,32 @@
+//! The ConnectionRegistry contract, on DynamoDB Local (started by `tests/run-all.sh`).
+
+use std::sync::Arc;
+
+use agentwire_dynamo::{DynamoConnectionRegistry, local_client};
+use agentwire_realtime::ConnectionRegistry;
+use agentwire_session_contract::connection_registry_contract;
+
+async fn registry() -> Arc<dyn ConnectionRegistry> {
+    let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+    let table = format!("connections-{:016x}", fastrand::u64(..));
+    let registry = DynamoConnectionRegistry::new(local_client(&endpoint), table);
+    registry.ensure_table().await.unwrap_or_else(|e| {
+        panic!("DynamoDB Local must be running at {endpoint} (tests/run-all.sh starts it): {e}")
+    });
+    Arc::new(registry)
+}
+
+connection_registry_contract!(registry);
+
+#[tokio::test]
+async fn connections_past_api_gateways_two_hour_limit_are_forgotten() {
+    let r = registry().await;
+    let mut old = agentwire_session_contract::registry::connection("c-old", Some("bob"));
+    old.connected_at_ms -= (agentwire_dynamo::CONNECTION_LIFETIME_SECS + 60) * 1000;
+    r.connect(old).await.unwrap();
+    // TTL deletion lags by up to days, so reads must skip expired items themselves.
+    assert_eq!(r.get("c-old").await.unwrap(), None);
+    assert!(r.subscribe("c-old", "acme/chat-1").await.is_err());
+    assert!(r.subscribers("acme/chat-1").await.unwrap().is_empty());
+}

@@ -1,0 +1,197 @@
+//! The archive format: gzip JSON lines, one span per line, under a date-partitioned key.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use time::OffsetDateTime;
+
+use crate::span::Span;
+
+/// Why an archive could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("span {span_id} cannot be encoded as JSON: {source}")]
+    Encode {
+        span_id: String,
+        source: serde_json::Error,
+    },
+    #[error("the archive cannot be compressed: {0}")]
+    Compress(#[source] std::io::Error),
+    #[error("the archive is not valid gzip: {0}")]
+    Decompress(#[source] std::io::Error),
+    #[error("line {line} of the archive is not a span: {source}")]
+    Decode {
+        /// 1-based.
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+/// The spans as gzip JSON lines: one JSON object per line, each line ending in `\n`.
+pub fn encode_jsonl_gz(spans: &[Span]) -> Result<Vec<u8>, TraceError> {
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    for span in spans {
+        let mut line = serde_json::to_vec(span).map_err(|source| TraceError::Encode {
+            span_id: span.span_id.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        gzip.write_all(&line).map_err(TraceError::Compress)?;
+    }
+    gzip.finish().map_err(TraceError::Compress)
+}
+
+/// The spans of an archive written by [`encode_jsonl_gz`]. Blank lines are ignored, and
+/// concatenated gzip members are read as one archive.
+pub fn decode_jsonl_gz(bytes: &[u8]) -> Result<Vec<Span>, TraceError> {
+    let mut text = Vec::new();
+    MultiGzDecoder::new(bytes)
+        .read_to_end(&mut text)
+        .map_err(TraceError::Decompress)?;
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_slice(line).map_err(|source| TraceError::Decode {
+                line: index + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Where a session's trace is archived:
+/// `traces/dt=YYYY-MM-DD/tenant=<tenant>/<session>.jsonl.gz`, dated by `archived_at_ms` in
+/// UTC (Hive-style partitions for Athena and DuckDB). Tenant and session are
+/// percent-escaped except for `A-Z a-z 0-9 - _ . ~`, so a `/`, `=` or any other character
+/// in a name cannot add or change a partition.
+pub fn object_key(tenant: &str, session: &str, archived_at_ms: i64) -> String {
+    let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(archived_at_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .date();
+    format!(
+        "traces/dt={:04}-{:02}-{:02}/tenant={}/{}.jsonl.gz",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        escape(tenant),
+        escape(session),
+    )
+}
+
+fn escape(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::{SpanEvent, SpanKind, SpanStatus};
+
+    fn spans() -> Vec<Span> {
+        let mut attributes = Map::new();
+        attributes.insert("gen_ai.operation.name".into(), json!("chat"));
+        attributes.insert("gen_ai.usage.output_tokens".into(), json!(30));
+        attributes.insert("text".into(), json!("line one\nline two ✓"));
+        let span = Span {
+            trace_id: "0123456789abcdef0123456789abcdef".into(),
+            span_id: "0123456789abcdef".into(),
+            parent_span_id: None,
+            name: "invoke_agent planner".into(),
+            kind: SpanKind::Internal,
+            start_time_unix_nano: 1_750_000_000_000_000_000,
+            end_time_unix_nano: 1_750_000_000_123_000_000,
+            attributes: attributes.clone(),
+            events: vec![SpanEvent {
+                name: "control.cancel".into(),
+                time_unix_nano: 1_750_000_000_100_000_000,
+                attributes,
+            }],
+            status: SpanStatus::Unset,
+        };
+        let child = Span {
+            span_id: "fedcba9876543210".into(),
+            parent_span_id: Some(span.span_id.clone()),
+            kind: SpanKind::Client,
+            status: SpanStatus::Error,
+            events: Vec::new(),
+            ..span.clone()
+        };
+        vec![span, child]
+    }
+
+    #[test]
+    fn spans_round_trip_through_gzip_json_lines() {
+        let bytes = encode_jsonl_gz(&spans()).unwrap();
+        assert_eq!(&bytes[..2], [0x1f, 0x8b], "gzip magic");
+        assert_eq!(decode_jsonl_gz(&bytes).unwrap(), spans());
+
+        let mut text = String::new();
+        MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.ends_with('\n'));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for line in lines {
+            let object: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(object.is_object());
+            assert_eq!(object["start_time_unix_nano"], 1_750_000_000_000_000_000u64);
+        }
+        assert!(
+            decode_jsonl_gz(&encode_jsonl_gz(&[]).unwrap())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_archives_are_errors() {
+        assert!(matches!(
+            decode_jsonl_gz(b"plain"),
+            Err(TraceError::Decompress(_))
+        ));
+        let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+        gzip.write_all(b"{\"a\":1}\n").unwrap();
+        let bytes = gzip.finish().unwrap();
+        assert!(matches!(
+            decode_jsonl_gz(&bytes),
+            Err(TraceError::Decode { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn keys_partition_by_utc_date_and_escape_names() {
+        // 2025-06-15T23:59:59.999Z, and a millisecond later.
+        let late = 1_750_031_999_999;
+        assert_eq!(
+            object_key("acme", "s-1", late),
+            "traces/dt=2025-06-15/tenant=acme/s-1.jsonl.gz"
+        );
+        assert_eq!(
+            object_key("acme", "s-1", late + 1),
+            "traces/dt=2025-06-16/tenant=acme/s-1.jsonl.gz"
+        );
+        assert_eq!(
+            object_key("a/b=c", "../x/y z é", 0),
+            "traces/dt=1970-01-01/tenant=a%2Fb%3Dc/..%2Fx%2Fy%20z%20%C3%A9.jsonl.gz"
+        );
+        assert_eq!(
+            object_key("t", "s", i64::MAX),
+            "traces/dt=1970-01-01/tenant=t/s.jsonl.gz",
+            "out of range falls back to the epoch"
+        );
+    }
+}
