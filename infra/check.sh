@@ -42,6 +42,8 @@ bites() {
 self_test() {
     bites "WebSocket API as HTTP" "ProtocolType: WEBSOCKET" "ProtocolType: HTTP"
     bites "sessions policy on every table" "Resource: !GetAtt SessionsTable.Arn" 'Resource: "*"'
+    bites "DynamoDB TTL on the sessions' ttl duration" "StreamViewType: NEW_AND_OLD_IMAGES" \
+        'StreamViewType: NEW_AND_OLD_IMAGES\n      TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}'
     bites "long-poll past the integration limit" "Default: 20000" "Default: 30000"
     bites "wrong binary name" "Binary: agentwire-archiver" "Binary: agentwire-archive"
 }

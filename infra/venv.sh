@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Python tools for infra/, in one virtualenv. Source it from the repo root:
 #
 #   source infra/venv.sh                      # cfn-lint + SAM CLI (what check.sh needs)
@@ -43,7 +44,9 @@ agentwire_infra_venv() {
         echo "infra/venv.sh: installed ${missing[*]} in $((SECONDS - started)) s" >&2
     fi
 
-    export PATH="$(cd "$venv" && pwd)/bin:$PATH"
+    local bin
+    bin="$(cd "$venv" && pwd)/bin" || return 1
+    export PATH="$bin:$PATH"
     export SAM_CLI_TELEMETRY=0
 }
 

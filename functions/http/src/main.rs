@@ -1,1 +1,21 @@
-fn main() {}
+//! The Durable Streams API on Lambda: the same axum router `agentwire dev` serves, on
+//! DynamoDB. API Gateway buffers responses, so SSE is refused (use long-poll or WebSocket).
+
+use agentwire_aws::{Settings, Stack};
+use agentwire_http::HttpConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
+    let settings = Settings::from_env()?;
+    let stack = Stack::connect(&settings).await?;
+    let config = HttpConfig {
+        long_poll_timeout: settings.long_poll_timeout,
+        // API Gateway answers at most 10 MB; appends also pass through a 6 MB Lambda payload.
+        max_body_bytes: 5 * 1024 * 1024,
+        sse: false,
+        ..HttpConfig::default()
+    };
+    let app = agentwire_http::router(stack.sessions(), stack.auth.clone(), config);
+    lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
+}

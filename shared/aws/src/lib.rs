@@ -1,1 +1,319 @@
-//! placeholder
+//! agentwire on AWS: one typed [`Settings`] read from the environment (every missing
+//! variable reported at once), the SDK clients, and the adapters of `shared/` wired into
+//! a [`Stack`]. Each function's `main` is `Settings::from_env` → `Stack::connect` → handler.
+//!
+//! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
+//! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_apigw::ApiGatewayPush;
+use agentwire_archive::Archiver;
+use agentwire_auth::{Auth, Signer};
+use agentwire_dynamo::{DynamoActivityIndex, DynamoConnectionRegistry, DynamoSessionLog};
+use agentwire_realtime::{Fanout, Realtime};
+use agentwire_s3::S3Bucket;
+use agentwire_session::Sessions;
+use aws_config::BehaviorVersion;
+use tracing::info;
+
+/// How often live reads re-read DynamoDB: appends land in other Lambda instances.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A missing or malformed setting; lists every one at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing or invalid environment variables: {}", .0.join("; "))]
+    Env(Vec<String>),
+    #[error("cannot read the token secret {arn}: {message}")]
+    Secret { arn: String, message: String },
+}
+
+/// Everything the functions read from the environment (the template sets it for all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `AGENTWIRE_SESSIONS_TABLE`: the session log.
+    pub sessions_table: String,
+    /// `AGENTWIRE_CONNECTIONS_TABLE`: WebSocket connections and subscriptions.
+    pub connections_table: String,
+    /// `AGENTWIRE_BUCKET`: traces and large payloads.
+    pub bucket: String,
+    /// `AGENTWIRE_WS_ENDPOINT`: the WebSocket API's management endpoint (`https://…/<stage>`).
+    pub ws_endpoint: String,
+    /// Where the token secret comes from.
+    pub secret: SecretSource,
+    /// `AGENTWIRE_LONG_POLL_TIMEOUT_MS` (default 20000, under API Gateway's 29 s).
+    pub long_poll_timeout: Duration,
+    /// `AGENTWIRE_IDLE_MINUTES` (default 30): when the archiver treats a session as idle.
+    pub idle: Duration,
+    /// `AGENTWIRE_DYNAMODB_ENDPOINT`: a local DynamoDB (static credentials) instead of AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// `AGENTWIRE_S3_ENDPOINT`: a local S3 server (path-style) instead of AWS.
+    pub s3_endpoint: Option<String>,
+}
+
+/// The secret that signs and checks tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `AGENTWIRE_TOKEN_SECRET_ARN`: read from Secrets Manager at start-up.
+    SecretsManager(String),
+    /// `AGENTWIRE_SECRET`: given directly (local runs).
+    Value(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::SecretsManager(arn) => write!(f, "SecretsManager({arn})"),
+            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `var`, reporting every missing or invalid one together.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str| {
+            var(name).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                problems.push(format!("{name} is not set"));
+                String::new()
+            })
+        };
+        let sessions_table = required("AGENTWIRE_SESSIONS_TABLE");
+        let connections_table = required("AGENTWIRE_CONNECTIONS_TABLE");
+        let bucket = required("AGENTWIRE_BUCKET");
+        let ws_endpoint = required("AGENTWIRE_WS_ENDPOINT");
+        let secret = match (var("AGENTWIRE_SECRET"), var("AGENTWIRE_TOKEN_SECRET_ARN")) {
+            (Some(value), _) if value.len() >= 32 => SecretSource::Value(value.into_bytes()),
+            (Some(_), _) => {
+                problems.push("AGENTWIRE_SECRET must be at least 32 bytes".into());
+                SecretSource::Value(Vec::new())
+            }
+            (None, Some(arn)) if !arn.is_empty() => SecretSource::SecretsManager(arn),
+            (None, _) => {
+                problems.push("AGENTWIRE_TOKEN_SECRET_ARN (or AGENTWIRE_SECRET) is not set".into());
+                SecretSource::Value(Vec::new())
+            }
+        };
+        let mut number = |name: &str, default: u64| match var(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!("{name} must be a whole number, not {v:?}"));
+                default
+            }),
+        };
+        let long_poll_timeout = Duration::from_millis(number("AGENTWIRE_LONG_POLL_TIMEOUT_MS", 20_000));
+        let idle = Duration::from_secs(60 * number("AGENTWIRE_IDLE_MINUTES", 30));
+        if long_poll_timeout >= Duration::from_secs(29) {
+            problems.push("AGENTWIRE_LONG_POLL_TIMEOUT_MS must be under API Gateway's 29 s".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Env(problems));
+        }
+        Ok(Settings {
+            sessions_table,
+            connections_table,
+            bucket,
+            ws_endpoint,
+            secret,
+            long_poll_timeout,
+            idle,
+            dynamodb_endpoint: var("AGENTWIRE_DYNAMODB_ENDPOINT").filter(|v| !v.is_empty()),
+            s3_endpoint: var("AGENTWIRE_S3_ENDPOINT").filter(|v| !v.is_empty()),
+        })
+    }
+}
+
+/// The adapters over one deployment's tables, bucket and WebSocket API.
+#[derive(Clone)]
+pub struct Stack {
+    pub log: Arc<DynamoSessionLog>,
+    pub registry: Arc<DynamoConnectionRegistry>,
+    pub push: Arc<ApiGatewayPush>,
+    pub bucket: S3Bucket,
+    pub activity: Arc<DynamoActivityIndex>,
+    pub auth: Auth,
+}
+
+impl Stack {
+    /// Builds the SDK clients (the default credential chain, or static credentials for
+    /// local endpoints) and the adapters, and fetches the token secret.
+    pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let dynamodb = match &settings.dynamodb_endpoint {
+            Some(endpoint) => agentwire_dynamo::local_client(endpoint),
+            None => aws_sdk_dynamodb::Client::new(&sdk),
+        };
+        let s3 = match &settings.s3_endpoint {
+            Some(endpoint) => agentwire_s3::local_client(endpoint),
+            None => aws_sdk_s3::Client::new(&sdk),
+        };
+        let management = if settings.dynamodb_endpoint.is_some() {
+            agentwire_apigw::local_client(&settings.ws_endpoint)
+        } else {
+            let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+                .endpoint_url(&settings.ws_endpoint)
+                .build();
+            aws_sdk_apigatewaymanagement::Client::from_conf(config)
+        };
+        let secret = match &settings.secret {
+            SecretSource::Value(value) => value.clone(),
+            SecretSource::SecretsManager(arn) => {
+                let found = aws_sdk_secretsmanager::Client::new(&sdk)
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                    })?;
+                found
+                    .secret_string
+                    .map(String::into_bytes)
+                    .ok_or_else(|| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: "the secret has no string value".into(),
+                    })?
+            }
+        };
+        let bucket = S3Bucket::new(s3, &settings.bucket);
+        info!(
+            sessions = %settings.sessions_table,
+            connections = %settings.connections_table,
+            bucket = %settings.bucket,
+            "agentwire on AWS"
+        );
+        Ok(Stack {
+            log: Arc::new(
+                DynamoSessionLog::new(dynamodb.clone(), &settings.sessions_table)
+                    .with_blobs(Arc::new(bucket.clone())),
+            ),
+            registry: Arc::new(DynamoConnectionRegistry::new(
+                dynamodb.clone(),
+                &settings.connections_table,
+            )),
+            push: Arc::new(ApiGatewayPush::new(management)),
+            activity: Arc::new(DynamoActivityIndex::new(dynamodb, &settings.sessions_table)),
+            bucket,
+            auth: Auth::Tokens(Signer::new(secret)),
+        })
+    }
+
+    /// The session service as a Lambda runs it: appends push to WebSocket subscribers
+    /// before they are acknowledged, and live reads poll for other instances' appends.
+    pub fn sessions(&self) -> Sessions {
+        let fanout = Fanout::inline(self.registry.clone(), self.push.clone());
+        Sessions::new(self.log.clone())
+            .with_observer(Arc::new(fanout))
+            .with_poll_interval(POLL_INTERVAL)
+    }
+
+    /// The WebSocket routes' service.
+    pub fn realtime(&self) -> Realtime {
+        Realtime::new(
+            self.sessions(),
+            self.registry.clone(),
+            self.push.clone(),
+            self.auth.clone(),
+        )
+    }
+
+    /// The archiver, writing traces to the bucket.
+    pub fn archiver(&self, settings: &Settings) -> Archiver {
+        Archiver::new(
+            self.log.clone(),
+            Arc::new(self.bucket.clone()),
+            self.activity.clone(),
+            settings.idle,
+        )
+    }
+
+    /// Creates the tables and the bucket when missing: for local engines only.
+    pub async fn ensure_local_resources(&self) -> Result<(), String> {
+        self.log.ensure_table().await.map_err(|e| e.to_string())?;
+        self.registry.ensure_table().await.map_err(|e| e.to_string())?;
+        self.bucket.ensure_bucket().await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported_at_once() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(lookup(&[
+            ("AGENTWIRE_BUCKET", "b"),
+            ("AGENTWIRE_IDLE_MINUTES", "soon"),
+        ])) else {
+            panic!("expected a config error");
+        };
+        let all = problems.join("\n");
+        for name in [
+            "AGENTWIRE_SESSIONS_TABLE",
+            "AGENTWIRE_CONNECTIONS_TABLE",
+            "AGENTWIRE_WS_ENDPOINT",
+            "AGENTWIRE_TOKEN_SECRET_ARN",
+            "AGENTWIRE_IDLE_MINUTES must be a whole number",
+        ] {
+            assert!(all.contains(name), "{name} not reported in {all}");
+        }
+        assert!(!all.contains("AGENTWIRE_BUCKET"));
+    }
+
+    #[test]
+    fn complete_settings_parse_with_defaults() {
+        let settings = Settings::from_lookup(lookup(&[
+            ("AGENTWIRE_SESSIONS_TABLE", "s"),
+            ("AGENTWIRE_CONNECTIONS_TABLE", "c"),
+            ("AGENTWIRE_BUCKET", "b"),
+            ("AGENTWIRE_WS_ENDPOINT", "https://x.execute-api.us-east-1.amazonaws.com/v1"),
+            ("AGENTWIRE_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:t"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.long_poll_timeout, Duration::from_secs(20));
+        assert_eq!(settings.idle, Duration::from_secs(1800));
+        assert_eq!(
+            settings.secret,
+            SecretSource::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:t".into())
+        );
+        // The secret never reaches logs through Debug.
+        let shown = format!(
+            "{:?}",
+            SecretSource::Value(b"0123456789abcdef0123456789abcdef".to_vec())
+        );
+        assert!(!shown.contains("0123"), "{shown}");
+    }
+
+    #[test]
+    fn a_long_poll_past_api_gateways_limit_is_refused() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(lookup(&[
+            ("AGENTWIRE_SESSIONS_TABLE", "s"),
+            ("AGENTWIRE_CONNECTIONS_TABLE", "c"),
+            ("AGENTWIRE_BUCKET", "b"),
+            ("AGENTWIRE_WS_ENDPOINT", "https://x"),
+            ("AGENTWIRE_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("AGENTWIRE_LONG_POLL_TIMEOUT_MS", "30000"),
+        ])) else {
+            panic!("expected a config error");
+        };
+        assert!(problems[0].contains("29 s"), "{problems:?}");
+    }
+}

@@ -1,9 +1,11 @@
 //! The [`SessionLog`] on DynamoDB. See `DESIGN.md` beside this crate for the key schema and
 //! why appends are gapless and exactly-once.
 
+mod activity;
 mod connections;
 mod item;
 
+pub use activity::DynamoActivityIndex;
 pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
 
 use std::sync::Arc;

@@ -36,6 +36,9 @@ pub struct HttpConfig {
     pub sse_max_duration: Duration,
     /// Data returned by one catch-up read, at most (one record is always returned whole).
     pub read_chunk_bytes: usize,
+    /// Whether `live=sse` is served. Off behind API Gateway HTTP APIs, which buffer whole
+    /// responses: there it is refused with 400 and clients use long-poll or WebSocket.
+    pub sse: bool,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +48,7 @@ impl Default for HttpConfig {
             long_poll_timeout: Duration::from_secs(30),
             sse_max_duration: Duration::from_secs(60),
             read_chunk_bytes: 1024 * 1024,
+            sse: true,
         }
     }
 }

@@ -359,6 +359,11 @@ async fn read(
             Ok(response)
         }
         Some("sse") => {
+            if !app.config.sse {
+                return Err(ApiError::bad_request(
+                    "live=sse is not available on this deployment (API Gateway buffers responses): use live=long-poll or the WebSocket API",
+                ));
+            }
             if query.offset.is_none() {
                 return Err(ApiError::bad_request("live=sse requires an offset"));
             }

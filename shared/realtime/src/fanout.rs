@@ -24,6 +24,8 @@ struct Inner {
     /// Per session, the offset up to which events were pushed. Deliveries for one session
     /// take turns on it, so concurrent appends are pushed once each, in order.
     cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Offset>>>>>,
+    /// Push each append's own events before it is acknowledged (see [`Fanout::inline`]).
+    inline: bool,
 }
 
 impl Fanout {
@@ -33,6 +35,22 @@ impl Fanout {
                 registry,
                 push,
                 cursors: Mutex::default(),
+                inline: false,
+            }),
+        }
+    }
+
+    /// For Lambda: each append's events are pushed before the append is acknowledged,
+    /// because work left running after a response may never run (the instance freezes).
+    /// Instances share no cursor, so each pushes exactly its own append; pushes for
+    /// concurrent appends may arrive out of order, which clients fix by offset.
+    pub fn inline(registry: Arc<dyn ConnectionRegistry>, push: Arc<dyn ClientPush>) -> Fanout {
+        Fanout {
+            inner: Arc::new(Inner {
+                registry,
+                push,
+                cursors: Mutex::default(),
+                inline: true,
             }),
         }
     }
@@ -54,16 +72,29 @@ impl Fanout {
             Some(done) => done,
             None => start,
         };
+        if let Some(at) = self.push_range(sessions, session, from, tail).await {
+            *pushed = Some(at.max(pushed.unwrap_or(at)));
+        }
+    }
+
+    /// Pushes `[from, tail)` of `session` to its subscribers; returns how far it got, or
+    /// `None` when the subscribers could not be listed.
+    async fn push_range(
+        &self,
+        sessions: &Sessions,
+        session: &str,
+        from: Offset,
+        tail: Offset,
+    ) -> Option<Offset> {
         let subscribers = match self.inner.registry.subscribers(session).await {
             Ok(subscribers) => subscribers,
             Err(e) => {
                 warn!(error = %e, "cannot list subscribers; clients will catch up by offset");
-                return;
+                return None;
             }
         };
         if subscribers.is_empty() {
-            *pushed = Some(tail);
-            return;
+            return Some(tail);
         }
         let mut at = from;
         let mut gone = Vec::new();
@@ -99,8 +130,6 @@ impl Fanout {
             }
             at = batch.next;
         }
-        *pushed = Some(at.max(pushed.unwrap_or(at)));
-        drop(pushed);
         for id in gone {
             // The socket is gone without a $disconnect: forget it as if it had said goodbye.
             if let Ok(Some((connection, followed))) = self.inner.registry.disconnect(&id).await {
@@ -109,13 +138,20 @@ impl Fanout {
                 }
             }
         }
+        Some(at)
     }
 }
 
 #[async_trait]
 impl AppendObserver for Fanout {
-    /// Pushes in the background: the append is acknowledged without waiting for clients.
+    /// Pushes in the background (the append is acknowledged without waiting for clients),
+    /// or before returning when [`Fanout::inline`].
     async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended) {
+        if self.inner.inline {
+            self.push_range(sessions, name, appended.start, appended.tail)
+                .await;
+            return;
+        }
         let (fanout, sessions, name, appended) =
             (self.clone(), sessions.clone(), name.to_owned(), *appended);
         tokio::spawn(async move {

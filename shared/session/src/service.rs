@@ -43,6 +43,9 @@ pub struct Sessions {
     tails: Arc<Tails>,
     stopping: watch::Sender<bool>,
     observer: Option<Arc<dyn AppendObserver>>,
+    /// Re-read live streams this often, for appends made by other processes (Lambda
+    /// instances), which in-process wake-ups cannot see.
+    poll: Option<Duration>,
 }
 
 /// Told of every append that wrote data, once it is durable: how new events reach pushed
@@ -70,7 +73,15 @@ impl Sessions {
             tails: Arc::default(),
             stopping: watch::Sender::new(false),
             observer: None,
+            poll: None,
         }
+    }
+
+    /// The same service, with live reads also re-reading the log every `interval`: for
+    /// deployments where other processes append (one Lambda instance per request).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Sessions {
+        self.poll = Some(interval);
+        self
     }
 
     /// The same service, telling `observer` of every durable append.
@@ -169,11 +180,15 @@ impl Sessions {
         let mut batch = self.log.read(name, from, max_bytes).await?;
         let from = ReadFrom::At(batch.from);
         while batch.records.is_empty() && !batch.info.closed && !*stopping.borrow() {
+            let poll = self.poll.unwrap_or(timeout);
             tokio::select! {
                 woke = tokio::time::timeout_at(deadline, woken.changed()) => match woke {
                     Ok(Ok(())) => batch = self.log.read(name, from, max_bytes).await?,
                     Ok(Err(_)) | Err(_) => break,
                 },
+                _ = tokio::time::sleep(poll), if self.poll.is_some() => {
+                    batch = self.log.read(name, from, max_bytes).await?;
+                }
                 _ = stopping.changed() => break,
             }
         }

@@ -1,0 +1,186 @@
+//! The archiver: reads a session, writes its trace.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_session::{Clock, Mode, ReadError, ReadFrom, SessionLog, SystemClock, events_of};
+use agentwire_trace::{SessionEvent, TraceContext, build_trace, encode_jsonl_gz, object_key};
+use tracing::{info, instrument, warn};
+
+use crate::events::{ArchiverEvent, SessionChange, changes_of};
+use crate::ports::{ActivityIndex, ArchiveError, TraceArchive};
+
+/// Reads per round trip while archiving.
+const READ_BYTES: usize = 1024 * 1024;
+
+/// One trace written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// The session's stored (tenant-scoped) name.
+    pub session: String,
+    pub key: String,
+    pub events: usize,
+    pub spans: usize,
+    pub bytes: usize,
+}
+
+/// What one invocation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub archived: Vec<Archived>,
+    /// Sessions whose activity was recorded for a later idle sweep.
+    pub touched: usize,
+}
+
+/// Archives closed and idle sessions.
+pub struct Archiver {
+    log: Arc<dyn SessionLog>,
+    archive: Arc<dyn TraceArchive>,
+    activity: Arc<dyn ActivityIndex>,
+    idle: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Archiver {
+    /// Sessions count as idle after `idle` without an append.
+    pub fn new(
+        log: Arc<dyn SessionLog>,
+        archive: Arc<dyn TraceArchive>,
+        activity: Arc<dyn ActivityIndex>,
+        idle: Duration,
+    ) -> Archiver {
+        Archiver {
+            log,
+            archive,
+            activity,
+            idle,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Reads time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Archiver {
+        self.clock = clock;
+        self
+    }
+
+    /// Writes `session`'s trace. `None` when there is nothing to archive: the session is
+    /// gone, or it is not a JSON session of events.
+    #[instrument(skip(self))]
+    pub async fn archive(&self, session: &str) -> Result<Option<Archived>, ArchiveError> {
+        let storage = |e: ReadError| ArchiveError(format!("reading {session}: {e}"));
+        let mut events = Vec::new();
+        let mut from = ReadFrom::Start;
+        loop {
+            let batch = match self.log.read(session, from, READ_BYTES).await {
+                Ok(batch) => batch,
+                Err(ReadError::NotFound(_) | ReadError::Gone(_)) => return Ok(None),
+                Err(e) => return Err(storage(e)),
+            };
+            if Mode::of(&batch.info.content_type) != Mode::Json {
+                // A byte stream has no events to trace.
+                return Ok(None);
+            }
+            let done = batch.next >= batch.info.tail || batch.records.is_empty();
+            events.extend(
+                events_of(&batch)
+                    .into_iter()
+                    .map(|e| (e.offset.to_string(), e.json)),
+            );
+            if done {
+                break;
+            }
+            from = ReadFrom::At(batch.next);
+        }
+        if events.is_empty() {
+            return Ok(None);
+        }
+        // Stored names are `tenant/session`.
+        let (tenant, name) = session.split_once('/').unwrap_or(("", session));
+        let now = self.clock.now_ms();
+        let context = TraceContext {
+            tenant,
+            session: name,
+            archived_at_ms: now,
+        };
+        let inputs: Vec<SessionEvent<'_>> = events
+            .iter()
+            .map(|(offset, json)| SessionEvent {
+                offset,
+                json,
+            })
+            .collect();
+        let spans = build_trace(&context, &inputs);
+        let body = encode_jsonl_gz(&spans).map_err(|e| ArchiveError(e.to_string()))?;
+        let key = object_key(tenant, name, now);
+        let archived = Archived {
+            session: session.to_owned(),
+            key: key.clone(),
+            events: events.len(),
+            spans: spans.len(),
+            bytes: body.len(),
+        };
+        self.archive.put(&key, body.into()).await?;
+        info!(key, events = archived.events, spans = archived.spans, "archived");
+        Ok(Some(archived))
+    }
+
+    /// Handles one invocation: a stream batch archives what closed and remembers what was
+    /// active; the schedule archives what has been idle long enough.
+    pub async fn handle(&self, event: ArchiverEvent) -> Result<Report, ArchiveError> {
+        match event {
+            ArchiverEvent::Stream(event) => self.on_changes(changes_of(&event)).await,
+            ArchiverEvent::Schedule(_) => self.sweep().await,
+        }
+    }
+
+    /// Acts on a batch of session changes. An error fails the batch, so Lambda retries it;
+    /// archiving again is harmless (same key, same content).
+    pub async fn on_changes(&self, changes: Vec<SessionChange>) -> Result<Report, ArchiveError> {
+        let mut report = Report::default();
+        // One write per session per batch, however many appends it saw.
+        let mut active: BTreeMap<String, i64> = BTreeMap::new();
+        for change in changes {
+            match change {
+                SessionChange::Active { session, at_ms } => {
+                    let latest = active.entry(session).or_insert(at_ms);
+                    *latest = (*latest).max(at_ms);
+                }
+                SessionChange::Closed { session } => {
+                    active.remove(&session);
+                    if let Some(archived) = self.archive(&session).await? {
+                        report.archived.push(archived);
+                    }
+                    self.activity.archived(&session, self.clock.now_ms()).await?;
+                }
+                SessionChange::Deleted { session } => {
+                    active.remove(&session);
+                    self.activity.archived(&session, i64::MAX).await?;
+                }
+            }
+        }
+        for (session, at_ms) in active {
+            self.activity.touch(&session, at_ms).await?;
+            report.touched += 1;
+        }
+        Ok(report)
+    }
+
+    /// Archives every session idle for longer than the configured time.
+    pub async fn sweep(&self) -> Result<Report, ArchiveError> {
+        let before = self.clock.now_ms() - self.idle.as_millis() as i64;
+        let mut report = Report::default();
+        for (session, at_ms) in self.activity.idle_since(before).await? {
+            match self.archive(&session).await {
+                Ok(archived) => {
+                    report.archived.extend(archived);
+                    self.activity.archived(&session, at_ms).await?;
+                }
+                // One bad session must not hold up the rest; it stays due for next time.
+                Err(e) => warn!(error = %e, "cannot archive an idle session"),
+            }
+        }
+        Ok(report)
+    }
+}
