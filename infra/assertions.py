@@ -298,7 +298,7 @@ def _(t: Template) -> None:
     expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event")
 
 
-@check("bucket: public access blocked, encrypted, lifecycle rules for traces/ and blobs/, TLS-only policy")
+@check("bucket: public access blocked, encrypted, traces/ expire, blobs/ never do, TLS-only policy")
 def _(t: Template) -> None:
     buckets = t.of_type("AWS::S3::Bucket")
     expect(len(buckets) == 1, f"expected one bucket, found {sorted(buckets)}")
@@ -311,7 +311,8 @@ def _(t: Template) -> None:
     rules = {r.get("Prefix") or r.get("Filter", {}).get("Prefix"): r
              for r in props.get("LifecycleConfiguration", {}).get("Rules", []) if r.get("Status") == "Enabled"}
     expect("traces/" in rules and "ExpirationInDays" in rules["traces/"], "no expiring lifecycle rule for traces/")
-    expect("blobs/" in rules and "ExpirationInDays" in rules["blobs/"], "no expiring lifecycle rule for blobs/")
+    # Claim-checked appends are acknowledged data: an expiry on blobs/ would lose them.
+    expect("blobs/" not in rules or "ExpirationInDays" not in rules["blobs/"], "blobs/ must not expire: it holds acknowledged session data")
     policies = [v["Properties"] for v in t.of_type("AWS::S3::BucketPolicy").values() if name in refs(v["Properties"].get("Bucket"))]
     denies_plain_http = any(
         s.get("Effect") == "Deny"

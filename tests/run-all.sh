@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every test: the Rust workspace (unit, contract, handler and end-to-end tests; the
-# DynamoDB adapter against DynamoDB Local), the Durable Streams conformance suite against
-# `agentwire dev` on SQLite and on DynamoDB Local, the browser client's unit tests, and the
-# demo chat in Chromium. Installs what is missing (npm packages; Debian's chromium when run
-# as root). DynamoDB Local runs on the machine's Java 17.
+# Every test: the Rust workspace (unit, contract, handler and end-to-end tests; the AWS
+# adapters against DynamoDB Local and moto's S3 server), the Durable Streams conformance
+# suite against `agentwire dev` on SQLite and on the AWS adapters, the SAM template's
+# offline checks, the browser client's unit tests, and the demo chat in Chromium.
+# Installs what is missing (npm packages, Python venvs; Debian's chromium when run as
+# root). DynamoDB Local runs on the machine's Java 17.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,7 +26,7 @@ done
 
 data="$(mktemp -d)"
 cleanup() {
-  for pid in ${server:-} ${dynamodb:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${server:-} ${dynamodb:-} ${s3:-}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT
@@ -42,8 +43,28 @@ node -e '
   poll()
 ' "$AGENTWIRE_DYNAMODB_ENDPOINT" || { cat "$data/dynamodb.log"; echo "DynamoDB Local did not start" >&2; exit 1; }
 
+step "starting moto's S3 server"
+venv="${AGENTWIRE_S3_VENV:-target/s3-venv}"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+s3_port="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$data/s3.log" 2>&1 &
+s3=$!
+export AGENTWIRE_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+node -e '
+  const url = process.argv[1]
+  const deadline = Date.now() + 60000
+  const poll = () => fetch(url).then(() => process.exit(0), () => Date.now() > deadline ? process.exit(1) : setTimeout(poll, 250))
+  poll()
+' "$AGENTWIRE_S3_ENDPOINT" || { cat "$data/s3.log"; echo "the S3 server did not start" >&2; exit 1; }
+
+step "SAM template: cfn-lint, sam validate --lint, our assertions (offline)"
+bash infra/check.sh
+
 step "Rust tests"
-# With the DynamoDB backend compiled into the binary, so the conformance runs below reuse it.
+# With the AWS adapters compiled into the binary, so the conformance runs below reuse it.
 cargo test --workspace --locked --features agentwire/aws
 
 step "browser client: build, typecheck, unit tests"
@@ -81,7 +102,10 @@ conformance() {
 }
 
 conformance sqlite
-conformance dynamodb --backend dynamodb --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" --dynamodb-table conformance
+# The Lambda functions' wiring: DynamoDB log and registry, S3 blobs, inline pushes through
+# the management API, live reads polling DynamoDB.
+conformance aws --backend aws --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" \
+  --s3-endpoint "$AGENTWIRE_S3_ENDPOINT" --dynamodb-table conformance
 
 step "demo chat in Chromium (screenshot: artifacts/demo-mid-reply.png)"
 npm run test:browser --prefix clients

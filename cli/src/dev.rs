@@ -8,7 +8,9 @@ use std::time::Duration;
 use agentwire_auth::{Auth, Role, Signer};
 use agentwire_gateway::LocalPush;
 use agentwire_http::HttpConfig;
-use agentwire_realtime::{Fanout, InMemoryConnectionRegistry, Realtime};
+use agentwire_realtime::{
+    ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
+};
 
 use crate::demo_agent::DemoAgentArgs;
 use agentwire_session::{SessionLog, Sessions};
@@ -61,7 +63,9 @@ pub struct DevArgs {
     #[arg(long)]
     no_demo_agent: bool,
 
-    /// Where sessions are stored: `sqlite` (embedded, in --data-dir) or `dynamodb`.
+    /// Where sessions are stored: `sqlite` (embedded, in --data-dir); `dynamodb` (the log
+    /// only); or `aws`: every AWS adapter the Lambda functions use (DynamoDB log and
+    /// connection registry, S3 blobs, pushes through the management API served here).
     #[arg(long, env = "AGENTWIRE_BACKEND", value_enum, default_value_t = Backend::Sqlite)]
     backend: Backend,
 
@@ -69,7 +73,16 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
 
-    /// DynamoDB table for `--backend dynamodb` (created if missing).
+    /// S3-compatible endpoint for `--backend aws` (e.g. a local S3 server).
+    #[arg(long, env = "AGENTWIRE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+
+    /// Bucket for `--backend aws` (created if missing).
+    #[arg(long, env = "AGENTWIRE_BUCKET", default_value = "agentwire-local")]
+    bucket: String,
+
+    /// DynamoDB table for `--backend dynamodb|aws` (created if missing; `aws` adds
+    /// `<table>-connections`).
     #[arg(
         long,
         env = "AGENTWIRE_DYNAMODB_TABLE",
@@ -91,6 +104,7 @@ pub struct DevArgs {
 enum Backend {
     Sqlite,
     Dynamodb,
+    Aws,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,17 +127,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Backend::Sqlite => Some(Arc::new(
             SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
         )),
-        Backend::Dynamodb => None,
+        Backend::Dynamodb | Backend::Aws => None,
     };
-    let log: Arc<dyn SessionLog> = match &sqlite {
-        Some(sqlite) => sqlite.clone(),
-        None => dynamodb(&args).await?,
-    };
-    let registry = Arc::new(InMemoryConnectionRegistry::default());
-    let push = Arc::new(LocalPush::default());
-    let fanout = Fanout::new(registry.clone(), push.clone());
-    let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
-    let live_reads = sessions.clone();
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
     let config = HttpConfig {
         max_body_bytes: args.max_body_bytes,
         long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
@@ -156,10 +165,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             24 * 3600,
         )
     });
-    let realtime = Realtime::new(sessions.clone(), registry, push.clone(), auth.clone());
+    // The local gateway's sockets; with --backend aws, pushes reach them through the
+    // management API below, as on AWS.
+    let push = Arc::new(LocalPush::default());
+    let (sessions, registry, client_push, log): (
+        _,
+        Arc<dyn ConnectionRegistry>,
+        Arc<dyn ClientPush>,
+        _,
+    ) = match (&sqlite, args.backend) {
+        (_, Backend::Aws) => aws(&args, addr, secret.clone()).await?,
+        (Some(sqlite), _) => embedded(sqlite.clone(), push.clone()),
+        (None, _) => embedded(dynamodb(&args).await?, push.clone()),
+    };
+    let live_reads = sessions.clone();
+    let realtime = Realtime::new(sessions.clone(), registry, client_push, auth.clone());
     let mut app = agentwire_http::router(sessions, auth, config)
         .merge(agentwire_gateway::router(realtime, push.clone()));
-    if args.management_api {
+    if args.management_api || args.backend == Backend::Aws {
         warn!(
             "serving API Gateway's management API at /@connections: anyone who can reach it can push to any client"
         );
@@ -167,10 +190,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let app = app.fallback_service(web_page(&args.web_dir));
 
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     // Stdout carries this one line so scripts and tests can find the port.
     crate::say(format_args!("agentwire dev listening on http://{addr}"));
     info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
@@ -253,6 +272,62 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     drop(sqlite);
     info!("stopped");
     Ok(())
+}
+
+type Wired = (
+    Sessions,
+    Arc<dyn ConnectionRegistry>,
+    Arc<dyn ClientPush>,
+    Arc<dyn SessionLog>,
+);
+
+/// One process: connections in memory, pushes straight to the local sockets.
+fn embedded(log: Arc<dyn SessionLog>, push: Arc<LocalPush>) -> Wired {
+    let registry = Arc::new(InMemoryConnectionRegistry::default());
+    let fanout = Fanout::new(registry.clone(), push.clone());
+    let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
+    (sessions, registry, push, log)
+}
+
+/// The Lambda functions' wiring (`agentwire_aws::Stack`) against local endpoints.
+#[cfg(feature = "aws")]
+async fn aws(args: &DevArgs, addr: SocketAddr, secret: Option<Vec<u8>>) -> anyhow::Result<Wired> {
+    let (Some(dynamodb), Some(s3)) = (&args.dynamodb_endpoint, &args.s3_endpoint) else {
+        anyhow::bail!(
+            "--backend aws needs --dynamodb-endpoint (DynamoDB Local) and --s3-endpoint (a local S3 server)"
+        );
+    };
+    let settings = agentwire_aws::Settings {
+        sessions_table: args.dynamodb_table.clone(),
+        connections_table: format!("{}-connections", args.dynamodb_table),
+        bucket: args.bucket.clone(),
+        ws_endpoint: format!("http://{addr}"),
+        // With --insecure the handlers get `Auth::Insecure`; the stack's signer goes unused.
+        secret: agentwire_aws::SecretSource::Value(secret.unwrap_or_else(|| vec![0; 32])),
+        long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
+        idle: Duration::from_secs(1800),
+        dynamodb_endpoint: Some(dynamodb.clone()),
+        s3_endpoint: Some(s3.clone()),
+    };
+    let stack = agentwire_aws::Stack::connect(&settings).await?;
+    stack
+        .ensure_local_resources()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach DynamoDB at {dynamodb} or S3 at {s3}: {e}"))?;
+    info!(dynamodb, s3, table = %args.dynamodb_table, bucket = %args.bucket, "sessions on the AWS adapters");
+    Ok((
+        stack.sessions(),
+        stack.registry.clone(),
+        stack.push.clone(),
+        stack.log.clone(),
+    ))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws(_: &DevArgs, _: SocketAddr, _: Option<Vec<u8>>) -> anyhow::Result<Wired> {
+    anyhow::bail!(
+        "this agentwire was built without the AWS adapters: cargo build -p agentwire --features aws"
+    )
 }
 
 /// The DynamoDB session log, for `--backend dynamodb`.

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
     let settings = Settings::from_env()?;
     let archiver = Stack::connect(&settings).await?.archiver(&settings);
     let archiver = &archiver;
@@ -21,5 +25,7 @@ async fn main() -> anyhow::Result<()> {
             "touched": report.touched,
         }))
     });
-    lambda_runtime::run(handler).await.map_err(|e| anyhow::anyhow!(e))
+    lambda_runtime::run(handler)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }

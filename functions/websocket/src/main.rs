@@ -7,12 +7,18 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
     let settings = Settings::from_env()?;
     let realtime = Stack::connect(&settings).await?.realtime();
     let handler = service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let realtime = realtime.clone();
         async move { Ok::<_, lambda_runtime::Error>(realtime.handle(event.payload).await) }
     });
-    lambda_runtime::run(handler).await.map_err(|e| anyhow::anyhow!(e))
+    lambda_runtime::run(handler)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }

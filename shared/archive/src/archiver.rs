@@ -106,10 +106,7 @@ impl Archiver {
         };
         let inputs: Vec<SessionEvent<'_>> = events
             .iter()
-            .map(|(offset, json)| SessionEvent {
-                offset,
-                json,
-            })
+            .map(|(offset, json)| SessionEvent { offset, json })
             .collect();
         let spans = build_trace(&context, &inputs);
         let body = encode_jsonl_gz(&spans).map_err(|e| ArchiveError(e.to_string()))?;
@@ -122,7 +119,12 @@ impl Archiver {
             bytes: body.len(),
         };
         self.archive.put(&key, body.into()).await?;
-        info!(key, events = archived.events, spans = archived.spans, "archived");
+        info!(
+            key,
+            events = archived.events,
+            spans = archived.spans,
+            "archived"
+        );
         Ok(Some(archived))
     }
 
@@ -152,7 +154,9 @@ impl Archiver {
                     if let Some(archived) = self.archive(&session).await? {
                         report.archived.push(archived);
                     }
-                    self.activity.archived(&session, self.clock.now_ms()).await?;
+                    self.activity
+                        .archived(&session, self.clock.now_ms())
+                        .await?;
                 }
                 SessionChange::Deleted { session } => {
                     active.remove(&session);

@@ -27,7 +27,10 @@ impl ArchiverEvent {
                 .map(|e| ArchiverEvent::Schedule(Box::new(e)))
                 .map_err(|e| format!("not an EventBridge event: {e}"));
         }
-        Err("expected a DynamoDB Stream event (Records) or an EventBridge schedule (detail-type)".into())
+        Err(
+            "expected a DynamoDB Stream event (Records) or an EventBridge schedule (detail-type)"
+                .into(),
+        )
     }
 }
 

@@ -109,7 +109,8 @@ impl Settings {
                 default
             }),
         };
-        let long_poll_timeout = Duration::from_millis(number("AGENTWIRE_LONG_POLL_TIMEOUT_MS", 20_000));
+        let long_poll_timeout =
+            Duration::from_millis(number("AGENTWIRE_LONG_POLL_TIMEOUT_MS", 20_000));
         let idle = Duration::from_secs(60 * number("AGENTWIRE_IDLE_MINUTES", 30));
         if long_poll_timeout >= Duration::from_secs(29) {
             problems.push("AGENTWIRE_LONG_POLL_TIMEOUT_MS must be under API Gateway's 29 s".into());
@@ -239,7 +240,10 @@ impl Stack {
     /// Creates the tables and the bucket when missing: for local engines only.
     pub async fn ensure_local_resources(&self) -> Result<(), String> {
         self.log.ensure_table().await.map_err(|e| e.to_string())?;
-        self.registry.ensure_table().await.map_err(|e| e.to_string())?;
+        self.registry
+            .ensure_table()
+            .await
+            .map_err(|e| e.to_string())?;
         self.bucket.ensure_bucket().await.map_err(|e| e.to_string())
     }
 }
@@ -284,8 +288,14 @@ mod tests {
             ("AGENTWIRE_SESSIONS_TABLE", "s"),
             ("AGENTWIRE_CONNECTIONS_TABLE", "c"),
             ("AGENTWIRE_BUCKET", "b"),
-            ("AGENTWIRE_WS_ENDPOINT", "https://x.execute-api.us-east-1.amazonaws.com/v1"),
-            ("AGENTWIRE_TOKEN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:t"),
+            (
+                "AGENTWIRE_WS_ENDPOINT",
+                "https://x.execute-api.us-east-1.amazonaws.com/v1",
+            ),
+            (
+                "AGENTWIRE_TOKEN_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:t",
+            ),
         ]))
         .unwrap();
         assert_eq!(settings.long_poll_timeout, Duration::from_secs(20));

@@ -51,7 +51,9 @@ impl ActivityIndex for DynamoActivityIndex {
             .send()
             .await;
         match result {
-            Err(e) if !lost_condition(&e) => Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+            Err(e) if !lost_condition(&e) => {
+                Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            }
             _ => Ok(()),
         }
     }
@@ -101,7 +103,9 @@ impl ActivityIndex for DynamoActivityIndex {
             .send()
             .await;
         match result {
-            Err(e) if !lost_condition(&e) => Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+            Err(e) if !lost_condition(&e) => {
+                Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            }
             _ => Ok(()),
         }
     }

@@ -47,7 +47,14 @@ impl S3Bucket {
 
     /// Creates the bucket if it does not exist; for local servers and tests.
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         self.client
@@ -72,7 +79,14 @@ impl S3Bucket {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        let object = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(object) => object,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(failed("get", key, e)),

@@ -23,7 +23,9 @@ async fn bucket() -> S3Bucket {
 async fn blobs_round_trip_byte_exactly_and_delete() {
     let bucket = bucket().await;
     let data: Bytes = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    BlobStore::put(&bucket, "blobs/a", data.clone()).await.unwrap();
+    BlobStore::put(&bucket, "blobs/a", data.clone())
+        .await
+        .unwrap();
     assert_eq!(BlobStore::get(&bucket, "blobs/a").await.unwrap(), data);
     bucket.delete("blobs/a").await.unwrap();
     let missing = BlobStore::get(&bucket, "blobs/a").await.unwrap_err();

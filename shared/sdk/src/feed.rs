@@ -28,6 +28,9 @@ pub struct SessionFeed {
     ready: VecDeque<(Offset, Value)>,
     replies: VecDeque<Value>,
     request_id: u64,
+    /// While a first subscribe awaits its reply, pushed events are held here: their
+    /// position is only known once the reply says where the subscription starts.
+    early: Option<Vec<Value>>,
 }
 
 impl SessionFeed {
@@ -46,6 +49,7 @@ impl SessionFeed {
             ready: VecDeque::new(),
             replies: VecDeque::new(),
             request_id: 0,
+            early: None,
         };
         feed.open(from).await?;
         Ok(feed)
@@ -54,21 +58,31 @@ impl SessionFeed {
     async fn open(&mut self, from: &str) -> Result<(), SdkError> {
         let (socket, _) = tokio_tungstenite::connect_async(self.client.ws_url()).await?;
         self.socket = Some(socket);
+        let resuming = from != "-1" && from != "now";
+        if !resuming {
+            self.early = Some(Vec::new());
+        }
         let subscribed = self
             .request(json!({"action": "subscribe", "session": self.session, "offset": from}))
-            .await?;
+            .await;
+        let early = self.early.take().unwrap_or_default();
+        let subscribed = subscribed?;
         let start = subscribed["from"]
             .as_str()
             .and_then(|o| Offset::parse(o).ok())
             .ok_or_else(|| {
                 SdkError::Protocol(format!("subscribed without an offset: {subscribed}"))
             })?;
-        if from != "-1" && from != "now" {
+        if resuming {
             // Resuming: keep our own position; the server replays from it.
             return Ok(());
         }
         self.next = start;
         self.handed = start;
+        // Pushes that raced ahead of the reply (our own presence.join, say), now in place.
+        for frame in early {
+            self.absorb(frame).await?;
+        }
         Ok(())
     }
 
@@ -200,6 +214,12 @@ impl SessionFeed {
     async fn absorb(&mut self, frame: Value) -> Result<bool, SdkError> {
         if frame["session"].as_str() != Some(self.session.as_str()) {
             return Ok(false);
+        }
+        if let Some(early) = &mut self.early {
+            if matches!(frame["type"].as_str(), Some("events" | "oversize")) {
+                early.push(frame);
+                return Ok(true);
+            }
         }
         match frame["type"].as_str() {
             Some("events") => {

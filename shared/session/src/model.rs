@@ -72,7 +72,7 @@ pub struct ForkFrom {
 }
 
 /// A request to create a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateStream {
     pub name: String,
     /// The requested content type; `None` means the default, or the fork source's.

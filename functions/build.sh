@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds every Lambda function with cargo-lambda (from PyPI, with zig, so the bootstraps
+# link against a glibc old enough for provided.al2023) and prints each bootstrap's size.
+# Usage: bash functions/build.sh [--arm64]   (default x86_64; arm64 needs the aarch64 target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=../infra/venv.sh
+source infra/venv.sh --with-cargo-lambda
+arch=--x86-64
+[ "${1:-}" = "--arm64" ] && arch=--arm64
+bins=(agentwire-http agentwire-websocket agentwire-archiver)
+args=()
+for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
+cargo lambda build --release --locked "$arch" "${args[@]}"
+limit=$((8 * 1024 * 1024))
+status=0
+for bin in "${bins[@]}"; do
+  file="target/lambda/$bin/bootstrap"
+  size=$(stat -c %s "$file")
+  glibc=$(objdump -T "$file" | grep -o 'GLIBC_[0-9.]*' | sort -Vu | tail -1)
+  printf '%-22s %9d bytes (%.1f MiB), needs %s\n' "$bin" "$size" "$(echo "$size / 1048576" | bc -l)" "$glibc"
+  [ "$size" -lt "$limit" ] || { echo "$bin is over the 8 MiB budget" >&2; status=1; }
+done
+exit "$status"
