@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         sse: false,
         ..HttpConfig::default()
     };
-    let app = agentwire_http::router(stack.sessions(), stack.auth.clone(), config);
+    let auth = stack.auth(&settings).await?;
+    let app = agentwire_http::router(stack.sessions(), auth, config);
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -13,7 +13,8 @@ async fn main() -> anyhow::Result<()> {
         .without_time()
         .init();
     let settings = Settings::from_env()?;
-    let realtime = Stack::connect(&settings).await?.realtime();
+    let stack = Stack::connect(&settings).await?;
+    let realtime = stack.realtime(stack.auth(&settings).await?);
     let handler = service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let realtime = realtime.clone();
         async move { Ok::<_, lambda_runtime::Error>(realtime.handle(event.payload).await) }

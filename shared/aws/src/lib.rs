@@ -140,12 +140,12 @@ pub struct Stack {
     pub push: Arc<ApiGatewayPush>,
     pub bucket: S3Bucket,
     pub activity: Arc<DynamoActivityIndex>,
-    pub auth: Auth,
+    sdk: aws_config::SdkConfig,
 }
 
 impl Stack {
     /// Builds the SDK clients (the default credential chain, or static credentials for
-    /// local endpoints) and the adapters, and fetches the token secret.
+    /// local endpoints) and the adapters.
     pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let dynamodb = match &settings.dynamodb_endpoint {
@@ -163,27 +163,6 @@ impl Stack {
                 .endpoint_url(&settings.ws_endpoint)
                 .build();
             aws_sdk_apigatewaymanagement::Client::from_conf(config)
-        };
-        let secret = match &settings.secret {
-            SecretSource::Value(value) => value.clone(),
-            SecretSource::SecretsManager(arn) => {
-                let found = aws_sdk_secretsmanager::Client::new(&sdk)
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| ConfigError::Secret {
-                        arn: arn.clone(),
-                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                    })?;
-                found
-                    .secret_string
-                    .map(String::into_bytes)
-                    .ok_or_else(|| ConfigError::Secret {
-                        arn: arn.clone(),
-                        message: "the secret has no string value".into(),
-                    })?
-            }
         };
         let bucket = S3Bucket::new(s3, &settings.bucket);
         info!(
@@ -204,8 +183,36 @@ impl Stack {
             push: Arc::new(ApiGatewayPush::new(management)),
             activity: Arc::new(DynamoActivityIndex::new(dynamodb, &settings.sessions_table)),
             bucket,
-            auth: Auth::Tokens(Signer::new(secret)),
+            sdk,
         })
+    }
+
+    /// Token checking with the configured secret (read from Secrets Manager when given as
+    /// an ARN): for the functions that take requests; the archiver needs none.
+    pub async fn auth(&self, settings: &Settings) -> Result<Auth, ConfigError> {
+        let sdk = &self.sdk;
+        let secret = match &settings.secret {
+            SecretSource::Value(value) => value.clone(),
+            SecretSource::SecretsManager(arn) => {
+                let found = aws_sdk_secretsmanager::Client::new(sdk)
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                    })?;
+                found
+                    .secret_string
+                    .map(String::into_bytes)
+                    .ok_or_else(|| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: "the secret has no string value".into(),
+                    })?
+            }
+        };
+        Ok(Auth::Tokens(Signer::new(secret)))
     }
 
     /// The session service as a Lambda runs it: appends push to WebSocket subscribers
@@ -218,12 +225,12 @@ impl Stack {
     }
 
     /// The WebSocket routes' service.
-    pub fn realtime(&self) -> Realtime {
+    pub fn realtime(&self, auth: Auth) -> Realtime {
         Realtime::new(
             self.sessions(),
             self.registry.clone(),
             self.push.clone(),
-            self.auth.clone(),
+            auth,
         )
     }
 

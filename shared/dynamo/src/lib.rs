@@ -119,10 +119,10 @@ impl DynamoSessionLog {
 
     /// Removes a blob that no record refers to (its append was refused or failed).
     async fn unstash(&self, key: Option<String>) {
-        if let (Some(blobs), Some(key)) = (&self.blobs, key) {
-            if let Err(e) = blobs.delete(&key).await {
-                debug!(error = %e, "cannot remove an unused blob; the bucket's lifecycle rule will");
-            }
+        if let (Some(blobs), Some(key)) = (&self.blobs, key)
+            && let Err(e) = blobs.delete(&key).await
+        {
+            debug!(error = %e, "cannot remove an unused blob; it stays as an orphan");
         }
     }
 

@@ -215,11 +215,11 @@ impl SessionFeed {
         if frame["session"].as_str() != Some(self.session.as_str()) {
             return Ok(false);
         }
-        if let Some(early) = &mut self.early {
-            if matches!(frame["type"].as_str(), Some("events" | "oversize")) {
-                early.push(frame);
-                return Ok(true);
-            }
+        if let Some(early) = &mut self.early
+            && matches!(frame["type"].as_str(), Some("events" | "oversize"))
+        {
+            early.push(frame);
+            return Ok(true);
         }
         match frame["type"].as_str() {
             Some("events") => {
