@@ -147,7 +147,14 @@ impl Stack {
     /// Builds the SDK clients (the default credential chain, or static credentials for
     /// local endpoints) and the adapters.
     pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        // Local endpoints need no credential chain or region lookup (which would probe IMDS).
+        let sdk = match &settings.dynamodb_endpoint {
+            Some(_) => aws_config::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .build(),
+            None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+        };
         let dynamodb = match &settings.dynamodb_endpoint {
             Some(endpoint) => agentwire_dynamo::local_client(endpoint),
             None => aws_sdk_dynamodb::Client::new(&sdk),
