@@ -110,7 +110,12 @@ impl Archiver {
             .collect();
         let spans = build_trace(&context, &inputs);
         let body = encode_jsonl_gz(&spans).map_err(|e| ArchiveError(e.to_string()))?;
-        let key = object_key(tenant, name, now);
+        // Partitioned by the day the session started, so archiving it again (after more
+        // activity, or a retried batch) replaces the one object instead of adding another.
+        let started_ms = spans
+            .first()
+            .map_or(now, |root| (root.start_time_unix_nano / 1_000_000) as i64);
+        let key = object_key(tenant, name, started_ms);
         let archived = Archived {
             session: session.to_owned(),
             key: key.clone(),
@@ -138,7 +143,7 @@ impl Archiver {
     }
 
     /// Acts on a batch of session changes. An error fails the batch, so Lambda retries it;
-    /// archiving again is harmless (same key, same content).
+    /// archiving again replaces the session's one object (its key is fixed).
     pub async fn on_changes(&self, changes: Vec<SessionChange>) -> Result<Report, ArchiveError> {
         let mut report = Report::default();
         // One write per session per batch, however many appends it saw.
@@ -151,12 +156,14 @@ impl Archiver {
                 }
                 SessionChange::Closed { session } => {
                     active.remove(&session);
+                    // Remembered first: if archiving fails for good (the stream drops the
+                    // batch after its retries), the idle sweep still archives it.
+                    let now = self.clock.now_ms();
+                    self.activity.touch(&session, now).await?;
                     if let Some(archived) = self.archive(&session).await? {
                         report.archived.push(archived);
                     }
-                    self.activity
-                        .archived(&session, self.clock.now_ms())
-                        .await?;
+                    self.activity.archived(&session, now).await?;
                 }
                 SessionChange::Deleted { session } => {
                     active.remove(&session);

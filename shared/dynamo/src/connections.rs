@@ -28,8 +28,11 @@ use aws_sdk_dynamodb::types::{
 };
 use tracing::instrument;
 
-/// How long API Gateway keeps a WebSocket connection open, and so its items.
+/// How long API Gateway keeps a WebSocket connection open.
 pub const CONNECTION_LIFETIME_SECS: i64 = 2 * 3600;
+/// Items outlive the connection a little, so the `$disconnect` API Gateway sends at the
+/// 2 h mark still finds them (and announces the leave).
+const GRACE_SECS: i64 = 15 * 60;
 /// The TTL attribute (Unix seconds).
 const EXPIRES_AT: &str = "expires_at";
 
@@ -230,7 +233,7 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
     #[instrument(skip_all, fields(connection = %connection.id))]
     async fn connect(&self, connection: Connection) -> Result<(), RegistryError> {
         let claims = serde_json::to_string(&connection.claims).map_err(failed)?;
-        let expires_at = connection.connected_at_ms / 1000 + CONNECTION_LIFETIME_SECS;
+        let expires_at = connection.connected_at_ms / 1000 + CONNECTION_LIFETIME_SECS + GRACE_SECS;
         let mut item = key(format!("conn#{}", connection.id), "meta".into());
         item.insert("claims".into(), s(claims));
         item.insert(
@@ -254,10 +257,10 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         connection_id: &str,
     ) -> Result<Option<(Connection, Vec<String>)>, RegistryError> {
         let items = self.query(format!("conn#{connection_id}")).await?;
-        let Some(meta) = items.iter().find(|i| text(i, "sk") == Some("meta")) else {
-            return Ok(None);
+        let connection = match items.iter().find(|i| text(i, "sk") == Some("meta")) {
+            Some(meta) => Some(Self::connection_of(meta, connection_id)?),
+            None => None,
         };
-        let connection = Self::connection_of(meta, connection_id)?;
         let sessions: Vec<String> = items
             .iter()
             .filter_map(|i| text(i, "sk")?.strip_prefix("sub#").map(str::to_owned))
@@ -271,8 +274,10 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
                 .iter()
                 .filter_map(|i| Some(key(text(i, "pk")?.to_owned(), text(i, "sk")?.to_owned()))),
         );
+        // Even without its connection item (a subscribe that raced a `$disconnect`), the
+        // subscriptions go, or pushes would keep finding a ghost.
         self.delete_all(keys).await?;
-        Ok(Some((connection, sessions)))
+        Ok(connection.map(|connection| (connection, sessions)))
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, RegistryError> {
@@ -292,7 +297,7 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         // Subscriptions expire with their connection.
         let expires_at = match item.get(EXPIRES_AT) {
             Some(AttributeValue::N(at)) => at.clone(),
-            _ => (self.now_secs() + CONNECTION_LIFETIME_SECS).to_string(),
+            _ => (self.now_secs() + CONNECTION_LIFETIME_SECS + GRACE_SECS).to_string(),
         };
         let mut subscription = key(format!("conn#{connection_id}"), format!("sub#{session}"));
         subscription.insert(EXPIRES_AT.into(), AttributeValue::N(expires_at.clone()));

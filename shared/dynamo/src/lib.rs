@@ -549,6 +549,12 @@ impl DynamoSessionLog {
                         _ => return Err(StorageError::new("record without data")),
                     };
                     if let Some(record) = fork::clip(mode, start, end, data, lo, segment.to) {
+                        // A record that would overflow a non-empty batch waits for the next
+                        // read: a large (claim-checked) record comes back alone, which keeps
+                        // responses under Lambda's 6 MB payload limit.
+                        if !records.is_empty() && bytes + record.data.len() > max_bytes {
+                            break 'segments;
+                        }
                         bytes += record.data.len();
                         records.push(record);
                         if bytes >= max_bytes {

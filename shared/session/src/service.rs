@@ -187,7 +187,11 @@ impl Sessions {
                     Ok(Err(_)) | Err(_) => break,
                 },
                 _ = tokio::time::sleep(poll), if self.poll.is_some() => {
-                    batch = self.log.read(name, from, max_bytes).await?;
+                    // HEAD first: it neither writes (a read renews a TTL) nor queries data.
+                    let info = self.log.head(name).await?;
+                    if info.tail > batch.from || info.closed {
+                        batch = self.log.read(name, from, max_bytes).await?;
+                    }
                 }
                 _ = stopping.changed() => break,
             }
