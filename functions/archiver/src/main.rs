@@ -8,11 +8,7 @@ use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
+    agentwire_aws::init_logging();
     let settings = Settings::from_env()?;
     let archiver = Stack::connect(&settings).await?.archiver(&settings);
     let archiver = &archiver;

@@ -6,11 +6,7 @@ use agentwire_http::HttpConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
+    agentwire_aws::init_logging();
     let settings = Settings::from_env()?;
     let stack = Stack::connect(&settings).await?;
     let config = HttpConfig {

@@ -7,11 +7,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
+    agentwire_aws::init_logging();
     let settings = Settings::from_env()?;
     let stack = Stack::connect(&settings).await?;
     let realtime = stack.realtime(stack.auth(&settings).await?);

@@ -18,6 +18,15 @@ use agentwire_session::Sessions;
 use aws_config::BehaviorVersion;
 use tracing::info;
 
+/// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+}
+
 /// How often live reads re-read DynamoDB: appends land in other Lambda instances.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 

@@ -2,52 +2,19 @@
 //! DynamoDB Local through the Lambda wiring, the archiver runs on the DynamoDB Stream and
 //! EventBridge fixtures of `events/`, and the trace is read back from a local S3 server.
 
-use std::collections::HashMap;
-
 use agentwire_archive::{ArchiverEvent, TraceArchive};
-use agentwire_aws::{Settings, Stack};
+mod common;
+
 use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, Sessions};
 use agentwire_trace::{Span, decode_jsonl_gz};
 use bytes::Bytes;
+use common::stack;
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn stack() -> (Settings, Stack) {
-    let id = format!("{:012x}", fastrand::u64(..) >> 16);
-    let vars = HashMap::from([
-        ("AGENTWIRE_SESSIONS_TABLE", format!("sessions-{id}")),
-        ("AGENTWIRE_CONNECTIONS_TABLE", format!("connections-{id}")),
-        ("AGENTWIRE_BUCKET", format!("agentwire-{id}")),
-        ("AGENTWIRE_WS_ENDPOINT", "http://127.0.0.1:9".into()),
-        (
-            "AGENTWIRE_SECRET",
-            "archiver-test-secret-archiver-test-secret".into(),
-        ),
-        ("AGENTWIRE_IDLE_MINUTES", "0".into()),
-        (
-            "AGENTWIRE_DYNAMODB_ENDPOINT",
-            std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
-                .unwrap_or_else(|_| "http://127.0.0.1:8000".into()),
-        ),
-        (
-            "AGENTWIRE_S3_ENDPOINT",
-            std::env::var("AGENTWIRE_S3_ENDPOINT")
-                .unwrap_or_else(|_| "http://127.0.0.1:9000".into()),
-        ),
-    ]);
-    let settings = Settings::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let stack = Stack::connect(&settings).await.unwrap();
-    stack.ensure_local_resources().await.unwrap_or_else(|e| {
-        panic!(
-            "DynamoDB Local and an S3 server must be running (tests/run-all.sh starts them): {e}"
-        )
-    });
-    (settings, stack)
 }
 
 async fn session(sessions: &Sessions, name: &str, events: &[Value], close: bool) {

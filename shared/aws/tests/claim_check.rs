@@ -1,43 +1,12 @@
 //! Appends too large for a DynamoDB item go to S3 whole (a claim check) and read back
 //! byte-exactly, on DynamoDB Local and a local S3 server.
 
-use std::collections::HashMap;
+mod common;
 
 use agentwire_aws::{Settings, Stack};
 use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, ReadFrom};
 use bytes::Bytes;
-
-async fn stack() -> (Settings, Stack) {
-    let id = format!("{:012x}", fastrand::u64(..) >> 16);
-    let vars = HashMap::from([
-        ("AGENTWIRE_SESSIONS_TABLE", format!("sessions-{id}")),
-        ("AGENTWIRE_CONNECTIONS_TABLE", format!("connections-{id}")),
-        ("AGENTWIRE_BUCKET", format!("agentwire-{id}")),
-        ("AGENTWIRE_WS_ENDPOINT", "http://127.0.0.1:9".into()),
-        (
-            "AGENTWIRE_SECRET",
-            "claim-check-test-secret-claim-check-test".into(),
-        ),
-        (
-            "AGENTWIRE_DYNAMODB_ENDPOINT",
-            std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
-                .unwrap_or_else(|_| "http://127.0.0.1:8000".into()),
-        ),
-        (
-            "AGENTWIRE_S3_ENDPOINT",
-            std::env::var("AGENTWIRE_S3_ENDPOINT")
-                .unwrap_or_else(|_| "http://127.0.0.1:9000".into()),
-        ),
-    ]);
-    let settings = Settings::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let stack = Stack::connect(&settings).await.unwrap();
-    stack.ensure_local_resources().await.unwrap_or_else(|e| {
-        panic!(
-            "DynamoDB Local and an S3 server must be running (tests/run-all.sh starts them): {e}"
-        )
-    });
-    (settings, stack)
-}
+use common::stack;
 
 async fn read_all(stack: &Stack, name: &str) -> Vec<u8> {
     let sessions = stack.sessions();

@@ -7,6 +7,7 @@
 use agentwire_archive::{ActivityIndex, ArchiveError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 const PK: &str = "activity";
@@ -30,11 +31,6 @@ fn failed(e: impl std::fmt::Display) -> ArchiveError {
     ArchiveError(format!("dynamodb: {e}"))
 }
 
-/// A lost condition means a newer time is already there: not an error.
-fn lost_condition<E: std::fmt::Debug>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
-    format!("{e:?}").contains("ConditionalCheckFailed")
-}
-
 #[async_trait]
 impl ActivityIndex for DynamoActivityIndex {
     async fn touch(&self, session: &str, at_ms: i64) -> Result<(), ArchiveError> {
@@ -51,8 +47,13 @@ impl ActivityIndex for DynamoActivityIndex {
             .send()
             .await;
         match result {
-            Err(e) if !lost_condition(&e) => {
-                Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            // A lost condition means a later time is already recorded.
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(failed(DisplayErrorContext(e)))
             }
             _ => Ok(()),
         }
@@ -103,8 +104,13 @@ impl ActivityIndex for DynamoActivityIndex {
             .send()
             .await;
         match result {
-            Err(e) if !lost_condition(&e) => {
-                Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+            // A lost condition means activity arrived since: it stays due.
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(failed(DisplayErrorContext(e)))
             }
             _ => Ok(()),
         }

@@ -22,8 +22,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, DeleteRequest,
-    KeySchemaElement, KeyType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeValue, ConditionCheck, DeleteRequest, Put, ReturnValue, TimeToLiveSpecification,
     TransactWriteItem, WriteRequest,
 };
 use tracing::instrument;
@@ -75,41 +74,12 @@ impl DynamoConnectionRegistry {
 
     /// Creates the table with TTL on `expires_at` if it does not exist; for local engines.
     pub async fn ensure_table(&self) -> Result<(), RegistryError> {
-        if (self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await)
-            .is_ok()
+        if !crate::table::ensure_pk_sk_table(&self.client, &self.table)
+            .await
+            .map_err(RegistryError)?
         {
             return Ok(());
         }
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(failed)
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(failed)
-        };
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
-            .attribute_definitions(attribute("pk")?)
-            .attribute_definitions(attribute("sk")?)
-            .send()
-            .await
-            .map_err(failed)?;
         let ttl = TimeToLiveSpecification::builder()
             .attribute_name(EXPIRES_AT)
             .enabled(true)

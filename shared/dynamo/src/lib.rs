@@ -4,6 +4,7 @@
 mod activity;
 mod connections;
 mod item;
+mod table;
 
 pub use activity::DynamoActivityIndex;
 pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
@@ -21,10 +22,7 @@ use agentwire_session::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use bytes::Bytes;
 use tracing::{debug, instrument};
 
@@ -128,42 +126,10 @@ impl DynamoSessionLog {
 
     /// Creates the table (pay per request) if it does not exist; for local engines and tests.
     pub async fn ensure_table(&self) -> Result<(), StorageError> {
-        let exists = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
+        table::ensure_pk_sk_table(&self.client, &self.table)
             .await
-            .is_ok();
-        if exists {
-            return Ok(());
-        }
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(storage)
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(storage)
-        };
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
-            .attribute_definitions(attribute("pk")?)
-            .attribute_definitions(attribute("sk")?)
-            .send()
-            .await
-            .map_err(storage)?;
-        Ok(())
+            .map(drop)
+            .map_err(StorageError::new)
     }
 
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StorageError> {
