@@ -25,40 +25,15 @@ for dir in tests/conformance tests/dynamodb clients; do
 done
 
 data="$(mktemp -d)"
+source tests/services.sh
 cleanup() {
-  for pid in ${server:-} ${dynamodb:-} ${s3:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${server:-} "${service_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT
 
-step "starting DynamoDB Local"
-port="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')"
-PORT="$port" node tests/dynamodb/start.mjs >"$data/dynamodb.log" 2>&1 &
-dynamodb=$!
-export AGENTWIRE_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
-node -e '
-  const url = process.argv[1]
-  const deadline = Date.now() + 60000
-  const poll = () => fetch(url).then(() => process.exit(0), () => Date.now() > deadline ? process.exit(1) : setTimeout(poll, 250))
-  poll()
-' "$AGENTWIRE_DYNAMODB_ENDPOINT" || { cat "$data/dynamodb.log"; echo "DynamoDB Local did not start" >&2; exit 1; }
-
-step "starting moto's S3 server"
-venv="${AGENTWIRE_S3_VENV:-target/s3-venv}"
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
-fi
-s3_port="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })')"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$data/s3.log" 2>&1 &
-s3=$!
-export AGENTWIRE_S3_ENDPOINT="http://127.0.0.1:$s3_port"
-node -e '
-  const url = process.argv[1]
-  const deadline = Date.now() + 60000
-  const poll = () => fetch(url).then(() => process.exit(0), () => Date.now() > deadline ? process.exit(1) : setTimeout(poll, 250))
-  poll()
-' "$AGENTWIRE_S3_ENDPOINT" || { cat "$data/s3.log"; echo "the S3 server did not start" >&2; exit 1; }
+step "starting DynamoDB Local and moto's S3 server"
+start_aws_engines
 
 step "SAM template: cfn-lint, sam validate --lint, our assertions (offline)"
 bash infra/check.sh
@@ -66,6 +41,9 @@ bash infra/check.sh
 step "Rust tests"
 # With the AWS adapters compiled into the binary, so the conformance runs below reuse it.
 cargo test --workspace --locked --features agentwire/aws
+
+step "cost benchmark, smoke run (the real figures: bash tests/bench/cost.sh)"
+cargo run --locked --quiet -p agentwire-cost -- --tokens 100 --rates 150 --subscribers 1
 
 step "browser client: build, typecheck, unit tests"
 npm run build --prefix clients

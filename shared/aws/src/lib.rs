@@ -141,6 +141,22 @@ impl Settings {
     }
 }
 
+/// SDK settings for local engines: a fixed region, no credential chain.
+pub fn local_sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build()
+}
+
+/// The SDK clients a [`Stack`] is built on.
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// API Gateway's management API, for pushes to WebSocket clients.
+    pub management: aws_sdk_apigatewaymanagement::Client,
+}
+
 /// The adapters over one deployment's tables, bucket and WebSocket API.
 #[derive(Clone)]
 pub struct Stack {
@@ -158,10 +174,7 @@ impl Stack {
     pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
         // Local endpoints need no credential chain or region lookup (which would probe IMDS).
         let sdk = match &settings.dynamodb_endpoint {
-            Some(_) => aws_config::SdkConfig::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
-                .build(),
+            Some(_) => local_sdk_config(),
             None => aws_config::defaults(BehaviorVersion::latest()).load().await,
         };
         let dynamodb = match &settings.dynamodb_endpoint {
@@ -180,6 +193,29 @@ impl Stack {
                 .build();
             aws_sdk_apigatewaymanagement::Client::from_conf(config)
         };
+        Ok(Stack::from_clients(
+            settings,
+            Clients {
+                dynamodb,
+                s3,
+                management,
+            },
+            sdk,
+        ))
+    }
+
+    /// The adapters over clients built by the caller (e.g. with interceptors that meter
+    /// every request, as the cost benchmark does).
+    pub fn from_clients(
+        settings: &Settings,
+        clients: Clients,
+        sdk: aws_config::SdkConfig,
+    ) -> Stack {
+        let Clients {
+            dynamodb,
+            s3,
+            management,
+        } = clients;
         let bucket = S3Bucket::new(s3, &settings.bucket);
         info!(
             sessions = %settings.sessions_table,
@@ -187,7 +223,7 @@ impl Stack {
             bucket = %settings.bucket,
             "agentwire on AWS"
         );
-        Ok(Stack {
+        Stack {
             log: Arc::new(
                 DynamoSessionLog::new(dynamodb.clone(), &settings.sessions_table)
                     .with_blobs(Arc::new(bucket.clone())),
@@ -200,7 +236,7 @@ impl Stack {
             activity: Arc::new(DynamoActivityIndex::new(dynamodb, &settings.sessions_table)),
             bucket,
             sdk,
-        })
+        }
     }
 
     /// Token checking with the configured secret (read from Secrets Manager when given as

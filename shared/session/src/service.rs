@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tracing::instrument;
 
 use bytes::Bytes;
@@ -183,7 +183,10 @@ impl Sessions {
             let poll = self.poll.unwrap_or(timeout);
             tokio::select! {
                 woke = tokio::time::timeout_at(deadline, woken.changed()) => match woke {
-                    Ok(Ok(())) => batch = self.log.read(name, from, max_bytes).await?,
+                    Ok(Ok(())) => {
+                        let wake = *woken.borrow_and_update();
+                        batch = self.read_after_wake(name, batch.from, max_bytes, wake).await?;
+                    }
                     Ok(Err(_)) | Err(_) => break,
                 },
                 _ = tokio::time::sleep(poll), if self.poll.is_some() => {
@@ -197,6 +200,33 @@ impl Sessions {
             }
         }
         Ok(batch)
+    }
+
+    /// A read by live readers woken by wake-up number `wake`: readers at the same offset
+    /// share one read of the log (a hundred SSE subscribers cost one query, not a hundred).
+    /// Sharing is safe because the shared read starts after wake-up `wake` was sent, that
+    /// is after the append that caused it was durable.
+    async fn read_after_wake(
+        &self,
+        name: &str,
+        from: Offset,
+        max_bytes: usize,
+        wake: u64,
+    ) -> Result<ReadBatch, ReadError> {
+        let Some(shared) = self.tails.shared_read(
+            name,
+            SharedKey {
+                wake,
+                from,
+                max_bytes,
+            },
+        ) else {
+            return self.log.read(name, ReadFrom::At(from), max_bytes).await;
+        };
+        shared
+            .get_or_try_init(|| self.log.read(name, ReadFrom::At(from), max_bytes))
+            .await
+            .cloned()
     }
 
     /// The stream's metadata.
@@ -217,34 +247,69 @@ impl Sessions {
 /// One watch channel per stream that has live readers; the value only counts wake-ups.
 #[derive(Default)]
 struct Tails {
-    channels: Mutex<HashMap<String, watch::Sender<u64>>>,
+    channels: Mutex<HashMap<String, Tail>>,
+}
+
+struct Tail {
+    wakes: watch::Sender<u64>,
+    /// The read live readers woken by the latest wake-up share (see `read_after_wake`).
+    shared: Option<(SharedKey, Arc<OnceCell<ReadBatch>>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SharedKey {
+    wake: u64,
+    from: Offset,
+    max_bytes: usize,
 }
 
 impl Tails {
-    fn watch(&self, name: &str) -> watch::Receiver<u64> {
-        let mut channels = self
-            .channels
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tail>> {
+        self.channels
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn watch(&self, name: &str) -> watch::Receiver<u64> {
+        let mut channels = self.lock();
         if channels.len() > 1024 {
-            channels.retain(|_, tx| tx.receiver_count() > 0);
+            channels.retain(|_, tail| tail.wakes.receiver_count() > 0);
         }
         channels
             .entry(name.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| Tail {
+                wakes: watch::channel(0).0,
+                shared: None,
+            })
+            .wakes
             .subscribe()
     }
 
     fn wake(&self, name: &str) {
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(tx) = channels.get(name) {
-            if tx.receiver_count() == 0 {
+        let mut channels = self.lock();
+        if let Some(tail) = channels.get_mut(name) {
+            if tail.wakes.receiver_count() == 0 {
                 channels.remove(name);
             } else {
-                tx.send_modify(|wakes| *wakes += 1);
+                tail.shared = None;
+                tail.wakes.send_modify(|wakes| *wakes += 1);
+            }
+        }
+    }
+
+    /// The read shared by readers with `key`; None if wake-ups have moved past it.
+    fn shared_read(&self, name: &str, key: SharedKey) -> Option<Arc<OnceCell<ReadBatch>>> {
+        let mut channels = self.lock();
+        let tail = channels.get_mut(name)?;
+        if *tail.wakes.borrow() != key.wake {
+            return None;
+        }
+        match &tail.shared {
+            Some((shared, cell)) if *shared == key => Some(cell.clone()),
+            _ => {
+                let cell = Arc::new(OnceCell::new());
+                tail.shared = Some((key, cell.clone()));
+                Some(cell)
             }
         }
     }

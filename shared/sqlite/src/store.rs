@@ -97,8 +97,10 @@ impl StreamRow {
     }
 }
 
-const SELECT_STREAM: &str = "SELECT t.*, s.name AS source_name FROM streams t \
-     LEFT JOIN streams s ON s.id = t.fork_source";
+// A subquery, not a LEFT JOIN: SQLite re-prepares a LEFT JOIN with a bound parameter on
+// every run (a third of an append's CPU time when it did).
+const SELECT_STREAM: &str = "SELECT t.*, \
+     (SELECT s.name FROM streams s WHERE s.id = t.fork_source) AS source_name FROM streams t";
 
 fn stream_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<StreamRow>> {
     conn.prepare_cached(&format!("{SELECT_STREAM} WHERE t.name = ?1"))?
@@ -523,5 +525,31 @@ fn live_row(conn: &Connection, name: &str, now_ms: i64) -> Result<StreamRow, Rea
             _ => Err(ReadError::Gone(name.to_owned())),
         },
         Some(row) => Ok(row),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// The lookup every append and read starts with stays prepared: a statement SQLite
+    /// re-prepares on each run costs more than the rest of a small append.
+    #[test]
+    fn stream_lookup_is_not_reprepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        crate::schema::open_writer(&conn).unwrap();
+        let request = CreateStream {
+            name: "a".into(),
+            ..CreateStream::default()
+        };
+        create(&conn, &request, 0).unwrap();
+        for _ in 0..3 {
+            assert!(stream_by_name(&conn, "a").unwrap().is_some());
+        }
+        let sql = format!("{SELECT_STREAM} WHERE t.name = ?1");
+        let statement = conn.prepare_cached(&sql).unwrap();
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
     }
 }

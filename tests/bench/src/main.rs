@@ -1,0 +1,229 @@
+//! `agentwire-bench`: the same workloads against any Durable Streams servers, one table.
+//!
+//! ```text
+//! agentwire-bench --target 'agentwire=http://127.0.0.1:8787;ws;token=…;durability=fsync' \
+//!                 --target 'reference=http://127.0.0.1:4437;durability=memory'
+//! ```
+//! `tests/bench/run.sh` starts agentwire and the Node reference server and runs this.
+
+mod protocol;
+mod stats;
+mod workloads;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use protocol::Target;
+use stats::{Latency, ms};
+use workloads::Live;
+
+#[derive(Debug, Parser)]
+#[command(about = "Latency, throughput, fan-out and resume against Durable Streams servers")]
+struct Args {
+    /// A server: `name=url[;ws][;token=T][;durability=text]` (`ws`: it serves agentwire's
+    /// WebSocket gateway). Repeat for each server; all run the same workloads.
+    #[arg(long = "target", required = true, value_parser = Target::parse)]
+    targets: Vec<Target>,
+    /// The target the others are compared with (default: the last one).
+    #[arg(long)]
+    reference: Option<String>,
+    /// Measured appends per latency workload.
+    #[arg(long, default_value_t = 1000)]
+    appends: u64,
+    /// Seconds each throughput workload runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Subscriber counts of the fan-out workloads.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    fanout: Vec<usize>,
+    /// Measured appends per fan-out workload.
+    #[arg(long, default_value_t = 100)]
+    fanout_appends: u64,
+    /// Messages a resuming reader catches up.
+    #[arg(long, default_value_t = 100_000)]
+    resume_events: u64,
+}
+
+/// One measured figure of one target.
+enum Figure {
+    Latency(Latency),
+    Rate(f64),
+    /// The target cannot run this workload (e.g. no WebSocket gateway).
+    NotApplicable,
+    Failed(String),
+}
+
+struct Row {
+    workload: String,
+    figures: Vec<Figure>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let reference = match &args.reference {
+        Some(name) => args
+            .targets
+            .iter()
+            .position(|t| &t.name == name)
+            .ok_or_else(|| anyhow::anyhow!("--reference {name} is not a target"))?,
+        None => args.targets.len() - 1,
+    };
+    let seconds = Duration::from_secs_f64(args.seconds);
+    let mut rows = Vec::new();
+
+    for live in [Live::LongPoll, Live::Sse, Live::WebSocket] {
+        let workload = format!(
+            "append → {} read, ms p50 / p90 / p99 / max ({} appends)",
+            live.label(),
+            args.appends
+        );
+        rows.push(
+            run(&args.targets, workload, live, |t| async move {
+                workloads::latency(&t, live, args.appends)
+                    .await
+                    .map(Figure::Latency)
+            })
+            .await,
+        );
+    }
+    for (writers, separate, what) in [
+        (1, false, "1 writer, 1 session"),
+        (16, false, "16 writers, 1 session"),
+        (100, true, "100 writers, 100 sessions"),
+    ] {
+        let workload = format!("appends/s, {what}");
+        rows.push(
+            run(&args.targets, workload, Live::LongPoll, |t| async move {
+                workloads::throughput(&t, writers, separate, seconds)
+                    .await
+                    .map(Figure::Rate)
+            })
+            .await,
+        );
+    }
+    for live in [Live::WebSocket, Live::Sse] {
+        for &subscribers in &args.fanout {
+            let workload = format!(
+                "fan-out to {subscribers} {} subscribers, ms p50 / p90 / p99 / max",
+                live.label()
+            );
+            rows.push(
+                run(&args.targets, workload, live, |t| async move {
+                    workloads::fanout(&t, live, subscribers, args.fanout_appends)
+                        .await
+                        .map(Figure::Latency)
+                })
+                .await,
+            );
+        }
+    }
+    for live in [None, Some(Live::WebSocket)] {
+        let how = live.map_or("catch-up reads", |_| "WebSocket subscribe");
+        let workload = format!(
+            "resume {} messages from 0, messages/s ({how})",
+            args.resume_events
+        );
+        rows.push(
+            run(
+                &args.targets,
+                workload,
+                live.unwrap_or(Live::LongPoll),
+                |t| async move {
+                    workloads::resume(&t, live, args.resume_events)
+                        .await
+                        .map(Figure::Rate)
+                },
+            )
+            .await,
+        );
+    }
+
+    print_table(&args.targets, reference, &rows);
+    Ok(())
+}
+
+/// Runs one workload against every target (one after another, so they never compete).
+async fn run<F, Fut>(targets: &[Target], workload: String, live: Live, bench: F) -> Row
+where
+    F: Fn(Target) -> Fut,
+    Fut: Future<Output = anyhow::Result<Figure>>,
+{
+    let mut figures = Vec::new();
+    for target in targets {
+        if live == Live::WebSocket && !target.websocket {
+            figures.push(Figure::NotApplicable);
+            continue;
+        }
+        eprintln!("{workload}: {}", target.name);
+        figures.push(match bench(target.clone()).await {
+            Ok(figure) => figure,
+            Err(e) => {
+                eprintln!("  failed: {e:#}");
+                Figure::Failed(format!("{e:#}"))
+            }
+        });
+    }
+    Row { workload, figures }
+}
+
+fn print_table(targets: &[Target], reference: usize, rows: &[Row]) {
+    let base = &targets[reference].name;
+    let others: Vec<usize> = (0..targets.len()).filter(|&i| i != reference).collect();
+    let mut header = vec!["workload".to_owned()];
+    header.extend(targets.iter().map(|t| t.name.clone()));
+    header.extend(
+        others
+            .iter()
+            .map(|&i| format!("{} ÷ {base}", targets[i].name)),
+    );
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    let mut durability = vec!["acknowledged append survives".to_owned()];
+    durability.extend(targets.iter().map(|t| t.durability.clone()));
+    durability.extend(others.iter().map(|_| String::new()));
+    println!("| {} |", durability.join(" | "));
+    for row in rows {
+        let mut cells = vec![row.workload.clone()];
+        cells.extend(row.figures.iter().map(cell));
+        cells.extend(
+            others
+                .iter()
+                .map(|&i| ratio(&row.figures[i], &row.figures[reference])),
+        );
+        println!("| {} |", cells.join(" | "));
+    }
+    println!();
+    println!(
+        "Ratios are value ÷ {base}: above 1 is better for rates, below 1 is better for \
+         latencies (shown for p50 and p99)."
+    );
+}
+
+fn cell(figure: &Figure) -> String {
+    match figure {
+        Figure::Latency(l) => format!(
+            "{} / {} / {} / {}",
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.max)
+        ),
+        Figure::Rate(rate) => format!("{rate:.0}"),
+        Figure::NotApplicable => "n/a".to_owned(),
+        Figure::Failed(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+    }
+}
+
+fn ratio(figure: &Figure, base: &Figure) -> String {
+    match (figure, base) {
+        (Figure::Rate(a), Figure::Rate(b)) => format!("{:.2}×", a / b),
+        (Figure::Latency(a), Figure::Latency(b)) => format!(
+            "p50 {:.2}×, p99 {:.2}×",
+            a.p50.as_secs_f64() / b.p50.as_secs_f64(),
+            a.p99.as_secs_f64() / b.p99.as_secs_f64()
+        ),
+        _ => String::new(),
+    }
+}
