@@ -27,7 +27,7 @@ done
 data="$(mktemp -d)"
 source tests/services.sh
 cleanup() {
-  for pid in ${server:-} "${service_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${server:-} ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT

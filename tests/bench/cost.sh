@@ -13,7 +13,7 @@ cargo build --locked -p agentwire-cost
 data="$(mktemp -d)"
 source tests/services.sh
 cleanup() {
-  for pid in "${service_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT

@@ -19,7 +19,7 @@ data="$(mktemp -d)"
 source tests/services.sh
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT

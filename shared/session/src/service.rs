@@ -1,7 +1,7 @@
 //! The session service: the port plus live waiting, shared by every transport.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{OnceCell, watch};
@@ -203,9 +203,10 @@ impl Sessions {
     }
 
     /// A read by live readers woken by wake-up number `wake`: readers at the same offset
-    /// share one read of the log (a hundred SSE subscribers cost one query, not a hundred).
-    /// Sharing is safe because the shared read starts after wake-up `wake` was sent, that
-    /// is after the append that caused it was durable.
+    /// share one read of the log (a hundred SSE subscribers woken by an append cost one
+    /// query for it, not a hundred). Sharing is safe because the shared read starts after
+    /// wake-up `wake` was sent, that is after the append that caused it was durable. Its
+    /// error is shared too, so waiters do not retry one after another.
     async fn read_after_wake(
         &self,
         name: &str,
@@ -224,9 +225,9 @@ impl Sessions {
             return self.log.read(name, ReadFrom::At(from), max_bytes).await;
         };
         shared
-            .get_or_try_init(|| self.log.read(name, ReadFrom::At(from), max_bytes))
+            .get_or_init(|| self.log.read(name, ReadFrom::At(from), max_bytes))
             .await
-            .cloned()
+            .clone()
     }
 
     /// The stream's metadata.
@@ -252,9 +253,12 @@ struct Tails {
 
 struct Tail {
     wakes: watch::Sender<u64>,
-    /// The read live readers woken by the latest wake-up share (see `read_after_wake`).
-    shared: Option<(SharedKey, Arc<OnceCell<ReadBatch>>)>,
+    /// The read live readers woken by the latest wake-up share (see `read_after_wake`);
+    /// weak, so the batch is freed with its last reader rather than at the next append.
+    shared: Option<(SharedKey, Weak<SharedRead>)>,
 }
+
+type SharedRead = OnceCell<Result<ReadBatch, ReadError>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SharedKey {
@@ -298,19 +302,20 @@ impl Tails {
     }
 
     /// The read shared by readers with `key`; None if wake-ups have moved past it.
-    fn shared_read(&self, name: &str, key: SharedKey) -> Option<Arc<OnceCell<ReadBatch>>> {
+    fn shared_read(&self, name: &str, key: SharedKey) -> Option<Arc<SharedRead>> {
         let mut channels = self.lock();
         let tail = channels.get_mut(name)?;
         if *tail.wakes.borrow() != key.wake {
             return None;
         }
-        match &tail.shared {
-            Some((shared, cell)) if *shared == key => Some(cell.clone()),
-            _ => {
-                let cell = Arc::new(OnceCell::new());
-                tail.shared = Some((key, cell.clone()));
-                Some(cell)
-            }
-        }
+        let existing = match &tail.shared {
+            Some((shared, cell)) if *shared == key => cell.upgrade(),
+            _ => None,
+        };
+        Some(existing.unwrap_or_else(|| {
+            let cell = Arc::new(OnceCell::new());
+            tail.shared = Some((key, Arc::downgrade(&cell)));
+            cell
+        }))
     }
 }

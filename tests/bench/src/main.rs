@@ -29,7 +29,7 @@ struct Args {
     #[arg(long)]
     reference: Option<String>,
     /// Measured appends per latency workload.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     appends: u64,
     /// Seconds each throughput workload runs.
     #[arg(long, default_value_t = 5.0)]
@@ -38,10 +38,10 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     fanout: Vec<usize>,
     /// Measured appends per fan-out workload.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     fanout_appends: u64,
     /// Messages a resuming reader catches up.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     resume_events: u64,
 }
 

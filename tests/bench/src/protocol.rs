@@ -168,6 +168,8 @@ pub async fn read(
 pub struct Sse {
     body: reqwest::Response,
     buffer: Vec<u8>,
+    /// Where to reconnect: the last `control` event's `streamNextOffset`.
+    pub offset: String,
 }
 
 impl Sse {
@@ -184,6 +186,7 @@ impl Sse {
         Ok(Sse {
             body: response,
             buffer: Vec::new(),
+            offset: offset.to_owned(),
         })
     }
 
@@ -203,13 +206,23 @@ impl Sse {
                         data.push('\n');
                     }
                 }
-                if kind == "data" && !data.trim().is_empty() {
-                    return Ok(Some(serde_json::from_str(&data)?));
+                match kind {
+                    "data" if !data.trim().is_empty() => {
+                        return Ok(Some(serde_json::from_str(&data)?));
+                    }
+                    "control" => {
+                        let control: Value = serde_json::from_str(&data)?;
+                        if let Some(next) = control["streamNextOffset"].as_str() {
+                            self.offset = next.to_owned();
+                        }
+                    }
+                    _ => {}
                 }
                 continue;
             }
             match self.body.chunk().await? {
-                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                // SSE lines may end in CRLF; JSON data never holds a raw CR.
+                Some(chunk) => self.buffer.extend(chunk.iter().filter(|&&b| b != b'\r')),
                 None => return Ok(None),
             }
         }
@@ -236,12 +249,15 @@ impl Socket {
         Ok(Socket { ws })
     }
 
-    /// Subscribes to `session` from `offset` and waits for the reply.
+    /// Subscribes to `session` from `offset` and waits (up to 30 s) for the reply.
     pub async fn subscribe(&mut self, session: &str, offset: &str) -> anyhow::Result<()> {
         let request = json!({"action": "subscribe", "session": session, "offset": offset});
         self.ws.send(Message::text(request.to_string())).await?;
         loop {
-            let frame = self.frame().await?.context("closed before subscribed")?;
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.frame())
+                .await
+                .context("no reply to subscribe within 30 s")??
+                .context("closed before subscribed")?;
             match frame["type"].as_str() {
                 Some("subscribed") => return Ok(()),
                 Some("error") => bail!("subscribe refused: {frame}"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::protocol::{self, Socket, Sse, Target, message, seq_of};
 use crate::stats::Latency;
@@ -30,6 +30,32 @@ impl Live {
     }
 }
 
+/// How long any one step may take before the workload fails rather than hangs.
+const STEP: Duration = Duration::from_secs(30);
+
+/// A spawned task, aborted when dropped: a workload that fails leaves no reader running
+/// to load the server during the next one.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Task<T> {
+    fn spawn(future: impl Future<Output = T> + Send + 'static) -> Task<T>
+    where
+        T: Send + 'static,
+    {
+        Task(tokio::spawn(future))
+    }
+
+    async fn join(&mut self) -> anyhow::Result<T> {
+        Ok((&mut self.0).await?)
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A fresh stream name per workload, so runs never see each other's data.
 fn stream_name(workload: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -41,7 +67,7 @@ fn stream_name(workload: &str) -> String {
 }
 
 /// Follows `name` from the start, sending `(seq, received at)` for every bench message,
-/// until `last` has been seen.
+/// until `last` has been seen (or nobody listens any more).
 async fn follow(
     target: Target,
     name: String,
@@ -53,8 +79,7 @@ async fn follow(
         let at = Instant::now();
         let mut done = false;
         for seq in messages.iter().filter_map(seq_of) {
-            let _ = seen.send((seq, at));
-            done |= seq >= last;
+            done |= seen.send((seq, at)).is_err() || seq >= last;
         }
         done
     };
@@ -75,12 +100,15 @@ async fn follow(
             let client = target.client();
             let url = target.stream_url(&name);
             let mut sse = Sse::open(&client, &url, "-1").await?;
-            while let Some(messages) = sse.next().await? {
-                if report(messages) {
-                    return Ok(());
+            loop {
+                while let Some(messages) = sse.next().await? {
+                    if report(messages) {
+                        return Ok(());
+                    }
                 }
+                // Servers end SSE responses now and then; reconnect where it stopped.
+                sse = Sse::open(&client, &url, &sse.offset).await?;
             }
-            bail!("the SSE response ended before message {last}")
         }
         Live::WebSocket => {
             let mut socket = Socket::connect(&target).await?;
@@ -105,14 +133,13 @@ pub async fn latency(target: &Target, live: Live, appends: u64) -> anyhow::Resul
     protocol::create(&client, &url).await?;
     let total = WARM_UP + appends;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(follow(target.clone(), name, live, total - 1, tx));
-    // The reader is listening once it has seen a first message.
+    let mut reader = Task::spawn(follow(target.clone(), name, live, total - 1, tx));
     let mut samples = Vec::with_capacity(appends as usize);
     for seq in 0..total {
         let sent = Instant::now();
         protocol::append(&client, &url, message(seq)).await?;
         let received = loop {
-            let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            let (got, at) = tokio::time::timeout(STEP, rx.recv())
                 .await
                 .context("no live delivery within 30 s")?
                 .context("the reader stopped")?;
@@ -124,7 +151,7 @@ pub async fn latency(target: &Target, live: Live, appends: u64) -> anyhow::Resul
             samples.push(received.saturating_duration_since(sent));
         }
     }
-    reader.await??;
+    reader.join().await??;
     Latency::of(samples).context("no samples")
 }
 
@@ -207,14 +234,15 @@ pub async fn fanout(
         tasks.spawn(async move {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let permit = connecting.acquire_owned().await?;
-            let mut reader = tokio::spawn(follow(target, name, live, last, tx));
+            let mut reader = Task::spawn(follow(target, name, live, last, tx));
             // Follow's first action is to subscribe; seeing the warm-up message proves it.
-            let first = rx.recv().await;
+            let first = tokio::time::timeout(STEP, rx.recv()).await;
             drop(permit);
             let failure = match first {
-                Some((0, _)) => None,
-                Some((seq, _)) => Some(format!("first message seen was {seq}")),
-                None => Some(match (&mut reader).await {
+                Err(_) => Some("no warm-up message within 30 s".to_owned()),
+                Ok(Some((0, _))) => None,
+                Ok(Some((seq, _))) => Some(format!("first message seen was {seq}")),
+                Ok(None) => Some(match reader.join().await {
                     Ok(Err(e)) => format!("subscriber failed: {e:#}"),
                     _ => "subscriber stopped".to_owned(),
                 }),
@@ -234,13 +262,17 @@ pub async fn fanout(
                     progress.notify_waiters();
                 }
             }
-            reader.await??;
+            reader.join().await??;
             anyhow::Ok(received)
         });
     }
+    drop(ready_tx);
     protocol::append(&client, &url, message(0)).await?;
     for _ in 0..subscribers {
-        ready_rx.recv().await.context("a subscriber vanished")??;
+        tokio::time::timeout(STEP, ready_rx.recv())
+            .await
+            .context("subscribers not ready within 30 s")?
+            .context("a subscriber vanished")??;
     }
     let mut sent = vec![Instant::now(); last as usize + 1];
     for seq in 1..=last {
@@ -250,7 +282,7 @@ pub async fn fanout(
         sent[seq as usize] = Instant::now();
         protocol::append(&client, &url, message(seq)).await?;
         while delivered[seq as usize].load(Ordering::Acquire) < subscribers {
-            tokio::time::timeout(Duration::from_secs(30), notified.as_mut())
+            tokio::time::timeout(STEP, notified.as_mut())
                 .await
                 .with_context(|| format!("message {seq} not delivered to all within 30 s"))?;
             notified.set(progress.notified());
@@ -283,15 +315,17 @@ pub async fn resume(target: &Target, live: Option<Live>, events: u64) -> anyhow:
                 let read = protocol::read(&client, &url, &offset, None).await?;
                 count += read.messages.iter().filter_map(seq_of).count() as u64;
                 offset = read.next;
-                if read.up_to_date && count >= events {
+                if read.up_to_date {
                     break count;
                 }
             }
         }
         Some(live) => {
             let (tx, mut rx) = mpsc::unbounded_channel();
-            let reader = tokio::spawn(follow(target.clone(), name, live, events - 1, tx));
-            reader.await??;
+            let mut reader = Task::spawn(follow(target.clone(), name, live, events - 1, tx));
+            tokio::time::timeout(Duration::from_secs(300), reader.join())
+                .await
+                .context("not caught up within 300 s")???;
             let mut count = 0;
             while rx.recv().await.is_some() {
                 count += 1;

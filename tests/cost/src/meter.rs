@@ -27,15 +27,39 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Meter(Arc<Mutex<Counts>>);
+pub struct Meter {
+    counts: Arc<Mutex<Counts>>,
+    /// What to multiply a transaction's reported units by to get AWS's bill: AWS charges
+    /// transactions twice over ("2 units per item"); DynamoDB Local 3.x reports plain
+    /// units, 2.x reported them doubled. Set by [`Meter::calibrate`].
+    transaction_factor: Arc<Mutex<Option<f64>>>,
+}
 
 impl Meter {
     pub fn take(&self) -> Counts {
-        std::mem::take(&mut *self.0.lock().expect("meter"))
+        std::mem::take(&mut *self.counts.lock().expect("meter"))
+    }
+
+    /// `reported`: the units the engine reported for a one-item transaction of a small
+    /// item, which AWS bills as 2.
+    pub fn calibrate(&self, reported: f64) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            reported == 1.0 || reported == 2.0,
+            "a one-item transaction reported {reported} units; expected 1 or 2"
+        );
+        *self.transaction_factor.lock().expect("meter") = Some(2.0 / reported);
+        Ok(())
+    }
+
+    fn transaction_factor(&self) -> f64 {
+        self.transaction_factor
+            .lock()
+            .expect("meter")
+            .expect("Meter::calibrate runs before any transaction is metered")
     }
 
     fn with(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.0.lock().expect("meter"))
+        f(&mut self.counts.lock().expect("meter"))
     }
 }
 
@@ -112,8 +136,6 @@ impl Intercept for Meter {
         let Ok(output) = context.output_or_error() else {
             return Ok(());
         };
-        // DynamoDB Local reports transactions at the units of plain requests; AWS bills
-        // them twice over ("transactional requests cost 2 units per item").
         let (write, read) = if let Some(o) = output.downcast_ref::<op::put_item::PutItemOutput>() {
             (units(o.consumed_capacity()), 0.0)
         } else if let Some(o) = output.downcast_ref::<op::update_item::UpdateItemOutput>() {
@@ -126,7 +148,10 @@ impl Intercept for Meter {
         } else if let Some(o) =
             output.downcast_ref::<op::transact_write_items::TransactWriteItemsOutput>()
         {
-            (2.0 * all_units(o.consumed_capacity()), 0.0)
+            (
+                self.transaction_factor() * all_units(o.consumed_capacity()),
+                0.0,
+            )
         } else if let Some(o) = output.downcast_ref::<op::get_item::GetItemOutput>() {
             (0.0, units(o.consumed_capacity()))
         } else if let Some(o) = output.downcast_ref::<op::query::QueryOutput>() {
@@ -134,7 +159,10 @@ impl Intercept for Meter {
         } else if let Some(o) =
             output.downcast_ref::<op::transact_get_items::TransactGetItemsOutput>()
         {
-            (0.0, 2.0 * all_units(o.consumed_capacity()))
+            (
+                0.0,
+                self.transaction_factor() * all_units(o.consumed_capacity()),
+            )
         } else {
             return Ok(());
         };
