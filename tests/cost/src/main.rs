@@ -185,7 +185,6 @@ async fn world(args: &Args) -> anyhow::Result<World> {
         .ensure_local_resources()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the tables and bucket: {e}"))?;
-    calibrate(&meter, &dynamodb, &settings.sessions_table).await?;
     let auth = stack.auth(&settings).await?;
     let http = Arc::new(Function::default());
     let config = HttpConfig {
@@ -217,42 +216,6 @@ async fn world(args: &Args) -> anyhow::Result<World> {
         websocket: Function::default(),
         archive: Function::default(),
     })
-}
-
-/// Learns how the engine reports transactions (see [`Meter::calibrate`]) from one
-/// one-item transaction, with the unmetered client.
-async fn calibrate(
-    meter: &Meter,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> anyhow::Result<()> {
-    use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
-    let key = |v: &str| AttributeValue::S(v.to_owned());
-    let put = Put::builder()
-        .table_name(table)
-        .item("pk", key("cost#calibration"))
-        .item("sk", key("x"))
-        .build()?;
-    let out = dynamodb
-        .transact_write_items()
-        .transact_items(TransactWriteItem::builder().put(put).build())
-        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-        .send()
-        .await?;
-    let reported = out
-        .consumed_capacity()
-        .iter()
-        .filter_map(|c| c.capacity_units)
-        .sum();
-    meter.calibrate(reported)?;
-    dynamodb
-        .delete_item()
-        .table_name(table)
-        .key("pk", key("cost#calibration"))
-        .key("sk", key("x"))
-        .send()
-        .await?;
-    Ok(())
 }
 
 fn aws_sdk_s3_client(client: aws_sdk_s3::Client, meter: &Meter) -> aws_sdk_s3::Client {

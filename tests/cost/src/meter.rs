@@ -1,8 +1,7 @@
 //! Counts every AWS request the adapters make, through the SDK's own interceptor hook:
-//! operations by name, DynamoDB capacity units as the engine reports them, and the
-//! 32 KB units of WebSocket pushes.
+//! operations by name, DynamoDB capacity units, and the 32 KB units of WebSocket pushes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::interceptors::{
@@ -11,9 +10,10 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation as op;
-use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
 /// What the metered clients did since the last [`Meter::take`].
 #[derive(Debug, Clone, Default)]
@@ -27,43 +27,19 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Meter {
-    counts: Arc<Mutex<Counts>>,
-    /// What to multiply a transaction's reported units by to get AWS's bill: AWS charges
-    /// transactions twice over ("2 units per item"); DynamoDB Local 3.x reports plain
-    /// units, 2.x reported them doubled. Set by [`Meter::calibrate`].
-    transaction_factor: Arc<Mutex<Option<f64>>>,
-}
+pub struct Meter(Arc<Mutex<Counts>>);
 
 impl Meter {
     pub fn take(&self) -> Counts {
-        std::mem::take(&mut *self.counts.lock().expect("meter"))
-    }
-
-    /// `reported`: the units the engine reported for a one-item transaction of a small
-    /// item, which AWS bills as 2.
-    pub fn calibrate(&self, reported: f64) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            reported == 1.0 || reported == 2.0,
-            "a one-item transaction reported {reported} units; expected 1 or 2"
-        );
-        *self.transaction_factor.lock().expect("meter") = Some(2.0 / reported);
-        Ok(())
-    }
-
-    fn transaction_factor(&self) -> f64 {
-        self.transaction_factor
-            .lock()
-            .expect("meter")
-            .expect("Meter::calibrate runs before any transaction is metered")
+        std::mem::take(&mut *self.0.lock().expect("meter"))
     }
 
     fn with(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.counts.lock().expect("meter"))
+        f(&mut self.0.lock().expect("meter"))
     }
 }
 
-/// Asks DynamoDB for the capacity each request consumed.
+/// Asks DynamoDB for the capacity each plain request consumed.
 macro_rules! ask_capacity {
     ($input:expr, $($ty:ty),+) => {
         $(if let Some(input) = $input.downcast_mut::<$ty>() {
@@ -76,8 +52,53 @@ fn units(capacity: Option<&ConsumedCapacity>) -> f64 {
     capacity.and_then(|c| c.capacity_units).unwrap_or(0.0)
 }
 
-fn all_units(capacity: &[ConsumedCapacity]) -> f64 {
-    capacity.iter().map(|c| units(Some(c))).sum()
+/// Write units AWS bills for a transaction, worked out from its request. DynamoDB Local
+/// reports a flat 2 units for any transaction (seen with 1, 2 and 3 items), so its figure
+/// cannot be used; AWS bills 2 units per item per started KB.
+#[derive(Debug, Clone, Copy)]
+struct TransactionUnits(f64);
+
+impl Storable for TransactionUnits {
+    type Storer = StoreReplace<Self>;
+}
+
+/// DynamoDB's size of an item: attribute names plus values (numbers counted by their
+/// text, a slight overestimate).
+pub fn item_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_bytes(value))
+        .sum()
+}
+
+fn value_bytes(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(v) | AttributeValue::Ns(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(v) => 3 + v.iter().map(|x| 1 + value_bytes(x)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_bytes(x))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+/// Puts count by their size; updates, deletes and condition checks here touch the small
+/// metadata and producer items (under 1 KB).
+fn transaction_units(input: &op::transact_write_items::TransactWriteItemsInput) -> f64 {
+    let kilobytes: usize = input
+        .transact_items()
+        .iter()
+        .map(|item| match item.put() {
+            Some(put) => item_bytes(put.item()).div_ceil(1024).max(1),
+            None => 1,
+        })
+        .sum();
+    2.0 * kilobytes as f64
 }
 
 impl Intercept for Meter {
@@ -89,9 +110,14 @@ impl Intercept for Meter {
         &self,
         context: &mut BeforeSerializationInterceptorContextMut<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let input = context.input_mut();
+        if let Some(tx) = input.downcast_ref::<op::transact_write_items::TransactWriteItemsInput>()
+        {
+            let units = TransactionUnits(transaction_units(tx));
+            cfg.interceptor_state().store_put(units);
+        }
         ask_capacity!(
             input,
             op::put_item::PutItemInput,
@@ -99,9 +125,7 @@ impl Intercept for Meter {
             op::delete_item::DeleteItemInput,
             op::get_item::GetItemInput,
             op::query::QueryInput,
-            op::batch_write_item::BatchWriteItemInput,
-            op::transact_write_items::TransactWriteItemsInput,
-            op::transact_get_items::TransactGetItemsInput
+            op::batch_write_item::BatchWriteItemInput
         );
         Ok(())
     }
@@ -131,7 +155,7 @@ impl Intercept for Meter {
         &self,
         context: &AfterDeserializationInterceptorContextRef<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Ok(output) = context.output_or_error() else {
             return Ok(());
@@ -144,25 +168,17 @@ impl Intercept for Meter {
             (units(o.consumed_capacity()), 0.0)
         } else if let Some(o) = output.downcast_ref::<op::batch_write_item::BatchWriteItemOutput>()
         {
-            (all_units(o.consumed_capacity()), 0.0)
-        } else if let Some(o) =
-            output.downcast_ref::<op::transact_write_items::TransactWriteItemsOutput>()
+            let all = o.consumed_capacity().iter().map(|c| units(Some(c))).sum();
+            (all, 0.0)
+        } else if output
+            .downcast_ref::<op::transact_write_items::TransactWriteItemsOutput>()
+            .is_some()
         {
-            (
-                self.transaction_factor() * all_units(o.consumed_capacity()),
-                0.0,
-            )
+            (cfg.load::<TransactionUnits>().map_or(0.0, |u| u.0), 0.0)
         } else if let Some(o) = output.downcast_ref::<op::get_item::GetItemOutput>() {
             (0.0, units(o.consumed_capacity()))
         } else if let Some(o) = output.downcast_ref::<op::query::QueryOutput>() {
             (0.0, units(o.consumed_capacity()))
-        } else if let Some(o) =
-            output.downcast_ref::<op::transact_get_items::TransactGetItemsOutput>()
-        {
-            (
-                0.0,
-                self.transaction_factor() * all_units(o.consumed_capacity()),
-            )
         } else {
             return Ok(());
         };
@@ -171,5 +187,53 @@ impl Intercept for Meter {
             counts.read_units += read;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_owned())
+    }
+
+    #[test]
+    fn transactions_cost_two_units_per_item_and_started_kilobyte() {
+        let small = Put::builder()
+            .table_name("t")
+            .item("pk", s("a"))
+            .build()
+            .unwrap();
+        let big = Put::builder()
+            .table_name("t")
+            .item("pk", s("b"))
+            .item("data", s(&"x".repeat(1500)))
+            .build()
+            .unwrap();
+        let update = Update::builder()
+            .table_name("t")
+            .key("pk", s("meta"))
+            .update_expression("SET tail = :t")
+            .build()
+            .unwrap();
+        let input = op::transact_write_items::TransactWriteItemsInput::builder()
+            .transact_items(TransactWriteItem::builder().put(small).build())
+            .transact_items(TransactWriteItem::builder().put(big).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .build()
+            .unwrap();
+        // 1 KB + 2 KB + 1 KB, twice over.
+        assert_eq!(transaction_units(&input), 8.0);
+    }
+
+    #[test]
+    fn item_size_counts_names_and_values() {
+        let item = HashMap::from([
+            ("pk".to_owned(), s("abc")),
+            ("n".to_owned(), AttributeValue::N("42".into())),
+        ]);
+        assert_eq!(item_bytes(&item), 2 + 3 + 1 + 2);
     }
 }
