@@ -166,19 +166,29 @@ async fn world(args: &Args) -> anyhow::Result<World> {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
     })?;
-    let dynamodb = agentwire_dynamo::local_client(&args.dynamodb_endpoint);
-    let s3 = agentwire_s3::local_client(&args.s3_endpoint);
-    let management = agentwire_apigw::local_client(&url);
+    // The same client each adapter would get, plus the meter (one macro: each SDK crate
+    // has its own `Client` and `Config` types).
+    macro_rules! metered {
+        ($sdk:ident, $client:expr) => {
+            $sdk::Client::from_conf(
+                $client
+                    .config()
+                    .to_builder()
+                    .interceptor(meter.clone())
+                    .build(),
+            )
+        };
+    }
     let clients = Clients {
-        dynamodb: aws_sdk_dynamodb::Client::from_conf(
-            dynamodb
-                .config()
-                .to_builder()
-                .interceptor(meter.clone())
-                .build(),
+        dynamodb: metered!(
+            aws_sdk_dynamodb,
+            agentwire_dynamo::local_client(&args.dynamodb_endpoint)
         ),
-        s3: aws_sdk_s3_client(s3, &meter),
-        management: aws_sdk_apigatewaymanagement_client(management, &meter),
+        s3: metered!(aws_sdk_s3, agentwire_s3::local_client(&args.s3_endpoint)),
+        management: metered!(
+            aws_sdk_apigatewaymanagement,
+            agentwire_apigw::local_client(&url)
+        ),
     };
     let stack = Stack::from_clients(&settings, clients, agentwire_aws::local_sdk_config());
     stack
@@ -216,29 +226,6 @@ async fn world(args: &Args) -> anyhow::Result<World> {
         websocket: Function::default(),
         archive: Function::default(),
     })
-}
-
-fn aws_sdk_s3_client(client: aws_sdk_s3::Client, meter: &Meter) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .interceptor(meter.clone())
-            .build(),
-    )
-}
-
-fn aws_sdk_apigatewaymanagement_client(
-    client: aws_sdk_apigatewaymanagement::Client,
-    meter: &Meter,
-) -> aws_sdk_apigatewaymanagement::Client {
-    aws_sdk_apigatewaymanagement::Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .interceptor(meter.clone())
-            .build(),
-    )
 }
 
 fn now_ms() -> i64 {
