@@ -27,10 +27,12 @@ WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
     "subscribe", "unsubscribe", "control", "send", "presence", "ping",
 ]
-COMMON_ENV = [
-    "AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_BUCKET",
-    "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT", "RUST_LOG",
-]
+COMMON_ENV = ["AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_BUCKET", "RUST_LOG"]
+# Only the functions that push to WebSocket clients and check tokens get these.
+API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT"]
+API_FUNCTIONS = ["HttpFunction", "WebSocketFunction"]
+# Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
+JOBS = {"ArchiverFunction": "archiver"}
 OUTPUTS = [
     "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
     "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
@@ -231,11 +233,16 @@ def _(t: Template) -> None:
         expect(group["Properties"].get("RetentionInDays") is not None, f"{name}: its log group has no RetentionInDays")
 
 
-@check("every function gets the common environment variables")
+@check("every function gets the common environment variables; only the API functions get the token secret and the push endpoint")
 def _(t: Template) -> None:
     for name in FUNCTIONS:
         missing = [v for v in COMMON_ENV if v not in t.function_env(name)]
         expect(not missing, f"{name} lacks {missing}")
+        wanted = API_ENV if name in API_FUNCTIONS else []
+        missing = [v for v in wanted if v not in t.function_env(name)]
+        expect(not missing, f"{name} lacks {missing}")
+        extra = [v for v in API_ENV if v not in wanted and v in t.function_env(name)]
+        expect(not extra, f"{name} is given {extra}, which it does not use")
     expect("AGENTWIRE_LONG_POLL_TIMEOUT_MS" in t.function_env("HttpFunction"), "HttpFunction lacks AGENTWIRE_LONG_POLL_TIMEOUT_MS")
     expect("AGENTWIRE_IDLE_MINUTES" in t.function_env("ArchiverFunction"), "ArchiverFunction lacks AGENTWIRE_IDLE_MINUTES")
 
@@ -285,6 +292,19 @@ def _(t: Template) -> None:
         pitr = props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
         expect(pitr is True, f"{name} has no point-in-time recovery")
         expect(props.get("SSESpecification", {}).get("SSEEnabled") is True, f"{name} has no SSE")
+
+
+@check("one function per job, each with a rate(...) schedule and its package in functions/")
+def _(t: Template) -> None:
+    import re
+    for name, folder in JOBS.items():
+        expect(name in FUNCTIONS, f"{name} is not a function")
+        events = t.props(name).get("Events", {})
+        schedules = [e["Properties"].get("Schedule", "") for e in events.values() if e.get("Type") == "Schedule"]
+        expect(len(schedules) == 1 and re.fullmatch(r"rate\(\d+ (minute|hour|day)s?\)", schedules[0]),
+               f"{name} schedules are {schedules}")
+        package = t.path.parent.parent / "functions" / folder / "Cargo.toml"
+        expect(package.exists(), f"{package} is missing")
 
 
 @check("ArchiverFunction reads the SessionsTable stream filtered to sk=meta, and sweeps on a schedule")
@@ -344,13 +364,13 @@ def _(t: Template) -> None:
         expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")
 
 
-@check("HttpApi CORS exposes every header that shared/http/src/headers.rs EXPOSED lists")
+@check("HttpApi CORS exposes every header that shared/delivery/streams-http/src/headers.rs EXPOSED lists")
 def _(t: Template) -> None:
     # API Gateway replaces the function's CORS headers, so a header missing here is
     # unreadable to browsers even though the function exposes it.
     cors = t.props("HttpApi").get("CorsConfiguration", {})
     expect("producer-id" in cors.get("AllowHeaders", []), "CORS does not allow producer-id")
-    source = (t.path.parent / t.function_prop("HttpFunction", "CodeUri") / "shared/http/src/headers.rs").resolve()
+    source = (t.path.parent / t.function_prop("HttpFunction", "CodeUri") / "shared/delivery/streams-http/src/headers.rs").resolve()
     expect(source.is_file(), f"no {source} to compare with")
     text = source.read_text()
     constants = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', text))

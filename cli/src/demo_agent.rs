@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use agentwire_sdk::{Client, Coalesce, ControlEvent, Session};
+use agentwire_sdk::{Client, Coalesce, ControlEvent, ControlKind, Envelope, EventType, Session};
 use anyhow::Context;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast;
 use tracing::info;
 
@@ -76,20 +76,22 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
         let (events, next) = client.wait_events(&args.session, at).await?;
         at = next;
         for (_, event) in events {
-            let Some(id) = event["id"].as_str() else {
+            let Ok(event) = Envelope::from_value(event) else {
                 continue;
             };
-            match event["type"].as_str() {
-                Some("message.delta") if user_text.contains_key(id) => {
-                    let text = event["data"]["text"].as_str().unwrap_or_default();
+            let Some(id) = event.id.as_deref() else {
+                continue;
+            };
+            match event.kind {
+                EventType::MessageDelta => {
                     if let Some(buffer) = user_text.get_mut(id) {
-                        buffer.push_str(text);
+                        buffer.push_str(event.text().unwrap_or_default());
                     }
                 }
-                Some("message.start") if event["role"] == "user" => {
+                EventType::MessageStart if event.is_from_user() => {
                     user_text.insert(id.to_owned(), String::new());
                 }
-                Some("message.end") if event["role"] == "user" => {
+                EventType::MessageEnd if event.is_from_user() => {
                     let text = user_text.remove(id).unwrap_or_default();
                     replies += 1;
                     let reply_id = format!("m_{}_{replies}", std::process::id());
@@ -116,9 +118,12 @@ async fn answer(
     let research = session.sub_agent("demo/research", Some(reply_id));
     let call_id = format!("{reply_id}_search");
     research
-        .append(vec![
-            json!({"type": "tool.call", "id": call_id, "data": {"tool": "search_notes", "query": question.trim()}}),
-            json!({"type": "tool.result", "id": call_id, "data": {"hits": 3}}),
+        .append_envelopes(vec![
+            Envelope::tool_call(
+                &call_id,
+                json!({"tool": "search_notes", "query": question.trim()}),
+            ),
+            Envelope::tool_result(&call_id, json!({"hits": 3})),
         ])
         .await?;
     let replier = session.sub_agent("demo", None);
@@ -175,25 +180,22 @@ async fn obey(
         };
         let Ok(control) = control else { continue };
         let here = session.position().await;
-        match control.kind.as_str() {
-            "pause" => {
+        match control.kind {
+            ControlKind::Pause => {
                 paused = true;
                 session.ack(&control, here).await?;
             }
-            "resume" => {
+            ControlKind::Resume => {
                 paused = false;
                 session.ack(&control, here).await?;
             }
-            "steer" => {
-                let note: Value = control.data.clone();
-                session
-                    .append(vec![
-                        json!({"type": "agent.status", "data": {"steered": note}}),
-                    ])
-                    .await?;
+            ControlKind::Steer => {
+                let status = Envelope::agent_status(json!({"steered": control.data}));
+                session.append_envelopes(vec![status]).await?;
                 session.ack(&control, here).await?;
             }
-            _ => {}
+            // A cancel reaches the reply through its signal; unknown kinds are not ours.
+            ControlKind::Cancel | ControlKind::Other(_) => {}
         }
         if !paused {
             return Ok(cancel.get().is_none());

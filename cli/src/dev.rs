@@ -1,20 +1,16 @@
-//! `agentwire dev`: the Durable Streams API and the WebSocket gateway on SQLite, on one port.
+//! `agentwire dev`: arguments → [`LocalStack`] → serve. The Durable Streams API, the
+//! WebSocket gateway and the jobs on their schedules, on one port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_auth::{Auth, Role, Signer};
-use agentwire_gateway::LocalPush;
-use agentwire_http::HttpConfig;
-use agentwire_realtime::{
-    ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
-};
+use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_streams_http::HttpConfig;
 
 use crate::demo_agent::DemoAgentArgs;
-use agentwire_session::{SessionLog, Sessions};
-use agentwire_sqlite::SqliteSessionLog;
+use crate::job::JobSettings;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
@@ -98,10 +94,13 @@ pub struct DevArgs {
     /// Log format.
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    #[command(flatten)]
+    jobs: JobSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
+pub enum Backend {
     Sqlite,
     Dynamodb,
     Aws,
@@ -115,30 +114,13 @@ enum LogFormat {
 
 /// In-flight requests get this long to finish after Ctrl-C; live reads are then cut.
 const DRAIN: Duration = Duration::from_secs(5);
-/// How often expired streams are swept (reads already treat them as gone).
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
-    let db = args.data_dir.join("sessions.db");
-    let sqlite = match args.backend {
-        Backend::Sqlite => Some(Arc::new(
-            SqliteSessionLog::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
-        )),
-        Backend::Dynamodb | Backend::Aws => None,
-    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let config = HttpConfig {
-        max_body_bytes: args.max_body_bytes,
-        long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
-        sse_max_duration: Duration::from_secs(args.sse_max_seconds),
-        ..HttpConfig::default()
-    };
     // With tokens on, the secret also signs the admin token and the demo link printed below.
     let secret = if args.insecure {
         warn!(
@@ -147,6 +129,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         );
         None
     } else {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
         Some(crate::secret::load_or_create(&args.data_dir)?)
     };
     let auth = match &secret {
@@ -155,6 +139,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         Some(secret) => Auth::Tokens(Signer::new(secret.clone())),
     };
+    let settings = args.jobs.local(&args.data_dir);
+    let stack = stack(&args, &settings, addr).await?;
+    let config = HttpConfig {
+        max_body_bytes: args.max_body_bytes,
+        long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
+        sse_max_duration: Duration::from_secs(args.sse_max_seconds),
+        ..HttpConfig::default()
+    };
+    let mut app = stack.app(auth, config);
+    if args.management_api || args.backend == Backend::Aws {
+        warn!(
+            "serving API Gateway's management API at /@connections: anyone who can reach it can push to any client"
+        );
+        app = app.merge(agentwire_local_gateway::management_router(
+            stack.sockets.clone(),
+        ));
+    }
+    let app = app.fallback_service(web_page(&args.web_dir));
+
+    // Stdout carries this one line first so scripts and tests can find the port.
+    crate::say(format_args!("agentwire dev listening on http://{addr}"));
+    info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
     let admin_token = secret.as_ref().map(|secret| {
         crate::token::mint(
             secret,
@@ -165,34 +171,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             24 * 3600,
         )
     });
-    // The local gateway's sockets; with --backend aws, pushes reach them through the
-    // management API below, as on AWS.
-    let push = Arc::new(LocalPush::default());
-    let (sessions, registry, client_push, log): (
-        _,
-        Arc<dyn ConnectionRegistry>,
-        Arc<dyn ClientPush>,
-        _,
-    ) = match (&sqlite, args.backend) {
-        (_, Backend::Aws) => aws(&args, addr, secret.clone()).await?,
-        (Some(sqlite), _) => embedded(sqlite.clone(), push.clone()),
-        (None, _) => embedded(dynamodb(&args).await?, push.clone()),
-    };
-    let live_reads = sessions.clone();
-    let realtime = Realtime::new(sessions.clone(), registry, client_push, auth.clone());
-    let mut app = agentwire_http::router(sessions, auth, config)
-        .merge(agentwire_gateway::router(realtime, push.clone()));
-    if args.management_api || args.backend == Backend::Aws {
-        warn!(
-            "serving API Gateway's management API at /@connections: anyone who can reach it can push to any client"
-        );
-        app = app.merge(agentwire_gateway::management_router(push));
-    }
-    let app = app.fallback_service(web_page(&args.web_dir));
-
-    // Stdout carries this one line so scripts and tests can find the port.
-    crate::say(format_args!("agentwire dev listening on http://{addr}"));
-    info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
     if let Some(token) = &admin_token {
         crate::say(format_args!(
             "admin token for tenant {:?}, valid 24 h (mint others with `agentwire token`):",
@@ -200,7 +178,56 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ));
         crate::say(format_args!("{token}"));
     }
-    let demo_link = match &secret {
+    crate::say(format_args!(
+        "demo chat: {}",
+        demo_link(&args, addr, secret.as_deref())
+    ));
+    let demo_agent = (!args.no_demo_agent).then(|| {
+        let agent = DemoAgentArgs::for_dev(
+            &args.demo_session,
+            format!("http://{addr}"),
+            admin_token.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::demo_agent::run(agent).await {
+                warn!(error = %e, "the demo agent stopped");
+            }
+        })
+    });
+    let jobs = stack.start_jobs();
+    for job in &stack.jobs {
+        info!(job = job.name(), schedule = %job.schedule().expression(), "job scheduled");
+    }
+    info!(%addr, backend = ?args.backend, traces = %settings.data_dir.join("traces").display(), "agentwire dev started");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    stack.stop();
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(joined) => joined??,
+        Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
+    }
+    jobs.stop();
+    if let Some(agent) = demo_agent {
+        agent.abort();
+    }
+    // Dropping the last handle lets the SQLite writer commit what is queued and stop.
+    drop(stack);
+    info!("stopped");
+    Ok(())
+}
+
+fn demo_link(args: &DevArgs, addr: SocketAddr, secret: Option<&[u8]>) -> String {
+    match secret {
         Some(secret) => {
             let sessions = format!("{}*", args.demo_session);
             let token = crate::token::mint(
@@ -214,117 +241,77 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             format!("http://{addr}/?session={}&token={token}", args.demo_session)
         }
         None => format!("http://{addr}/?session={}", args.demo_session),
-    };
-    crate::say(format_args!("demo chat: {demo_link}"));
-    let demo_agent = (!args.no_demo_agent).then(|| {
-        let agent = DemoAgentArgs::for_dev(
-            &args.demo_session,
-            format!("http://{addr}"),
-            admin_token.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = crate::demo_agent::run(agent).await {
-                warn!(error = %e, "the demo agent stopped");
-            }
-        })
-    });
-    info!(%addr, backend = ?args.backend, "agentwire dev started");
-
-    // SQLite frees expired sessions' space in sweeps; DynamoDB expires them lazily.
-    let sweeper = sqlite.clone().map(|sqlite| {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                every.tick().await;
-                match sqlite.expire_due().await {
-                    Ok(0) => {}
-                    Ok(n) => info!(expired = n, "swept expired sessions"),
-                    Err(e) => warn!(error = %e, "expiry sweep failed"),
-                }
-            }
-        })
-    });
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        }
-    });
-    let server = tokio::spawn(async move { server.await });
-    shutdown_signal().await;
-    info!("shutting down: finishing in-flight requests");
-    let _ = stop_tx.send(true);
-    live_reads.stop_live_reads();
-    match tokio::time::timeout(DRAIN, server).await {
-        Ok(joined) => joined??,
-        Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
     }
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
-    }
-    if let Some(agent) = demo_agent {
-        agent.abort();
-    }
-    // Dropping the last handle lets the SQLite writer commit what is queued and stop.
-    drop(log);
-    drop(sqlite);
-    info!("stopped");
-    Ok(())
 }
 
-type Wired = (
-    Sessions,
-    Arc<dyn ConnectionRegistry>,
-    Arc<dyn ClientPush>,
-    Arc<dyn SessionLog>,
-);
-
-/// One process: connections in memory, pushes straight to the local sockets.
-fn embedded(log: Arc<dyn SessionLog>, push: Arc<LocalPush>) -> Wired {
-    let registry = Arc::new(InMemoryConnectionRegistry::default());
-    let fanout = Fanout::new(registry.clone(), push.clone());
-    let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
-    (sessions, registry, push, log)
+/// The stack `--backend` names.
+async fn stack(
+    args: &DevArgs,
+    settings: &LocalSettings,
+    addr: SocketAddr,
+) -> anyhow::Result<LocalStack> {
+    match args.backend {
+        Backend::Sqlite => Ok(LocalStack::open(settings)?),
+        Backend::Dynamodb => Ok(LocalStack::open_on_log(settings, dynamodb(args).await?)?),
+        Backend::Aws => aws(args, settings, addr).await,
+    }
 }
 
-/// The Lambda functions' wiring (`agentwire_aws::Stack`) against local endpoints.
+/// The Lambda functions' wiring (`agentwire_aws_stack::Stack`) against local endpoints,
+/// with the local gateway's sockets reached through the management API served here.
 #[cfg(feature = "aws")]
-async fn aws(args: &DevArgs, addr: SocketAddr, secret: Option<Vec<u8>>) -> anyhow::Result<Wired> {
+async fn aws(
+    args: &DevArgs,
+    local: &LocalSettings,
+    addr: SocketAddr,
+) -> anyhow::Result<LocalStack> {
+    use std::sync::Arc;
     let (Some(dynamodb), Some(s3)) = (&args.dynamodb_endpoint, &args.s3_endpoint) else {
         anyhow::bail!(
             "--backend aws needs --dynamodb-endpoint (DynamoDB Local) and --s3-endpoint (a local S3 server)"
         );
     };
-    let settings = agentwire_aws::Settings {
+    let settings = agentwire_aws_stack::Settings {
         sessions_table: args.dynamodb_table.clone(),
-        connections_table: format!("{}-connections", args.dynamodb_table),
         bucket: args.bucket.clone(),
-        ws_endpoint: format!("http://{addr}"),
-        // With --insecure the handlers get `Auth::Insecure`; the stack's signer goes unused.
-        secret: agentwire_aws::SecretSource::Value(secret.unwrap_or_else(|| vec![0; 32])),
+        delivery: Some(agentwire_aws_stack::DeliverySettings {
+            connections_table: format!("{}-connections", args.dynamodb_table),
+            ws_endpoint: format!("http://{addr}"),
+        }),
+        // The handlers get this process's `Auth` (tokens or --insecure), not the stack's.
+        secret: None,
         long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
-        idle: Duration::from_secs(1800),
+        idle: local.idle,
         dynamodb_endpoint: Some(dynamodb.clone()),
         s3_endpoint: Some(s3.clone()),
     };
-    let stack = agentwire_aws::Stack::connect(&settings).await?;
+    let stack = agentwire_aws_stack::Stack::connect(&settings).await?;
+    let delivery = stack.delivery()?;
     stack
         .ensure_local_resources()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach DynamoDB at {dynamodb} or S3 at {s3}: {e}"))?;
     info!(dynamodb, s3, table = %args.dynamodb_table, bucket = %args.bucket, "sessions on the AWS adapters");
-    Ok((
-        stack.sessions(),
-        stack.registry.clone(),
-        stack.push.clone(),
-        stack.log.clone(),
+    let parts = agentwire_local_stack::Parts {
+        log: stack.log.clone(),
+        registry: delivery.registry.clone(),
+        client_push: delivery.push.clone(),
+        inline_fanout: true,
+        poll: Some(agentwire_aws_stack::POLL_INTERVAL),
+        archive: Arc::new(stack.bucket.clone()),
+        activity: stack.activity.clone(),
+        sqlite: None,
+    };
+    Ok(LocalStack::assemble(
+        parts,
+        Arc::new(agentwire_local_gateway::LocalPush::default()),
+        local,
+        Arc::new(agentwire_session::SystemClock),
     ))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws(_: &DevArgs, _: SocketAddr, _: Option<Vec<u8>>) -> anyhow::Result<Wired> {
+async fn aws(_: &DevArgs, _: &LocalSettings, _: SocketAddr) -> anyhow::Result<LocalStack> {
     anyhow::bail!(
         "this agentwire was built without the AWS adapters: cargo build -p agentwire --features aws"
     )
@@ -332,7 +319,9 @@ async fn aws(_: &DevArgs, _: SocketAddr, _: Option<Vec<u8>>) -> anyhow::Result<W
 
 /// The DynamoDB session log, for `--backend dynamodb`.
 #[cfg(feature = "aws")]
-async fn dynamodb(args: &DevArgs) -> anyhow::Result<Arc<dyn SessionLog>> {
+async fn dynamodb(
+    args: &DevArgs,
+) -> anyhow::Result<std::sync::Arc<dyn agentwire_session::SessionLog>> {
     let endpoint = args
         .dynamodb_endpoint
         .as_deref()
@@ -345,11 +334,13 @@ async fn dynamodb(args: &DevArgs) -> anyhow::Result<Arc<dyn SessionLog>> {
         .await
         .with_context(|| format!("cannot reach DynamoDB at {endpoint}"))?;
     info!(endpoint, table = %args.dynamodb_table, "sessions on DynamoDB");
-    Ok(Arc::new(log))
+    Ok(std::sync::Arc::new(log))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn dynamodb(_: &DevArgs) -> anyhow::Result<Arc<dyn SessionLog>> {
+async fn dynamodb(
+    _: &DevArgs,
+) -> anyhow::Result<std::sync::Arc<dyn agentwire_session::SessionLog>> {
     anyhow::bail!(
         "this agentwire was built without DynamoDB: cargo build -p agentwire --features aws"
     )

@@ -2,6 +2,7 @@
 
 mod demo_agent;
 mod dev;
+mod job;
 mod secret;
 mod tail;
 mod token;
@@ -25,6 +26,8 @@ enum Command {
     DemoAgent(demo_agent::DemoAgentArgs),
     /// Follow a session live and print its events.
     Tail(tail::TailArgs),
+    /// List the scheduled jobs, or run one now (as `agentwire dev` runs them).
+    Job(job::JobArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -63,6 +66,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(demo_agent::run(args))
         }
         Command::Tail(args) => runtime.block_on(tail::run(args)),
+        Command::Job(args) => {
+            init_cli_logging();
+            runtime.block_on(job::run(args))
+        }
         Command::Token(_) => unreachable!("handled above"),
     }
 }

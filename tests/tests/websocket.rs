@@ -579,7 +579,7 @@ async fn presence_tracks_who_is_connected() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_gateway_adapter_pushes_to_real_sockets_and_sees_them_go() -> anyhow::Result<()> {
-    use agentwire_apigw::{ApiGatewayPush, local_client};
+    use agentwire_apigw_push::{ApiGatewayPush, local_client};
     use agentwire_realtime::{ClientPush, PushError};
 
     let dir = tempfile::tempdir()?;

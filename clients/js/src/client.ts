@@ -1,5 +1,6 @@
 import { advance, START } from "./offsets.js";
 import { Ordering } from "./ordering.js";
+import type { ControlKind } from "./events.js";
 import type { ConnectionState, EventBody, Member, SessionEvent } from "./types.js";
 
 export interface ClientOptions {
@@ -182,7 +183,7 @@ export class AgentwireClient {
   }
 
   /** Sends control (`cancel`, `steer`, `pause`, `resume`); resolves with its offset. */
-  control(session: string, kind: "cancel" | "steer" | "pause" | "resume", data: object = {}): Promise<{ offset: string }> {
+  control(session: string, kind: ControlKind, data: object = {}): Promise<{ offset: string }> {
     return this.request({ action: "control", session, kind, data });
   }
 

@@ -1,5 +1,33 @@
 export { AgentwireClient, AgentwireError } from "./client.js";
 export type { ClientOptions, From, Subscription } from "./client.js";
+export {
+  CONTROL_ACK,
+  CONTROL_KINDS,
+  controlKind,
+  ENVELOPE_FIELDS,
+  EVENT_TYPES,
+  isKnownEvent,
+  isKnownEventType,
+  isMessageEvent,
+  ROLES,
+} from "./events.js";
+export type {
+  AgentStatus,
+  ControlAckEvent,
+  ControlKind,
+  ControlRequest,
+  Envelope,
+  EnvelopeField,
+  KnownEvent,
+  KnownEventType,
+  MessageDelta,
+  MessageEnd,
+  MessageStart,
+  PresenceEvent,
+  Role,
+  ToolCall,
+  ToolResult,
+} from "./events.js";
 export { MessagesView } from "./messages.js";
 export type { ChatMessage } from "./messages.js";
 export { Ordering } from "./ordering.js";

@@ -1,3 +1,4 @@
+import { isMessageEvent } from "./events.js";
 import type { SessionEvent } from "./types.js";
 
 /** A chat message assembled from `message.start/delta/end` events. */
@@ -25,8 +26,8 @@ export class MessagesView {
   next?: string;
 
   apply({ offset, event }: SessionEvent): ChatMessage | undefined {
+    if (!isMessageEvent(event)) return undefined;
     const id = event.id;
-    if (!id || !event.type?.startsWith("message.")) return undefined;
     let message = this.byId.get(id);
     if (!message) {
       message = { id, role: event.role ?? "assistant", text: "", status: "streaming", offset };
@@ -41,6 +42,7 @@ export class MessagesView {
         if (event.role) message.role = event.role;
         break;
       case "message.delta":
+        // Typed, but from the network: a delta without text adds nothing.
         message.text += typeof event.data?.text === "string" ? event.data.text : "";
         break;
       case "message.end":

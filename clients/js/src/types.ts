@@ -1,14 +1,6 @@
-/** A session event: a JSON object with a `type`, as agents and clients append it. */
-export interface EventBody {
-  type: string;
-  id?: string;
-  agent?: string;
-  parent?: string;
-  role?: string;
-  user?: string;
-  data?: any;
-  [key: string]: unknown;
-}
+import type { EventBody } from "./events.js";
+
+export type { EventBody } from "./events.js";
 
 /** An event with its place in the session. */
 export interface SessionEvent {

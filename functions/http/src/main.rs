@@ -1,13 +1,13 @@
 //! The Durable Streams API on Lambda: the same axum router `agentwire dev` serves, on
 //! DynamoDB. API Gateway buffers responses, so SSE is refused (use long-poll or WebSocket).
 
-use agentwire_aws::{Settings, Stack};
-use agentwire_http::HttpConfig;
+use agentwire_aws_stack::{Needs, Settings, Stack};
+use agentwire_streams_http::HttpConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    agentwire_aws::init_logging();
-    let settings = Settings::from_env()?;
+    agentwire_aws_stack::init_logging();
+    let settings = Settings::from_env(Needs::API)?;
     let stack = Stack::connect(&settings).await?;
     let config = HttpConfig {
         long_poll_timeout: settings.long_poll_timeout,
@@ -17,7 +17,6 @@ async fn main() -> anyhow::Result<()> {
         sse: false,
         ..HttpConfig::default()
     };
-    let auth = stack.auth(&settings).await?;
-    let app = agentwire_http::router(stack.sessions(), auth, config);
+    let app = agentwire_streams_http::router(stack.sessions()?, stack.auth().await?, config);
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use agentwire_auth::Auth;
-use agentwire_http::HttpConfig;
 use agentwire_session::Sessions;
 use agentwire_sqlite::SqliteSessionLog;
+use agentwire_streams_http::HttpConfig;
 use lambda_http::request::LambdaRequest;
 use tower::ServiceExt;
 
@@ -26,7 +26,7 @@ fn app(dir: &tempfile::TempDir) -> axum::Router {
         sse: false,
         ..HttpConfig::default()
     };
-    agentwire_http::router(
+    agentwire_streams_http::router(
         Sessions::new(Arc::new(log)),
         Auth::Insecure {
             tenant: "acme".into(),

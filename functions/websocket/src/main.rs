@@ -1,16 +1,16 @@
 //! The WebSocket routes on Lambda: every route goes to `Realtime::handle`, the handler the
 //! local gateway calls too.
 
-use agentwire_aws::{Settings, Stack};
+use agentwire_aws_stack::{Needs, Settings, Stack};
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    agentwire_aws::init_logging();
-    let settings = Settings::from_env()?;
+    agentwire_aws_stack::init_logging();
+    let settings = Settings::from_env(Needs::API)?;
     let stack = Stack::connect(&settings).await?;
-    let realtime = stack.realtime(stack.auth(&settings).await?);
+    let realtime = stack.realtime(stack.auth().await?)?;
     let handler = service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let realtime = realtime.clone();
         async move { Ok::<_, lambda_runtime::Error>(realtime.handle(event.payload).await) }

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentwire_session::Offset;
+use agentwire_session::events::{ControlKind, Envelope, ROLE_ASSISTANT};
 use reqwest::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -20,20 +22,41 @@ use crate::error::SdkError;
 pub struct ControlEvent {
     /// Where the control event sits in the session.
     pub offset: Offset,
-    /// `cancel`, `steer`, `pause` or `resume`.
-    pub kind: String,
+    /// `cancel`, `steer`, `pause`, `resume`, or a kind appended over HTTP.
+    pub kind: ControlKind,
+    /// Its `data` (`null` when it has none).
     pub data: Value,
 }
 
 impl ControlEvent {
-    fn from_event(offset: Offset, event: &Value) -> Option<ControlEvent> {
-        let kind = event["type"].as_str()?.strip_prefix("control.")?;
-        (kind != "ack").then(|| ControlEvent {
+    /// The control in a raw event read from the session; None for anything else.
+    fn from_event(offset: Offset, event: Value) -> Option<ControlEvent> {
+        let envelope = Envelope::from_value(event).ok()?;
+        Some(ControlEvent {
             offset,
-            kind: kind.to_owned(),
-            data: event.get("data").cloned().unwrap_or(Value::Null),
+            kind: envelope.control_kind()?,
+            data: envelope.data.unwrap_or(Value::Null),
         })
     }
+
+    /// The id of the message a cancel targets (`data.message_id`); None means all.
+    fn target(&self) -> Option<&str> {
+        self.data.get("message_id").and_then(Value::as_str)
+    }
+}
+
+/// The body of a `200` append response: control that arrived since the agent last looked.
+#[derive(Deserialize)]
+struct ControlSince {
+    #[serde(default)]
+    control: Vec<ControlItem>,
+}
+
+/// Fields as plain values: a malformed item is skipped, not an error after the append.
+#[derive(Deserialize)]
+struct ControlItem {
+    offset: Value,
+    event: Value,
 }
 
 /// How token deltas are coalesced into appends: one append (one storage write, one push
@@ -172,9 +195,8 @@ impl Session {
         self.shared.controls.subscribe()
     }
 
-    /// Appends events exactly once: retried on network errors with the same producer
-    /// sequence, so the server applies it at most once. Control events that arrived since
-    /// this handle's previous append come back in the response and are published.
+    /// Appends raw JSON events exactly once (see [`Session::append_envelopes`]); objects
+    /// without an `agent` or `parent` get this handle's.
     pub async fn append(&self, mut events: Vec<Value>) -> Result<Appended, SdkError> {
         for event in &mut events {
             let Some(object) = event.as_object_mut() else {
@@ -187,7 +209,35 @@ impl Session {
                 object.entry("parent").or_insert_with(|| json!(parent));
             }
         }
-        let body = Value::from(events).to_string();
+        self.append_body(Value::from(events).to_string()).await
+    }
+
+    /// Appends events exactly once: retried on network errors with the same producer
+    /// sequence, so the server applies it at most once. Events without an `agent` or
+    /// `parent` get this handle's. Control events that arrived since this handle's
+    /// previous append come back in the response and are published.
+    pub async fn append_envelopes(&self, mut events: Vec<Envelope>) -> Result<Appended, SdkError> {
+        for event in &mut events {
+            // An extra field of the same name (not a string) counts as set, as in `append`.
+            if let Some(agent) = &self.agent
+                && event.agent.is_none()
+                && !event.extra.contains_key("agent")
+            {
+                event.agent = Some(agent.clone());
+            }
+            if let Some(parent) = &self.parent
+                && event.parent.is_none()
+                && !event.extra.contains_key("parent")
+            {
+                event.parent = Some(parent.clone());
+            }
+        }
+        let body = serde_json::to_string(&events)
+            .map_err(|e| SdkError::Protocol(format!("events are not JSON: {e}")))?;
+        self.append_body(body).await
+    }
+
+    async fn append_body(&self, body: String) -> Result<Appended, SdkError> {
         let mut producer = self.producer.lock().await;
         let client = &self.shared.client;
         let mut attempt = 0;
@@ -222,11 +272,10 @@ impl Session {
         if response.status() == StatusCode::OK
             && response.headers().contains_key("agentwire-control")
         {
-            let body: Value = response.json().await?;
-            for item in body["control"].as_array().into_iter().flatten() {
-                let offset = item["offset"].as_str().and_then(|o| Offset::parse(o).ok());
-                if let Some(control) =
-                    offset.and_then(|o| ControlEvent::from_event(o, &item["event"]))
+            let body: ControlSince = response.json().await?;
+            for item in body.control {
+                let offset = item.offset.as_str().and_then(|o| Offset::parse(o).ok());
+                if let Some(control) = offset.and_then(|o| ControlEvent::from_event(o, item.event))
                 {
                     self.shared.publish(control);
                 }
@@ -247,8 +296,8 @@ impl Session {
             loop {
                 match shared.client.wait(&shared.name, at).await {
                     Ok(page) => {
-                        for (offset, event) in &page.events {
-                            if let Some(control) = ControlEvent::from_event(*offset, event) {
+                        for (offset, event) in page.events {
+                            if let Some(control) = ControlEvent::from_event(offset, event) {
                                 shared.publish(control);
                             }
                         }
@@ -266,10 +315,11 @@ impl Session {
 
     /// Acknowledges control: `cut` is the offset where this agent's output stopped.
     pub async fn ack(&self, control: &ControlEvent, cut: Offset) -> Result<Appended, SdkError> {
-        self.append(vec![json!({
-            "type": "control.ack",
-            "data": {"ref": control.offset.to_string(), "kind": control.kind, "cut": cut.to_string()},
-        })])
+        self.append_envelopes(vec![Envelope::control_ack(
+            control.offset,
+            &control.kind,
+            cut,
+        )])
         .await
     }
 
@@ -282,17 +332,18 @@ impl Session {
             let (mut controls, cancel, id) = (self.controls(), cancel.clone(), id.to_owned());
             tokio::spawn(async move {
                 while let Ok(control) = controls.recv().await {
-                    let target = control.data.get("message_id").and_then(Value::as_str);
-                    if control.kind == "cancel" && target.is_none_or(|t| t == id) {
+                    if control.kind == ControlKind::Cancel
+                        && control.target().is_none_or(|t| t == id)
+                    {
                         cancel.set(control);
                         return;
                     }
                 }
             })
         };
-        let mut start = json!({"type": "message.start", "id": id, "role": "assistant"});
+        let mut start = Envelope::message_start(id, ROLE_ASSISTANT);
         if let Some(parent) = parent {
-            start["parent"] = json!(parent);
+            start = start.with_parent(parent);
         }
         let flusher = tokio::spawn(flush(
             self.clone(),
@@ -394,18 +445,14 @@ impl Reply {
             .map_err(|e| SdkError::Protocol(format!("reply task failed: {e}")))??;
         self.watcher.abort();
         let cancelled_by = self.cancel.get();
-        let mut end = json!({"type": "message.end", "id": self.id});
-        if cancelled_by.is_some() {
-            end["data"] = json!({"stopped": true});
-        }
-        let mut events = vec![end];
-        if let Some(control) = &cancelled_by {
-            events.push(json!({
-                "type": "control.ack",
-                "data": {"ref": control.offset.to_string(), "kind": control.kind, "cut": cut.to_string()},
-            }));
-        }
-        session.append(events).await?;
+        let events = match &cancelled_by {
+            None => vec![Envelope::message_end(&self.id)],
+            Some(control) => vec![
+                Envelope::message_stopped(&self.id),
+                Envelope::control_ack(control.offset, &control.kind, cut),
+            ],
+        };
+        session.append_envelopes(events).await?;
         Ok(ReplyOutcome { cut, cancelled_by })
     }
 }
@@ -415,12 +462,12 @@ impl Reply {
 async fn flush(
     session: Session,
     id: String,
-    start: Value,
+    start: Envelope,
     mut rx: mpsc::UnboundedReceiver<String>,
     coalesce: Coalesce,
     cancel: CancelSignal,
 ) -> Result<Offset, SdkError> {
-    let mut cut = session.append(vec![start]).await?.tail;
+    let mut cut = session.append_envelopes(vec![start]).await?.tail;
     'replies: loop {
         let first = tokio::select! {
             biased;
@@ -444,8 +491,8 @@ async fn flush(
                 _ = sleep_until(deadline) => break,
             }
         }
-        let delta = json!({"type": "message.delta", "id": id, "data": {"text": text}});
-        cut = session.append(vec![delta]).await?.tail;
+        let delta = Envelope::message_delta(&id, text);
+        cut = session.append_envelopes(vec![delta]).await?.tail;
         if closed {
             break;
         }

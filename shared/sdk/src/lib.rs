@@ -13,6 +13,7 @@ mod feed;
 
 pub use agent::{CancelSignal, Coalesce, ControlEvent, Reply, ReplyOutcome, Session};
 pub use agentwire_session::Offset;
+pub use agentwire_session::events::{ControlAck, ControlKind, Envelope, EventType};
 pub use client::Client;
 pub use error::SdkError;
 pub use feed::SessionFeed;

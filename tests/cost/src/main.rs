@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentwire_archive::{Archiver, SessionChange};
 use agentwire_auth::{Claims, Role, Signer};
-use agentwire_aws::{Clients, Settings, Stack};
-use agentwire_http::HttpConfig;
+use agentwire_aws_stack::{Clients, Settings, Stack};
 use agentwire_realtime::Realtime;
 use agentwire_sdk::Coalesce;
+use agentwire_streams_http::HttpConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -161,7 +161,7 @@ async fn world(args: &Args) -> anyhow::Result<World> {
         ),
         ("AGENTWIRE_S3_ENDPOINT", args.s3_endpoint.clone()),
     ];
-    let settings = Settings::from_lookup(|name| {
+    let settings = Settings::from_lookup(agentwire_aws_stack::Needs::API, |name| {
         vars.iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
@@ -185,23 +185,23 @@ async fn world(args: &Args) -> anyhow::Result<World> {
             agentwire_dynamo::local_client(&args.dynamodb_endpoint)
         ),
         s3: metered!(aws_sdk_s3, agentwire_s3::local_client(&args.s3_endpoint)),
-        management: metered!(
+        management: Some(metered!(
             aws_sdk_apigatewaymanagement,
-            agentwire_apigw::local_client(&url)
-        ),
+            agentwire_apigw_push::local_client(&url)
+        )),
     };
-    let stack = Stack::from_clients(&settings, clients, agentwire_aws::local_sdk_config());
+    let stack = Stack::from_clients(&settings, clients, agentwire_aws_stack::local_sdk_config());
     stack
         .ensure_local_resources()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the tables and bucket: {e}"))?;
-    let auth = stack.auth(&settings).await?;
+    let auth = stack.auth().await?;
     let http = Arc::new(Function::default());
     let config = HttpConfig {
         sse: false,
         ..HttpConfig::default()
     };
-    let app = agentwire_http::router(stack.sessions(), auth.clone(), config)
+    let app = agentwire_streams_http::router(stack.sessions()?, auth.clone(), config)
         .layer(middleware::from_fn_with_state(http.clone(), http_function))
         .route(
             "/@connections/{id}",
@@ -219,8 +219,8 @@ async fn world(args: &Args) -> anyhow::Result<World> {
     Ok(World {
         url,
         token,
-        realtime: stack.realtime(auth),
-        archiver: stack.archiver(&settings),
+        realtime: stack.realtime(auth)?,
+        archiver: stack.archiver(),
         meter,
         http,
         websocket: Function::default(),

@@ -1,0 +1,873 @@
+//! The [`SessionLog`] on DynamoDB. See `DESIGN.md` beside this crate for the key schema and
+//! why appends are gapless and exactly-once.
+
+mod activity;
+mod connections;
+mod item;
+mod stream;
+mod table;
+
+pub use activity::DynamoActivityIndex;
+pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
+pub use stream::session_changes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_session::content::json_messages;
+use agentwire_session::fork;
+use agentwire_session::rules::{self, AppendPlan, AppendTarget, ForkSource};
+use agentwire_session::{
+    AppendError, AppendKind, AppendRequest, Appended, BlobStore, Clock, CreateError, CreateStream,
+    Created, DeleteError, Expiry, Mode, Offset, ProducerState, ReadBatch, ReadError, ReadFrom,
+    Record, SessionLog, StorageError, StreamInfo, SystemClock,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use bytes::Bytes;
+use tracing::{debug, instrument};
+
+use crate::item::{Item, Meta, n, record_key, s};
+
+/// Parts of one append are stored as items of at most this many bytes (DynamoDB's item
+/// limit is 400 KB).
+const PART_BYTES: usize = 300 * 1024;
+/// A transaction holds at most 100 items and 4 MB.
+const MAX_TRANSACTION_BYTES: usize = 3_500_000;
+/// With a blob store, appends larger than this go to it whole and the log keeps the key
+/// (a claim check): cheaper than hundreds of write units, and no transaction size limit.
+pub const CLAIM_CHECK_BYTES: usize = 256 * 1024;
+/// Attempts of one operation that keeps losing races to concurrent writers.
+const MAX_ATTEMPTS: u32 = 200;
+
+/// The session log in one DynamoDB table.
+pub struct DynamoSessionLog {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+    blobs: Option<Arc<dyn BlobStore>>,
+}
+
+/// What a name refers to, after expiring it if its time is up.
+enum Lookup {
+    Live(Box<Meta>),
+    SoftDeleted,
+    Missing,
+}
+
+/// A write that lost a race: decide again against the new state.
+struct Conflict;
+
+/// A client for a DynamoDB-compatible endpoint (DynamoDB Local) with static credentials.
+pub fn local_client(endpoint: &str) -> Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "agentwire-local",
+        ))
+        .build();
+    Client::from_conf(config)
+}
+
+impl DynamoSessionLog {
+    /// The log in `table`, on the system clock.
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoSessionLog {
+        DynamoSessionLog::with_clock(client, table, Arc::new(SystemClock))
+    }
+
+    /// The log in `table`, reading time from `clock`.
+    pub fn with_clock(
+        client: Client,
+        table: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> DynamoSessionLog {
+        DynamoSessionLog {
+            client,
+            table: table.into(),
+            clock,
+            blobs: None,
+        }
+    }
+
+    /// Keeps appends over [`CLAIM_CHECK_BYTES`] in `blobs` instead of the table.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> DynamoSessionLog {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Puts a large payload in the blob store before it is appended, so every attempt of
+    /// the append refers to the same blob. `None`: the payload goes inline.
+    async fn stash(&self, data: &Bytes) -> Result<Option<String>, StorageError> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(None);
+        };
+        if data.len() <= CLAIM_CHECK_BYTES {
+            return Ok(None);
+        }
+        let key = format!("blobs/{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        blobs.put(&key, data.clone()).await?;
+        Ok(Some(key))
+    }
+
+    /// Removes a blob that no record refers to (its append was refused or failed).
+    async fn unstash(&self, key: Option<String>) {
+        if let (Some(blobs), Some(key)) = (&self.blobs, key)
+            && let Err(e) = blobs.delete(&key).await
+        {
+            debug!(error = %e, "cannot remove an unused blob; it stays as an orphan");
+        }
+    }
+
+    /// Creates the table (pay per request) if it does not exist; for local engines and tests.
+    pub async fn ensure_table(&self) -> Result<(), StorageError> {
+        table::ensure_pk_sk_table(&self.client, &self.table)
+            .await
+            .map(drop)
+            .map_err(StorageError::new)
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StorageError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(storage)?;
+        Ok(output.item)
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Meta>, StorageError> {
+        match self.get(&Meta::pk(name), "meta").await? {
+            Some(item) => Meta::from_item(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn lookup(&self, name: &str, now: i64) -> Result<Lookup, StorageError> {
+        Ok(match self.meta(name).await? {
+            None => Lookup::Missing,
+            Some(meta) if meta.deleted => Lookup::SoftDeleted,
+            Some(meta) if meta.expired(now) => {
+                let refs = meta.refs;
+                self.remove(meta).await?;
+                if refs == 0 {
+                    Lookup::Missing
+                } else {
+                    Lookup::SoftDeleted
+                }
+            }
+            Some(meta) => Lookup::Live(Box::new(meta)),
+        })
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Conflict>, StorageError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                let service = e.into_service_error();
+                if let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                    cancelled,
+                ) = &service
+                {
+                    let conflict = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict")));
+                    if conflict {
+                        return Ok(Err(Conflict));
+                    }
+                }
+                Err(storage(service))
+            }
+        }
+    }
+
+    fn put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        values: Item,
+    ) -> Result<TransactWriteItem, StorageError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some(condition) = condition {
+            put = put.condition_expression(condition);
+        }
+        if !values.is_empty() {
+            put = put.set_expression_attribute_values(Some(values));
+        }
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(storage)?)
+            .build())
+    }
+
+    fn update(
+        &self,
+        pk: String,
+        sk: &str,
+        expression: &str,
+        condition: &str,
+        values: Item,
+    ) -> Result<TransactWriteItem, StorageError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(sk))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(storage)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Record items for `data` (units `[start, start + units)`), split into parts that fit,
+    /// each stamped with the append's commit time `at_ms`.
+    fn record_puts(
+        &self,
+        gen_: u64,
+        mode: Mode,
+        (start, units): (u64, u64),
+        data: &Bytes,
+        blob: Option<&str>,
+        at_ms: i64,
+    ) -> Result<Vec<TransactWriteItem>, StorageError> {
+        let at = AttributeValue::N(at_ms.to_string());
+        if let Some(key) = blob {
+            let mut item = record_key(gen_, start + units);
+            item.insert("start".into(), n(start));
+            item.insert("at".into(), at);
+            item.insert("blob".into(), s(key));
+            return Ok(vec![self.put(item, None, Item::new())?]);
+        }
+        if data.len() > MAX_TRANSACTION_BYTES {
+            return Err(StorageError::new(format!(
+                "an append of {} bytes exceeds what one DynamoDB transaction holds ({MAX_TRANSACTION_BYTES} bytes)",
+                data.len()
+            )));
+        }
+        let mut parts = Vec::new();
+        match mode {
+            Mode::Bytes => {
+                let mut at = 0usize;
+                while at < data.len() {
+                    let end = (at + PART_BYTES).min(data.len());
+                    parts.push((start + at as u64, start + end as u64, data.slice(at..end)));
+                    at = end;
+                }
+            }
+            Mode::Json => {
+                let messages = json_messages(data);
+                let (mut first, mut bytes, mut part_start) = (0usize, 0usize, start);
+                for (i, message) in messages.iter().enumerate() {
+                    if bytes > 0 && bytes + message.len() > PART_BYTES {
+                        let joined = Bytes::from(messages[first..i].join(&b","[..]));
+                        parts.push((part_start, start + i as u64, joined));
+                        (first, bytes, part_start) = (i, 0, start + i as u64);
+                    }
+                    bytes += message.len() + 1;
+                }
+                let joined = Bytes::from(messages[first..].join(&b","[..]));
+                parts.push((part_start, start + units, joined));
+            }
+        }
+        parts
+            .into_iter()
+            .map(|(from, to, bytes)| {
+                let mut item = record_key(gen_, to);
+                item.insert("start".into(), n(from));
+                item.insert("at".into(), at.clone());
+                item.insert("data".into(), AttributeValue::B(bytes.to_vec().into()));
+                self.put(item, None, Item::new())
+            })
+            .collect()
+    }
+
+    async fn producer(&self, gen_: u64, id: &str) -> Result<Option<ProducerState>, StorageError> {
+        let Some(item) = self.get(&format!("producer#{gen_}"), id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ProducerState {
+            epoch: item::get_n(&item, "ep")?,
+            last_seq: item::get_n(&item, "seq")?,
+        }))
+    }
+
+    /// Resets a TTL stream's idle clock; losing the race to a later access is fine.
+    async fn touch(&self, meta: &Meta, now: i64) -> Result<(), StorageError> {
+        if !matches!(meta.expiry, Expiry::Ttl { .. }) {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Meta::pk(&meta.name)))
+            .key("sk", s("meta"))
+            .update_expression("SET acc = :now")
+            .condition_expression("gen = :gen AND acc < :now")
+            .expression_attribute_values(":now", n(now as u64))
+            .expression_attribute_values(":gen", n(meta.gen_))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Deletes a stream: soft while forks still read it, else for good, releasing its
+    /// source (which may cascade up a chain of soft-deleted sources).
+    async fn remove(&self, meta: Meta) -> Result<(), StorageError> {
+        let mut next = Some(meta);
+        while let Some(meta) = next.take() {
+            let pk = Meta::pk(&meta.name);
+            if meta.refs > 0 {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(&pk))
+                    .key("sk", s("meta"))
+                    .update_expression("SET del = :true")
+                    .condition_expression("gen = :gen")
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
+                    .expression_attribute_values(":gen", n(meta.gen_))
+                    .send()
+                    .await
+                    .map_err(storage)?;
+                return Ok(());
+            }
+            let deleted = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s("meta"))
+                .condition_expression("gen = :gen AND refs = :zero")
+                .expression_attribute_values(":gen", n(meta.gen_))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            if let Err(e) = deleted {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
+                    // A fork appeared, or someone else removed it first: look again.
+                    next = match self.meta(&meta.name).await? {
+                        Some(current) if current.gen_ == meta.gen_ && !current.deleted => {
+                            Some(current)
+                        }
+                        _ => None,
+                    };
+                    continue;
+                }
+                return Err(storage(e));
+            }
+            self.purge(meta.gen_).await;
+            if let Some((source, source_gen, _)) = &meta.source {
+                let released = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(&Meta::pk(source)))
+                    .key("sk", s("meta"))
+                    .update_expression("SET refs = refs - :one")
+                    .condition_expression("gen = :gen")
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":gen", n(*source_gen))
+                    .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                    .send()
+                    .await;
+                if let Ok(output) = released
+                    && let Some(attributes) = output.attributes
+                {
+                    let source = Meta::from_item(&attributes)?;
+                    if source.deleted && source.refs == 0 {
+                        next = Some(source);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a generation's records and producers, best effort (they are unreachable).
+    async fn purge(&self, gen_: u64) {
+        for pk in [format!("data#{gen_}"), format!("producer#{gen_}")] {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(&pk))
+                    .projection_expression("pk, sk, blob")
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await;
+                let Ok(page) = page else { break };
+                for found in page.items() {
+                    let mut key = found.clone();
+                    if let Some(AttributeValue::S(blob)) = key.remove("blob") {
+                        self.unstash(Some(blob)).await;
+                    }
+                    let _ = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key))
+                        .send()
+                        .await;
+                }
+                match page.last_evaluated_key {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// The stretches of a stream's history: its own, then its sources', oldest first.
+    async fn segments(&self, meta: &Meta) -> Result<Vec<fork::Segment<u64>>, StorageError> {
+        let mut chain = vec![(
+            meta.gen_,
+            meta.source.as_ref().map(|(_, _, offset)| *offset),
+        )];
+        let mut source = meta.source.clone();
+        while let Some((name, gen_, _)) = source.take() {
+            let Some(parent) = self.meta(&name).await?.filter(|m| m.gen_ == gen_) else {
+                break;
+            };
+            chain.push((
+                parent.gen_,
+                parent.source.as_ref().map(|(_, _, offset)| *offset),
+            ));
+            source = parent.source;
+        }
+        Ok(fork::segments(chain, meta.tail))
+    }
+
+    /// Records from `from`, clipped to each segment, until about `max_bytes`.
+    async fn records(
+        &self,
+        meta: &Meta,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        let mode = Mode::of(&meta.content_type);
+        let (mut records, mut bytes) = (Vec::new(), 0usize);
+        'segments: for segment in self.segments(meta).await? {
+            if segment.to <= from {
+                continue;
+            }
+            let lo = from.max(segment.from);
+            let mut start_key = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND sk > :from")
+                    .expression_attribute_values(":pk", s(&format!("data#{}", segment.stream)))
+                    .expression_attribute_values(":from", s(&item::pad(lo)))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start_key.take())
+                    .send()
+                    .await
+                    .map_err(storage)?;
+                for found in page.items() {
+                    let start = item::get_n(found, "start")?;
+                    if start >= segment.to {
+                        continue 'segments;
+                    }
+                    let end = item::get_n(found, "sk")?;
+                    let data = match (found.get("data"), found.get("blob")) {
+                        (Some(AttributeValue::B(data)), _) => Bytes::copy_from_slice(data.as_ref()),
+                        (_, Some(AttributeValue::S(key))) => {
+                            let blobs = self.blobs.as_ref().ok_or_else(|| {
+                                StorageError::new(
+                                    "a record is in the blob store, which is not configured",
+                                )
+                            })?;
+                            blobs.get(key).await?
+                        }
+                        _ => return Err(StorageError::new("record without data")),
+                    };
+                    // A fork's inherited records are its source's items: they keep their time.
+                    let at_ms = item::record_at(found)?;
+                    let clipped = fork::clip(mode, (start, end), data, at_ms, (lo, segment.to));
+                    if let Some(record) = clipped {
+                        // A record that would overflow a non-empty batch waits for the next
+                        // read: a large (claim-checked) record comes back alone, which keeps
+                        // responses under Lambda's 6 MB payload limit.
+                        if !records.is_empty() && bytes + record.data.len() > max_bytes {
+                            break 'segments;
+                        }
+                        bytes += record.data.len();
+                        records.push(record);
+                        if bytes >= max_bytes {
+                            break 'segments;
+                        }
+                    }
+                }
+                match page.last_evaluated_key {
+                    Some(key) => start_key = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn live(name: &str, meta: Option<Meta>, now: i64) -> Result<Meta, ReadError> {
+        match meta {
+            None => Err(ReadError::NotFound(name.to_owned())),
+            Some(meta) if meta.deleted => Err(ReadError::Gone(name.to_owned())),
+            Some(meta) if meta.expired(now) => match meta.refs {
+                0 => Err(ReadError::NotFound(name.to_owned())),
+                _ => Err(ReadError::Gone(name.to_owned())),
+            },
+            Some(meta) => Ok(meta),
+        }
+    }
+
+    async fn try_create(
+        &self,
+        request: &CreateStream,
+        now: i64,
+    ) -> Result<Result<Created, Conflict>, CreateError> {
+        let existing = match self.lookup(&request.name, now).await? {
+            Lookup::SoftDeleted => return Err(CreateError::PathRetained(request.name.clone())),
+            Lookup::Live(meta) => Some(*meta),
+            Lookup::Missing => None,
+        };
+        let source = match &request.fork {
+            None => None,
+            Some(fork) => match self.lookup(&fork.source, now).await? {
+                Lookup::Missing => return Err(CreateError::SourceNotFound(fork.source.clone())),
+                Lookup::SoftDeleted => return Err(CreateError::SourceDeleted(fork.source.clone())),
+                Lookup::Live(meta) => Some(*meta),
+            },
+        };
+        let source_info = source.as_ref().map(Meta::info);
+        let fork_source = match (&request.fork, &source, &source_info) {
+            (Some(fork), Some(meta), Some(info)) => {
+                let at = fork.offset.unwrap_or(info.tail);
+                let first = self.records(meta, at.0, 1).await?;
+                Some(ForkSource {
+                    info,
+                    next_record_units: first.first().map_or(0, |r| r.end.0 - r.start.0),
+                })
+            }
+            _ => None,
+        };
+        let plan = rules::plan_create(request, fork_source)?;
+        if let Some(existing) = existing {
+            let info = existing.info();
+            rules::check_same_config(&info, &plan.config)?;
+            return Ok(Ok(Created {
+                info,
+                created: false,
+            }));
+        }
+        let gen_ = fastrand::u64(1..u64::MAX >> 11);
+        let fork_offset = plan.config.fork.as_ref().map(|(_, offset)| offset.0);
+        let start = fork_offset.unwrap_or(0);
+        let meta = Meta {
+            name: request.name.clone(),
+            gen_,
+            content_type: plan.config.content_type.clone(),
+            expiry: plan.config.expiry,
+            accessed_ms: now,
+            tail: start + plan.initial.units,
+            closed: plan.config.closed,
+            closed_by: None,
+            last_stream_seq: None,
+            source: source.as_ref().map(|m| (m.name.clone(), m.gen_, start)),
+            refs: 0,
+            deleted: false,
+        };
+        let mut items = vec![self.put(
+            meta.to_item(),
+            Some("attribute_not_exists(pk)"),
+            Item::new(),
+        )?];
+        let mut blob = None;
+        if !plan.initial.is_empty() {
+            blob = self.stash(&plan.initial.data).await?;
+            let mode = Mode::of(&meta.content_type);
+            items.extend(self.record_puts(
+                gen_,
+                mode,
+                (start, plan.initial.units),
+                &plan.initial.data,
+                blob.as_deref(),
+                now,
+            )?);
+        }
+        if let Some(source) = &source {
+            let mut values = Item::new();
+            values.insert(":one".into(), n(1));
+            values.insert(":gen".into(), n(source.gen_));
+            values.insert(":false".into(), AttributeValue::Bool(false));
+            items.push(self.update(
+                Meta::pk(&source.name),
+                "meta",
+                "SET refs = refs + :one",
+                "gen = :gen AND del = :false",
+                values,
+            )?);
+        }
+        Ok(match self.transact(items).await? {
+            Ok(()) => Ok(Created {
+                info: meta.info(),
+                created: true,
+            }),
+            Err(conflict) => {
+                // Cancelled, so nothing refers to the blob.
+                self.unstash(blob).await;
+                Err(conflict)
+            }
+        })
+    }
+
+    async fn try_append(
+        &self,
+        name: &str,
+        request: &AppendRequest,
+        now: i64,
+        blob: Option<&str>,
+    ) -> Result<Result<Appended, Conflict>, AppendError> {
+        let meta = match self.lookup(name, now).await? {
+            Lookup::Live(meta) => *meta,
+            Lookup::SoftDeleted => return Err(AppendError::Gone(name.to_owned())),
+            Lookup::Missing => return Err(AppendError::NotFound(name.to_owned())),
+        };
+        let producer_state = match &request.producer {
+            Some(claim) => self.producer(meta.gen_, &claim.id).await?,
+            None => None,
+        };
+        let target = AppendTarget {
+            content_type: &meta.content_type,
+            tail: Offset(meta.tail),
+            closed: meta.closed,
+            last_stream_seq: meta.last_stream_seq.as_deref(),
+            closed_by: meta.closed_by.as_ref(),
+        };
+        let tail = Offset(meta.tail);
+        let producer = match rules::decide_append(&target, producer_state, request)? {
+            AppendPlan::AlreadyClosed => {
+                self.touch(&meta, now).await?;
+                return Ok(Ok(Appended {
+                    kind: AppendKind::AlreadyClosed,
+                    start: tail,
+                    tail,
+                    closed: true,
+                    producer: None,
+                }));
+            }
+            AppendPlan::Duplicate { producer } => {
+                self.touch(&meta, now).await?;
+                return Ok(Ok(Appended {
+                    kind: AppendKind::Duplicate,
+                    start: tail,
+                    tail,
+                    closed: meta.closed,
+                    producer,
+                }));
+            }
+            AppendPlan::Write { producer } => producer,
+        };
+        let new_tail = meta.tail + request.payload.units;
+        let mut values = Item::new();
+        values.insert(":new".into(), n(new_tail));
+        values.insert(":old".into(), n(meta.tail));
+        values.insert(":now".into(), n(now as u64));
+        values.insert(":gen".into(), n(meta.gen_));
+        values.insert(":false".into(), AttributeValue::Bool(false));
+        let mut set = vec!["tail = :new", "acc = :now"];
+        if let Some(seq) = &request.stream_seq {
+            values.insert(":sseq".into(), s(seq));
+            set.push("sseq = :sseq");
+        }
+        if request.close {
+            values.insert(":true".into(), AttributeValue::Bool(true));
+            set.push("closed = :true");
+            if let Some(claim) = &request.producer {
+                values.insert(":cb_id".into(), s(&claim.id));
+                values.insert(":cb_ep".into(), n(claim.epoch));
+                values.insert(":cb_seq".into(), n(claim.seq));
+                set.extend(["cb_id = :cb_id", "cb_ep = :cb_ep", "cb_seq = :cb_seq"]);
+            }
+        }
+        let expression = format!("SET {}", set.join(", "));
+        let mut items = vec![self.update(
+            Meta::pk(name),
+            "meta",
+            &expression,
+            "tail = :old AND gen = :gen AND del = :false",
+            values,
+        )?];
+        if !request.payload.is_empty() {
+            let mode = Mode::of(&meta.content_type);
+            items.extend(self.record_puts(
+                meta.gen_,
+                mode,
+                (meta.tail, request.payload.units),
+                &request.payload.data,
+                blob,
+                // The time this attempt decided on; the transaction that carries it commits
+                // or is retried with a fresh one.
+                now,
+            )?);
+        }
+        if let (Some(claim), Some(state)) = (&request.producer, producer) {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(&format!("producer#{}", meta.gen_)));
+            item.insert("sk".into(), s(&claim.id));
+            item.insert("ep".into(), n(state.epoch));
+            item.insert("seq".into(), n(state.last_seq));
+            let (condition, values) = match producer_state {
+                None => ("attribute_not_exists(pk)", Item::new()),
+                Some(old) => {
+                    let mut values = Item::new();
+                    values.insert(":ep".into(), n(old.epoch));
+                    values.insert(":seq".into(), n(old.last_seq));
+                    ("ep = :ep AND seq = :seq", values)
+                }
+            };
+            items.push(self.put(item, Some(condition), values)?);
+        }
+        Ok(match self.transact(items).await? {
+            Ok(()) => Ok(Appended {
+                kind: AppendKind::Written,
+                start: tail,
+                tail: Offset(new_tail),
+                closed: meta.closed || request.close,
+                producer,
+            }),
+            Err(conflict) => Err(conflict),
+        })
+    }
+}
+
+/// Backs off a little between attempts that lost a race, so racers spread out.
+async fn contend(attempt: u32) {
+    let ceiling = 2u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..ceiling))).await;
+}
+
+fn storage(e: impl std::fmt::Display) -> StorageError {
+    StorageError::new(format!("dynamodb: {e}"))
+}
+
+#[async_trait]
+impl SessionLog for DynamoSessionLog {
+    #[instrument(skip_all, fields(session = %request.name))]
+    async fn create(&self, request: CreateStream) -> Result<Created, CreateError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Ok(created) = self.try_create(&request, self.clock.now_ms()).await? {
+                return Ok(created);
+            }
+            debug!(attempt, "create lost a race; deciding again");
+            contend(attempt).await;
+        }
+        Err(StorageError::new("create kept losing races with concurrent writers").into())
+    }
+
+    #[instrument(skip_all, fields(session = %name))]
+    async fn append(&self, name: &str, request: AppendRequest) -> Result<Appended, AppendError> {
+        let blob = self.stash(&request.payload.data).await?;
+        let mut outcome =
+            Err(StorageError::new("append kept losing races with concurrent writers").into());
+        for attempt in 0..MAX_ATTEMPTS {
+            match self
+                .try_append(name, &request, self.clock.now_ms(), blob.as_deref())
+                .await
+            {
+                Ok(Err(Conflict)) => contend(attempt).await,
+                Ok(Ok(appended)) => {
+                    outcome = Ok(appended);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        // Only when the append surely did not commit: a storage error may hide a commit.
+        let unused = match &outcome {
+            Ok(appended) => appended.kind != AppendKind::Written,
+            Err(e) => !matches!(e, AppendError::Storage(_)),
+        };
+        if unused {
+            self.unstash(blob).await;
+        }
+        outcome
+    }
+
+    #[instrument(skip_all, fields(session = %name))]
+    async fn read(
+        &self,
+        name: &str,
+        from: ReadFrom,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, ReadError> {
+        let now = self.clock.now_ms();
+        let meta = Self::live(name, self.meta(name).await?, now)?;
+        let info = meta.info();
+        let from = from.resolve(info.tail).min(info.tail);
+        let records = self.records(&meta, from.0, max_bytes).await?;
+        let next = records.last().map_or(from, |r| r.end);
+        self.touch(&meta, now).await?;
+        Ok(ReadBatch {
+            info,
+            from,
+            records,
+            next,
+        })
+    }
+
+    #[instrument(skip_all, fields(session = %name))]
+    async fn head(&self, name: &str) -> Result<StreamInfo, ReadError> {
+        let now = self.clock.now_ms();
+        Ok(Self::live(name, self.meta(name).await?, now)?.info())
+    }
+
+    #[instrument(skip_all, fields(session = %name))]
+    async fn delete(&self, name: &str) -> Result<(), DeleteError> {
+        match self.lookup(name, self.clock.now_ms()).await? {
+            Lookup::Live(meta) => Ok(self.remove(*meta).await?),
+            Lookup::SoftDeleted => Err(DeleteError::Gone(name.to_owned())),
+            Lookup::Missing => Err(DeleteError::NotFound(name.to_owned())),
+        }
+    }
+}

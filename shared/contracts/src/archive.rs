@@ -1,0 +1,160 @@
+//! The contract of the `TraceArchive` port: [`trace_archive_contract!`] expands to one
+//! `#[tokio::test]` per case, given an async fn returning a fresh, empty archive and
+//! whatever must outlive it (a temp dir, or `()`).
+
+use agentwire_trace::TraceArchive;
+use bytes::Bytes;
+
+use crate::binary;
+
+/// Generates one `#[tokio::test]` per case. `$archive` is an async fn returning
+/// `(Arc<dyn TraceArchive>, keep)`, where `keep` lives until the case ends.
+#[macro_export]
+macro_rules! trace_archive_contract {
+    ($archive:path) => {
+        $crate::trace_archive_contract!(@cases $archive;
+            a_missing_key_is_none,
+            bodies_round_trip_byte_exactly,
+            a_put_replaces_the_whole_object,
+            neighbouring_keys_are_separate_objects,
+            dot_and_empty_segments_never_reach_another_key,
+        );
+    };
+    (@cases $archive:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (archive, _keep) = $archive().await;
+                $crate::archive::$case(&*archive).await;
+            }
+        )*
+    };
+}
+
+/// A key as `agentwire_trace::object_key` makes them.
+const KEY: &str = "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.gz";
+
+async fn get(archive: &dyn TraceArchive, key: &str) -> Option<Bytes> {
+    archive
+        .get(key)
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+}
+
+async fn put(archive: &dyn TraceArchive, key: &str, body: &'static [u8]) {
+    archive
+        .put(key, Bytes::from_static(body))
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+pub async fn a_missing_key_is_none(archive: &dyn TraceArchive) {
+    assert_eq!(get(archive, KEY).await, None, "in an empty archive");
+    put(archive, KEY, b"trace").await;
+    for missing in [
+        "traces/dt=2026-11-26/tenant=acme/chat-2.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl",
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.gz.gz",
+        "traces/dt=2026-11-27/tenant=other/chat-1.jsonl.gz",
+    ] {
+        assert_eq!(get(archive, missing).await, None, "{missing}");
+    }
+}
+
+pub async fn bodies_round_trip_byte_exactly(archive: &dyn TraceArchive) {
+    // Gzip's magic, invalid UTF-8 and NULs must survive; so must a large trace and nothing.
+    for (key, body) in [
+        (
+            "traces/dt=2026-11-26/tenant=acme/small.jsonl.gz",
+            binary(300, 1),
+        ),
+        (
+            "traces/dt=2026-11-26/tenant=acme/large.jsonl.gz",
+            binary(3 * 1024 * 1024 + 17, 2),
+        ),
+        (
+            "traces/dt=2026-11-26/tenant=acme/empty.jsonl.gz",
+            Bytes::new(),
+        ),
+    ] {
+        archive
+            .put(key, body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+        let read = get(archive, key).await.expect("the object just written");
+        assert!(
+            read == body,
+            "{key}: {} bytes back for {}",
+            read.len(),
+            body.len()
+        );
+    }
+}
+
+pub async fn a_put_replaces_the_whole_object(archive: &dyn TraceArchive) {
+    put(archive, KEY, b"the first, longer archive of this session").await;
+    // Shorter than the first: a replace that kept the old tail would show.
+    put(archive, KEY, b"again").await;
+    assert_eq!(get(archive, KEY).await.as_deref(), Some(&b"again"[..]));
+}
+
+/// Keys that share a directory or a stem are unrelated objects, whatever order they are
+/// written in.
+pub async fn neighbouring_keys_are_separate_objects(archive: &dyn TraceArchive) {
+    let keys = [
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.partial",
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.tmp",
+        KEY,
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.zst",
+        "traces/dt=2026-11-26/tenant=acme/chat-10.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme-2/chat-1.jsonl.gz",
+    ];
+    for key in keys {
+        archive
+            .put(key, Bytes::from(key.to_owned()))
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+    for key in keys {
+        assert_eq!(
+            get(archive, key).await.as_deref(),
+            Some(key.as_bytes()),
+            "{key} holds what was written to it"
+        );
+    }
+}
+
+/// A key with a `.`, `..` or empty segment either names an object of its own or is refused;
+/// it never reads or writes the key it would normalise to. (A directory must refuse them,
+/// as they would alias other files or leave its root; S3 keeps most as keys of their own.)
+pub async fn dot_and_empty_segments_never_reach_another_key(archive: &dyn TraceArchive) {
+    put(archive, KEY, b"the real trace").await;
+    for key in [
+        "traces/dt=2026-11-26/tenant=acme/x/../chat-1.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/./chat-1.jsonl.gz",
+        "traces/dt=2026-11-26//tenant=acme/chat-1.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.gz/",
+        "/traces/dt=2026-11-26/tenant=acme/chat-1.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/../tenant=acme/chat-1.jsonl.gz",
+    ] {
+        if let Ok(Some(body)) = archive.get(key).await {
+            panic!("{key} read {:?} before anything was written to it", body);
+        }
+        if archive
+            .put(key, Bytes::from_static(b"intruder"))
+            .await
+            .is_ok()
+        {
+            assert_eq!(
+                archive.get(key).await.ok().flatten().as_deref(),
+                Some(&b"intruder"[..]),
+                "{key} was accepted, so it must be an object of its own"
+            );
+        }
+        assert_eq!(
+            get(archive, KEY).await.as_deref(),
+            Some(&b"the real trace"[..]),
+            "writing {key} changed {KEY}"
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! agentwire on AWS: one typed [`Settings`] read from the environment (every missing
+//! variable reported at once, and only those the function needs: see [`Needs`]), the SDK
+//! clients, and the adapters of `shared/` wired into a [`Stack`]. Each function's `main` is
+//! `Settings::from_env` → `Stack::connect` → a handler or a job ([`lambda`]).
+//!
+//! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
+//! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
+
+pub mod lambda;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_apigw_push::ApiGatewayPush;
+use agentwire_archive::Archiver;
+use agentwire_auth::{Auth, Signer};
+use agentwire_dynamo::{DynamoActivityIndex, DynamoConnectionRegistry, DynamoSessionLog};
+use agentwire_realtime::{Fanout, Realtime};
+use agentwire_s3::S3Bucket;
+use agentwire_session::Sessions;
+use aws_config::BehaviorVersion;
+use tracing::info;
+
+/// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+}
+
+/// How often live reads re-read DynamoDB: appends land in other Lambda instances.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A missing or malformed setting; lists every one at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing or invalid environment variables: {}", .0.join("; "))]
+    Env(Vec<String>),
+    #[error("cannot read the token secret {arn}: {message}")]
+    Secret { arn: String, message: String },
+    #[error("this function was configured without {0}")]
+    NotConfigured(&'static str),
+}
+
+/// What a function does, and so which settings it must be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Pushes to WebSocket clients: the connections table and the management endpoint.
+    pub delivery: bool,
+    /// Takes requests with tokens: the token secret.
+    pub tokens: bool,
+}
+
+impl Needs {
+    /// The HTTP and WebSocket functions: everything.
+    pub const API: Needs = Needs {
+        delivery: true,
+        tokens: true,
+    };
+    /// Jobs (the archiver): the session table and the bucket only.
+    pub const JOB: Needs = Needs {
+        delivery: false,
+        tokens: false,
+    };
+}
+
+/// What the functions read from the environment (each only what its [`Needs`] ask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `AGENTWIRE_SESSIONS_TABLE`: the session log.
+    pub sessions_table: String,
+    /// `AGENTWIRE_BUCKET`: traces and large payloads.
+    pub bucket: String,
+    /// Pushes to WebSocket clients, for functions that need them.
+    pub delivery: Option<DeliverySettings>,
+    /// Where the token secret comes from, for functions that check tokens.
+    pub secret: Option<SecretSource>,
+    /// `AGENTWIRE_LONG_POLL_TIMEOUT_MS` (default 20000, under API Gateway's 29 s).
+    pub long_poll_timeout: Duration,
+    /// `AGENTWIRE_IDLE_MINUTES` (default 30): when the archiver treats a session as idle.
+    pub idle: Duration,
+    /// `AGENTWIRE_DYNAMODB_ENDPOINT`: a local DynamoDB (static credentials) instead of AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// `AGENTWIRE_S3_ENDPOINT`: a local S3 server (path-style) instead of AWS.
+    pub s3_endpoint: Option<String>,
+}
+
+/// Where pushes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// `AGENTWIRE_CONNECTIONS_TABLE`: WebSocket connections and subscriptions.
+    pub connections_table: String,
+    /// `AGENTWIRE_WS_ENDPOINT`: the WebSocket API's management endpoint (`https://…/<stage>`).
+    pub ws_endpoint: String,
+}
+
+/// The secret that signs and checks tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `AGENTWIRE_TOKEN_SECRET_ARN`: read from Secrets Manager at start-up.
+    SecretsManager(String),
+    /// `AGENTWIRE_SECRET`: given directly (local runs).
+    Value(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::SecretsManager(arn) => write!(f, "SecretsManager({arn})"),
+            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment for a function that `needs` these capabilities.
+    pub fn from_env(needs: Needs) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(needs, |name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `var`, reporting every missing or invalid one together.
+    pub fn from_lookup(
+        needs: Needs,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str| {
+            var(name).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                problems.push(format!("{name} is not set"));
+                String::new()
+            })
+        };
+        let sessions_table = required("AGENTWIRE_SESSIONS_TABLE");
+        let bucket = required("AGENTWIRE_BUCKET");
+        let delivery = needs.delivery.then(|| DeliverySettings {
+            connections_table: required("AGENTWIRE_CONNECTIONS_TABLE"),
+            ws_endpoint: required("AGENTWIRE_WS_ENDPOINT"),
+        });
+        let secret = needs.tokens.then(|| {
+            match (var("AGENTWIRE_SECRET"), var("AGENTWIRE_TOKEN_SECRET_ARN")) {
+                (Some(value), _) if value.len() >= 32 => SecretSource::Value(value.into_bytes()),
+                (Some(_), _) => {
+                    problems.push("AGENTWIRE_SECRET must be at least 32 bytes".into());
+                    SecretSource::Value(Vec::new())
+                }
+                (None, Some(arn)) if !arn.is_empty() => SecretSource::SecretsManager(arn),
+                (None, _) => {
+                    problems
+                        .push("AGENTWIRE_TOKEN_SECRET_ARN (or AGENTWIRE_SECRET) is not set".into());
+                    SecretSource::Value(Vec::new())
+                }
+            }
+        });
+        let mut number = |name: &str, default: u64| match var(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!("{name} must be a whole number, not {v:?}"));
+                default
+            }),
+        };
+        let long_poll_timeout =
+            Duration::from_millis(number("AGENTWIRE_LONG_POLL_TIMEOUT_MS", 20_000));
+        let idle = Duration::from_secs(60 * number("AGENTWIRE_IDLE_MINUTES", 30));
+        if long_poll_timeout >= Duration::from_secs(29) {
+            problems.push("AGENTWIRE_LONG_POLL_TIMEOUT_MS must be under API Gateway's 29 s".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Env(problems));
+        }
+        Ok(Settings {
+            sessions_table,
+            bucket,
+            delivery,
+            secret,
+            long_poll_timeout,
+            idle,
+            dynamodb_endpoint: var("AGENTWIRE_DYNAMODB_ENDPOINT").filter(|v| !v.is_empty()),
+            s3_endpoint: var("AGENTWIRE_S3_ENDPOINT").filter(|v| !v.is_empty()),
+        })
+    }
+}
+
+/// SDK settings for local engines: a fixed region, no credential chain.
+pub fn local_sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build()
+}
+
+/// The SDK clients a [`Stack`] is built on.
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// API Gateway's management API, for pushes to WebSocket clients (functions that push).
+    pub management: Option<aws_sdk_apigatewaymanagement::Client>,
+}
+
+/// The adapters that push to WebSocket clients.
+#[derive(Clone)]
+pub struct Delivery {
+    pub registry: Arc<DynamoConnectionRegistry>,
+    pub push: Arc<ApiGatewayPush>,
+}
+
+/// The adapters over one deployment's tables, bucket and WebSocket API.
+#[derive(Clone)]
+pub struct Stack {
+    pub log: Arc<DynamoSessionLog>,
+    pub bucket: S3Bucket,
+    pub activity: Arc<DynamoActivityIndex>,
+    /// Present when the settings had [`Needs::delivery`].
+    pub delivery: Option<Delivery>,
+    secret: Option<SecretSource>,
+    idle: Duration,
+    sdk: aws_config::SdkConfig,
+}
+
+impl Stack {
+    /// Builds the SDK clients (the default credential chain, or static credentials for
+    /// local endpoints) and the adapters.
+    pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
+        // Local endpoints need no credential chain or region lookup (which would probe IMDS).
+        let sdk = match &settings.dynamodb_endpoint {
+            Some(_) => local_sdk_config(),
+            None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+        };
+        let dynamodb = match &settings.dynamodb_endpoint {
+            Some(endpoint) => agentwire_dynamo::local_client(endpoint),
+            None => aws_sdk_dynamodb::Client::new(&sdk),
+        };
+        let s3 = match &settings.s3_endpoint {
+            Some(endpoint) => agentwire_s3::local_client(endpoint),
+            None => aws_sdk_s3::Client::new(&sdk),
+        };
+        let management = settings.delivery.as_ref().map(|delivery| {
+            if settings.dynamodb_endpoint.is_some() {
+                agentwire_apigw_push::local_client(&delivery.ws_endpoint)
+            } else {
+                let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+                    .endpoint_url(&delivery.ws_endpoint)
+                    .build();
+                aws_sdk_apigatewaymanagement::Client::from_conf(config)
+            }
+        });
+        Ok(Stack::from_clients(
+            settings,
+            Clients {
+                dynamodb,
+                s3,
+                management,
+            },
+            sdk,
+        ))
+    }
+
+    /// The adapters over clients built by the caller (e.g. with interceptors that meter
+    /// every request, as the cost benchmark does).
+    pub fn from_clients(
+        settings: &Settings,
+        clients: Clients,
+        sdk: aws_config::SdkConfig,
+    ) -> Stack {
+        let Clients {
+            dynamodb,
+            s3,
+            management,
+        } = clients;
+        let bucket = S3Bucket::new(s3, &settings.bucket);
+        info!(
+            sessions = %settings.sessions_table,
+            bucket = %settings.bucket,
+            "agentwire on AWS"
+        );
+        let delivery = settings
+            .delivery
+            .as_ref()
+            .zip(management)
+            .map(|(delivery, management)| Delivery {
+                registry: Arc::new(DynamoConnectionRegistry::new(
+                    dynamodb.clone(),
+                    &delivery.connections_table,
+                )),
+                push: Arc::new(ApiGatewayPush::new(management)),
+            });
+        Stack {
+            log: Arc::new(
+                DynamoSessionLog::new(dynamodb.clone(), &settings.sessions_table)
+                    .with_blobs(Arc::new(bucket.clone())),
+            ),
+            activity: Arc::new(DynamoActivityIndex::new(dynamodb, &settings.sessions_table)),
+            bucket,
+            delivery,
+            secret: settings.secret.clone(),
+            idle: settings.idle,
+            sdk,
+        }
+    }
+
+    /// The push adapters, or which settings were missing for them.
+    pub fn delivery(&self) -> Result<&Delivery, ConfigError> {
+        self.delivery.as_ref().ok_or(ConfigError::NotConfigured(
+            "WebSocket delivery (Needs::delivery)",
+        ))
+    }
+
+    /// Token checking with the configured secret (read from Secrets Manager when given as
+    /// an ARN): for the functions that take requests.
+    pub async fn auth(&self) -> Result<Auth, ConfigError> {
+        let secret = match &self.secret {
+            None => return Err(ConfigError::NotConfigured("a token secret (Needs::tokens)")),
+            Some(SecretSource::Value(value)) => value.clone(),
+            Some(SecretSource::SecretsManager(arn)) => {
+                let found = aws_sdk_secretsmanager::Client::new(&self.sdk)
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                    })?;
+                found
+                    .secret_string
+                    .map(String::into_bytes)
+                    .ok_or_else(|| ConfigError::Secret {
+                        arn: arn.clone(),
+                        message: "the secret has no string value".into(),
+                    })?
+            }
+        };
+        Ok(Auth::Tokens(Signer::new(secret)))
+    }
+
+    /// The session service as a Lambda runs it: appends push to WebSocket subscribers
+    /// before they are acknowledged, and live reads poll for other instances' appends.
+    pub fn sessions(&self) -> Result<Sessions, ConfigError> {
+        let delivery = self.delivery()?;
+        let fanout = Fanout::inline(delivery.registry.clone(), delivery.push.clone());
+        Ok(Sessions::new(self.log.clone())
+            .with_observer(Arc::new(fanout))
+            .with_poll_interval(POLL_INTERVAL))
+    }
+
+    /// The WebSocket routes' service.
+    pub fn realtime(&self, auth: Auth) -> Result<Realtime, ConfigError> {
+        let delivery = self.delivery()?;
+        Ok(Realtime::new(
+            self.sessions()?,
+            delivery.registry.clone(),
+            delivery.push.clone(),
+            auth,
+        ))
+    }
+
+    /// The archiver, writing traces to the bucket.
+    pub fn archiver(&self) -> Archiver {
+        Archiver::new(
+            self.log.clone(),
+            Arc::new(self.bucket.clone()),
+            self.activity.clone(),
+            self.idle,
+        )
+    }
+
+    /// Creates the tables and the bucket when missing: for local engines only.
+    pub async fn ensure_local_resources(&self) -> Result<(), String> {
+        self.log.ensure_table().await.map_err(|e| e.to_string())?;
+        if let Some(delivery) = &self.delivery {
+            delivery
+                .registry
+                .ensure_table()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.bucket.ensure_bucket().await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported_at_once() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(
+            Needs::API,
+            lookup(&[
+                ("AGENTWIRE_BUCKET", "b"),
+                ("AGENTWIRE_IDLE_MINUTES", "soon"),
+            ]),
+        ) else {
+            panic!("expected a config error");
+        };
+        let all = problems.join("\n");
+        for name in [
+            "AGENTWIRE_SESSIONS_TABLE",
+            "AGENTWIRE_CONNECTIONS_TABLE",
+            "AGENTWIRE_WS_ENDPOINT",
+            "AGENTWIRE_TOKEN_SECRET_ARN",
+            "AGENTWIRE_IDLE_MINUTES must be a whole number",
+        ] {
+            assert!(all.contains(name), "{name} not reported in {all}");
+        }
+        assert!(!all.contains("AGENTWIRE_BUCKET"));
+    }
+
+    #[test]
+    fn a_job_is_asked_only_for_what_it_uses() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(Needs::JOB, lookup(&[])) else {
+            panic!("expected a config error");
+        };
+        let all = problems.join("\n");
+        assert!(
+            all.contains("AGENTWIRE_SESSIONS_TABLE") && all.contains("AGENTWIRE_BUCKET"),
+            "{all}"
+        );
+        for unused in [
+            "AGENTWIRE_WS_ENDPOINT",
+            "AGENTWIRE_CONNECTIONS_TABLE",
+            "AGENTWIRE_TOKEN_SECRET_ARN",
+        ] {
+            assert!(!all.contains(unused), "a job was asked for {unused}: {all}");
+        }
+        let settings = Settings::from_lookup(
+            Needs::JOB,
+            lookup(&[("AGENTWIRE_SESSIONS_TABLE", "s"), ("AGENTWIRE_BUCKET", "b")]),
+        )
+        .unwrap();
+        assert_eq!((settings.delivery, settings.secret), (None, None));
+    }
+
+    #[test]
+    fn complete_settings_parse_with_defaults() {
+        let settings = Settings::from_lookup(
+            Needs::API,
+            lookup(&[
+                ("AGENTWIRE_SESSIONS_TABLE", "s"),
+                ("AGENTWIRE_CONNECTIONS_TABLE", "c"),
+                ("AGENTWIRE_BUCKET", "b"),
+                (
+                    "AGENTWIRE_WS_ENDPOINT",
+                    "https://x.execute-api.us-east-1.amazonaws.com/v1",
+                ),
+                (
+                    "AGENTWIRE_TOKEN_SECRET_ARN",
+                    "arn:aws:secretsmanager:us-east-1:1:secret:t",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.long_poll_timeout, Duration::from_secs(20));
+        assert_eq!(settings.idle, Duration::from_secs(1800));
+        assert_eq!(
+            settings.secret.unwrap(),
+            SecretSource::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:t".into())
+        );
+        // The secret never reaches logs through Debug.
+        let shown = format!(
+            "{:?}",
+            SecretSource::Value(b"0123456789abcdef0123456789abcdef".to_vec())
+        );
+        assert!(!shown.contains("0123"), "{shown}");
+    }
+
+    #[test]
+    fn a_long_poll_past_api_gateways_limit_is_refused() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(
+            Needs::API,
+            lookup(&[
+                ("AGENTWIRE_SESSIONS_TABLE", "s"),
+                ("AGENTWIRE_CONNECTIONS_TABLE", "c"),
+                ("AGENTWIRE_BUCKET", "b"),
+                ("AGENTWIRE_WS_ENDPOINT", "https://x"),
+                ("AGENTWIRE_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("AGENTWIRE_LONG_POLL_TIMEOUT_MS", "30000"),
+            ]),
+        ) else {
+            panic!("expected a config error");
+        };
+        assert!(problems[0].contains("29 s"), "{problems:?}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The local composition root, beside the AWS `Stack`: the adapters `agentwire dev` runs
+//! on, the jobs it runs on their schedules, and the app it serves. Tests build the same
+//! stack in-process on port 0.
+//!
+//! By default everything is embedded: sessions in SQLite (`<data-dir>/sessions.db`),
+//! connections in memory, pushes to the local gateway's sockets, traces under
+//! `<data-dir>/traces/` at the keys S3 has on AWS, and the archiver's activity index in
+//! the same SQLite file. [`LocalStack::assemble`] takes other parts (the AWS adapters of
+//! `agentwire dev --backend aws`) and wires them the same way.
+
+mod expiry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_archive::{Archiver, ChangeFeed};
+use agentwire_auth::Auth;
+use agentwire_fs::DirTraceArchive;
+use agentwire_jobs::{Job, Scheduler};
+use agentwire_local_gateway::LocalPush;
+use agentwire_realtime::{
+    ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
+};
+use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
+use agentwire_sqlite::{SqliteActivityIndex, SqliteSessionLog};
+use agentwire_streams_http::HttpConfig;
+use agentwire_trace::{ActivityIndex, TraceArchive};
+
+pub use expiry::ExpirySweep;
+
+/// The jobs' settings locally (on AWS the template sets them).
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// Holds `sessions.db` and `traces/`.
+    pub data_dir: PathBuf,
+    /// A session counts as idle, and is archived, after this long without an append.
+    pub idle: Duration,
+    /// How often the archiver sweeps for idle sessions.
+    pub archive_sweep: Duration,
+    /// How often expired sessions' space is freed (reads treat them as gone at once).
+    pub expiry_sweep: Duration,
+    /// Changes of this long are handed to the archiver as one batch (the DynamoDB Stream's
+    /// batching window on AWS): a closed session is archived within about this long.
+    pub change_window: Duration,
+}
+
+impl LocalSettings {
+    /// The defaults of `agentwire dev` for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> LocalSettings {
+        LocalSettings {
+            data_dir: data_dir.into(),
+            idle: Duration::from_secs(30 * 60),
+            archive_sweep: Duration::from_secs(60),
+            expiry_sweep: Duration::from_secs(60),
+            change_window: Duration::from_secs(1),
+        }
+    }
+
+    /// The session database.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("sessions.db")
+    }
+
+    /// The trace archive's root: `traces/dt=…` lives under it, as in the bucket.
+    pub fn archive_root(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// A local stack that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {message}")]
+    Storage { path: PathBuf, message: String },
+}
+
+/// The adapters a stack is assembled from.
+pub struct Parts {
+    pub log: Arc<dyn SessionLog>,
+    pub registry: Arc<dyn ConnectionRegistry>,
+    /// How pushes reach clients (the local sockets, or API Gateway's management API).
+    pub client_push: Arc<dyn ClientPush>,
+    /// Deliver pushes before the append is acknowledged (as a Lambda must), or after.
+    pub inline_fanout: bool,
+    /// Re-read live streams this often, for appends other processes make.
+    pub poll: Option<Duration>,
+    pub archive: Arc<dyn TraceArchive>,
+    pub activity: Arc<dyn ActivityIndex>,
+    /// The SQLite log, when sessions are in SQLite: its expiry sweep is a job.
+    pub sqlite: Option<Arc<SqliteSessionLog>>,
+}
+
+/// Everything `agentwire dev` runs, wired.
+pub struct LocalStack {
+    pub sessions: Sessions,
+    pub registry: Arc<dyn ConnectionRegistry>,
+    pub client_push: Arc<dyn ClientPush>,
+    /// The local gateway's sockets.
+    pub sockets: Arc<LocalPush>,
+    pub archiver: Arc<Archiver>,
+    /// Every job, as `agentwire job list` shows them.
+    pub jobs: Vec<Arc<dyn Job>>,
+    clock: Arc<dyn Clock>,
+    log: Arc<dyn SessionLog>,
+    feed: Arc<ChangeFeed>,
+}
+
+impl LocalStack {
+    /// The embedded stack over `settings.data_dir`.
+    pub fn open(settings: &LocalSettings) -> Result<LocalStack, LocalError> {
+        LocalStack::open_with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// The embedded stack, reading time from `clock` (for tests).
+    pub fn open_with_clock(
+        settings: &LocalSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<LocalStack, LocalError> {
+        let sockets = Arc::new(LocalPush::default());
+        let parts = embedded_parts(settings, clock.clone(), None, sockets.clone())?;
+        Ok(LocalStack::assemble(parts, sockets, settings, clock))
+    }
+
+    /// The embedded stack around another session log (`--backend dynamodb`).
+    pub fn open_on_log(
+        settings: &LocalSettings,
+        log: Arc<dyn SessionLog>,
+    ) -> Result<LocalStack, LocalError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sockets = Arc::new(LocalPush::default());
+        let parts = embedded_parts(settings, clock.clone(), Some(log), sockets.clone())?;
+        Ok(LocalStack::assemble(parts, sockets, settings, clock))
+    }
+
+    /// Wires `parts`: the session service with fan-out and the archiver's change feed,
+    /// the archiver, and the jobs.
+    pub fn assemble(
+        parts: Parts,
+        sockets: Arc<LocalPush>,
+        settings: &LocalSettings,
+        clock: Arc<dyn Clock>,
+    ) -> LocalStack {
+        let archiver = Arc::new(
+            Archiver::new(
+                parts.log.clone(),
+                parts.archive,
+                parts.activity,
+                settings.idle,
+            )
+            .with_sweep_every(settings.archive_sweep)
+            .with_clock(clock.clone()),
+        );
+        let feed = Arc::new(ChangeFeed::start(
+            archiver.clone(),
+            settings.change_window,
+            clock.clone(),
+        ));
+        let fanout = match parts.inline_fanout {
+            true => Fanout::inline(parts.registry.clone(), parts.client_push.clone()),
+            false => Fanout::new(parts.registry.clone(), parts.client_push.clone()),
+        };
+        let mut sessions = Sessions::new(parts.log.clone())
+            .with_observer(Arc::new(fanout))
+            .with_observer(feed.clone());
+        if let Some(poll) = parts.poll {
+            sessions = sessions.with_poll_interval(poll);
+        }
+        let mut jobs: Vec<Arc<dyn Job>> = vec![archiver.clone()];
+        if let Some(sqlite) = parts.sqlite {
+            jobs.push(Arc::new(ExpirySweep::new(sqlite, settings.expiry_sweep)));
+        }
+        LocalStack {
+            sessions,
+            registry: parts.registry,
+            client_push: parts.client_push,
+            sockets,
+            archiver,
+            jobs,
+            clock,
+            log: parts.log,
+            feed,
+        }
+    }
+
+    /// The app `agentwire dev` serves: the Durable Streams API and the WebSocket gateway
+    /// at `/ws` (callers add the management API and the web page).
+    pub fn app(&self, auth: Auth, http: HttpConfig) -> axum::Router {
+        let realtime = Realtime::new(
+            self.sessions.clone(),
+            self.registry.clone(),
+            self.client_push.clone(),
+            auth.clone(),
+        );
+        agentwire_streams_http::router(self.sessions.clone(), auth, http).merge(
+            agentwire_local_gateway::router(realtime, self.sockets.clone()),
+        )
+    }
+
+    /// Runs every job on its schedule until [`Scheduler::stop`].
+    pub fn start_jobs(&self) -> Scheduler {
+        Scheduler::start(&self.jobs, self.clock.clone())
+    }
+
+    /// Ends live reads and the change feed: the process is stopping. Changes not yet
+    /// handed to the archiver are still in its activity index, for the next sweep.
+    pub fn stop(&self) {
+        self.sessions.stop_live_reads();
+        self.feed.stop();
+    }
+
+    /// The session log (dropping the last handle lets SQLite commit what is queued).
+    pub fn log(&self) -> &Arc<dyn SessionLog> {
+        &self.log
+    }
+}
+
+fn storage(path: &Path, e: impl std::fmt::Display) -> LocalError {
+    LocalError::Storage {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// SQLite (unless `log` is given), in-process connections and sockets, and the directory.
+fn embedded_parts(
+    settings: &LocalSettings,
+    clock: Arc<dyn Clock>,
+    log: Option<Arc<dyn SessionLog>>,
+    sockets: Arc<LocalPush>,
+) -> Result<Parts, LocalError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| LocalError::DataDir {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
+    let db = settings.database();
+    let (log, sqlite) = match log {
+        Some(log) => (log, None),
+        None => {
+            let sqlite = Arc::new(
+                SqliteSessionLog::open_with_clock(&db, clock).map_err(|e| storage(&db, e))?,
+            );
+            (sqlite.clone() as Arc<dyn SessionLog>, Some(sqlite))
+        }
+    };
+    let activity = SqliteActivityIndex::open(&db).map_err(|e| storage(&db, e))?;
+    Ok(Parts {
+        log,
+        registry: Arc::new(InMemoryConnectionRegistry::default()),
+        client_push: sockets,
+        inline_fanout: false,
+        poll: None,
+        archive: Arc::new(DirTraceArchive::new(settings.archive_root())),
+        activity: Arc::new(activity),
+        sqlite,
+    })
+}

@@ -1,0 +1,201 @@
+//! The archiver's local twin: `agentwire dev`'s stack writes a trace under
+//! `<data-dir>/traces/` when a session closes (within the change window) and when one has
+//! been idle past the idle time (within a sweep), timed by the log's commit times.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_contracts::ManualClock;
+use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, Sessions};
+use agentwire_trace::{Span, decode_jsonl_gz};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+async fn create(sessions: &Sessions, name: &str) {
+    sessions
+        .create(CreateStream {
+            name: name.into(),
+            content_type: Some("application/json".into()),
+            ..CreateStream::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn append(sessions: &Sessions, name: &str, events: &[Value], close: bool) {
+    let body = serde_json::to_vec(events).unwrap();
+    let payload = Payload::frame(Mode::Json, Bytes::from(body), false).unwrap();
+    sessions
+        .append(
+            name,
+            AppendRequest {
+                content_type: Some("application/json".into()),
+                payload,
+                close,
+                ..AppendRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Every file under `dir`, recursively, relative to it.
+fn files(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files(root, &path, found);
+        } else {
+            found.push(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
+
+/// Waits up to `limit` for traces to appear under the data directory.
+async fn traces(data: &Path, limit: Duration) -> Vec<PathBuf> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut found = Vec::new();
+        files(data, &data.join("traces"), &mut found);
+        found.retain(|p| p.extension().is_some_and(|e| e == "gz"));
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn settings(data: &Path) -> LocalSettings {
+    LocalSettings {
+        idle: Duration::from_secs(600),
+        archive_sweep: Duration::from_millis(200),
+        change_window: Duration::from_millis(100),
+        ..LocalSettings::new(data)
+    }
+}
+
+fn message<'a>(spans: &'a [Span], id: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.attributes.get("agentwire.message.id") == Some(&json!(id)))
+        .unwrap_or_else(|| panic!("no span for message {id}"))
+}
+
+#[tokio::test]
+async fn a_closed_session_is_archived_at_once_with_spans_timed_by_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let stack = LocalStack::open_with_clock(&settings(dir.path()), clock.clone()).unwrap();
+    let name = "local/chat-1";
+    create(&stack.sessions, name).await;
+    append(
+        &stack.sessions,
+        name,
+        &[
+            json!({"type": "message.start", "id": "u1", "role": "user"}),
+            json!({"type": "message.delta", "id": "u1", "data": {"text": "hi"}}),
+            json!({"type": "message.end", "id": "u1", "role": "user"}),
+            json!({"type": "message.start", "id": "m1", "agent": "demo"}),
+        ],
+        false,
+    )
+    .await;
+    // The reply streams for 3 s (no event carries its own `ts`).
+    for word in ["Hello", " there", "!"] {
+        clock.advance(Duration::from_secs(1));
+        append(&stack.sessions, name, &[json!({"type": "message.delta", "id": "m1", "agent": "demo", "data": {"text": word}})], false).await;
+    }
+    assert!(
+        traces(dir.path(), Duration::from_millis(400))
+            .await
+            .is_empty(),
+        "archived before it closed or went idle"
+    );
+    append(
+        &stack.sessions,
+        name,
+        &[json!({"type": "message.end", "id": "m1", "agent": "demo"})],
+        true,
+    )
+    .await;
+
+    let found = traces(dir.path(), Duration::from_secs(5)).await;
+    assert_eq!(found.len(), 1, "one trace: {found:?}");
+    let key = found[0].to_str().unwrap();
+    assert!(
+        key.starts_with("traces/dt=") && key.ends_with("/tenant=local/chat-1.jsonl.gz"),
+        "{key}"
+    );
+    let spans = decode_jsonl_gz(&std::fs::read(dir.path().join(&found[0])).unwrap()).unwrap();
+    let reply = message(&spans, "m1");
+    let nanos = reply.end_time_unix_nano - reply.start_time_unix_nano;
+    assert_eq!(
+        nanos, 3_000_000_000,
+        "the reply's span lasts the 3 s it streamed for"
+    );
+    assert!(
+        reply.attributes["gen_ai.output.messages"]
+            .as_str()
+            .unwrap()
+            .contains("Hello there!")
+    );
+}
+
+#[tokio::test]
+async fn an_idle_session_is_archived_by_the_scheduled_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let stack = LocalStack::open_with_clock(&settings(dir.path()), clock.clone()).unwrap();
+    let jobs = stack.start_jobs();
+    let name = "local/chat-2";
+    create(&stack.sessions, name).await;
+    append(
+        &stack.sessions,
+        name,
+        &[json!({"type": "message.start", "id": "u1", "role": "user"})],
+        false,
+    )
+    .await;
+    // Sweeps run, but the session is not idle yet.
+    assert!(
+        traces(dir.path(), Duration::from_millis(600))
+            .await
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(601));
+    let found = traces(dir.path(), Duration::from_secs(5)).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .to_str()
+            .unwrap()
+            .ends_with("/tenant=local/chat-2.jsonl.gz")
+    );
+    jobs.stop();
+
+    // `agentwire job run archiver` runs the same sweep on demand: nothing is due now.
+    let archiver = agentwire_jobs::find(&stack.jobs, "archiver").unwrap();
+    let report = archiver.run(clock_now(&clock)).await.unwrap();
+    assert!(report.details.is_empty(), "archived again: {report:?}");
+}
+
+fn clock_now(clock: &ManualClock) -> i64 {
+    agentwire_session::Clock::now_ms(clock)
+}
+
+#[tokio::test]
+async fn the_jobs_are_the_archiver_and_the_expiry_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::open(&LocalSettings::new(dir.path())).unwrap();
+    let names: Vec<_> = stack.jobs.iter().map(|job| job.name()).collect();
+    assert_eq!(names, ["archiver", "expiry"]);
+    let expiry = agentwire_jobs::find(&stack.jobs, "expiry").unwrap();
+    assert_eq!(expiry.schedule().expression(), "rate(1 minute)");
+    let report = expiry.run(0).await.unwrap();
+    assert!(report.details.is_empty(), "{report:?}");
+}
