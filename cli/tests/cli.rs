@@ -56,3 +56,58 @@ fn a_data_dir_that_is_a_file_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn job_list_names_every_job_with_its_schedule() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = agentwire()
+        .args(["job", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    for line in ["archiver   rate(1 minute)", "expiry     rate(1 minute)"] {
+        assert!(list.contains(line), "missing {line:?} in:\n{list}");
+    }
+}
+
+#[test]
+fn job_run_of_an_unknown_job_names_the_known_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = agentwire()
+        .args(["job", "run", "nightly", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"nightly\"") && stderr.contains("archiver, expiry"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn job_run_archiver_reports_what_it_did() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = agentwire()
+        .args(["job", "run", "archiver", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("archiver: archived 0 session(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -869,7 +869,20 @@ mod tests {
         let text = std::fs::read_to_string(FIXTURE)
             .unwrap_or_else(|e| panic!("cannot read {FIXTURE}: {e}. {stale}"));
         let actual: Value = serde_json::from_str(&text).expect("the fixture is JSON");
-        assert!(actual == expected, "{stale}");
+        if actual != expected {
+            // Name the first difference, so the fix is obvious from the failure alone.
+            let key = (expected.as_object().into_iter().flat_map(|o| o.keys()))
+                .find(|k| actual[k.as_str()] != expected[k.as_str()]);
+            let at = key.map_or(String::from("its top level"), |k| match k.as_str() {
+                "examples" => (0..)
+                    .find(|&i| actual[k.as_str()][i] != expected[k.as_str()][i])
+                    .map_or(k.clone(), |i| {
+                        format!("examples[{i}]: {}", expected[k.as_str()][i])
+                    }),
+                _ => format!("{k}: {}", expected[k.as_str()]),
+            });
+            panic!("{stale}. First difference at {at}");
+        }
         for example in actual["examples"].as_array().into_iter().flatten() {
             let event = &example["event"];
             let envelope = Envelope::from_value(event.clone()).unwrap();

@@ -120,3 +120,25 @@ mod tests {
         assert_eq!(ok["details"][0], "one");
     }
 }
+
+#[cfg(test)]
+mod schedule {
+    /// The template's schedule for the archiver is the job's own default.
+    #[test]
+    fn the_template_schedules_the_archiver_as_the_job_does() {
+        let path = format!(
+            "{}/../../../infra/template.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let template = std::fs::read_to_string(&path).expect("the template");
+        let archiver = &template[template
+            .find("  ArchiverFunction:")
+            .expect("ArchiverFunction")..];
+        let schedule = archiver
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Schedule: "))
+            .expect("a Schedule event");
+        let job = agentwire_jobs::Schedule::every(agentwire_archive::SWEEP_EVERY);
+        assert_eq!(schedule, job.expression());
+    }
+}
