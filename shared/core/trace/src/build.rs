@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use agentwire_session::events::Envelope;
 use serde_json::{Map, Value, json};
 
 use crate::span::{Span, SpanEvent, SpanKind, SpanStatus, span_id, trace_id};
@@ -76,41 +77,50 @@ pub fn build_trace(ctx: &TraceContext, events: &[SessionEvent]) -> Vec<Span> {
 /// The root span's index in `Builder::drafts`.
 const ROOT: usize = 0;
 
-/// A session event that is a JSON object with a string `type`.
+/// A session event that is a JSON object with a string `type`: its envelope, parsed once.
 struct Parsed {
-    body: Map<String, Value>,
+    envelope: Envelope,
     ts: Option<u64>,
 }
 
 impl Parsed {
     fn read(event: &SessionEvent) -> Option<Parsed> {
-        let Ok(Value::Object(body)) = serde_json::from_slice(event.json) else {
-            return None;
-        };
-        body.get("type")?.as_str()?;
-        let ts = body.get("ts").and_then(ts_nanos);
-        Some(Parsed { body, ts })
+        let envelope = Envelope::parse(event.json).ok()?;
+        let ts = envelope.extra.get("ts").and_then(ts_nanos);
+        Some(Parsed { envelope, ts })
     }
 
     fn kind(&self) -> &str {
-        self.str("type").unwrap_or_default()
+        self.envelope.kind.as_str()
     }
 
-    /// A non-empty string field of the envelope.
+    /// A non-empty string field: one of the envelope's, or another top-level one (`user`).
     fn str(&self, field: &str) -> Option<&str> {
-        self.body
-            .get(field)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        let e = &self.envelope;
+        match field {
+            "id" => e.id.as_deref(),
+            "agent" => e.agent.as_deref(),
+            "parent" => e.parent.as_deref(),
+            "role" => e.role.as_deref(),
+            _ => e.extra.get(field).and_then(Value::as_str),
+        }
+        .filter(|s| !s.is_empty())
+    }
+
+    /// The event's `data`, unless it is absent or `null`.
+    fn payload(&self) -> Option<&Value> {
+        self.envelope.data.as_ref().filter(|d| !d.is_null())
     }
 
     fn data(&self, field: &str) -> Option<&Value> {
-        self.body.get("data")?.get(field)
+        self.envelope.data.as_ref()?.get(field)
     }
 
-    /// A field of the envelope, or else of its `data`.
+    /// A top-level field beyond the envelope's (`model`, `usage`, `error`), or else one of
+    /// its `data`.
     fn field(&self, field: &str) -> Option<&Value> {
-        self.body
+        self.envelope
+            .extra
             .get(field)
             .or_else(|| self.data(field))
             .filter(|v| !v.is_null())
@@ -511,7 +521,7 @@ fn tool(draft: &mut Draft, kind: &str, event: &Parsed) {
     {
         draft.set("gen_ai.tool.name", name);
     }
-    let data = event.body.get("data").filter(|d| !d.is_null());
+    let data = event.payload();
     if kind == "tool.call" {
         // `data.arguments` when the producer separates them, else `data` without the name.
         let arguments = event.data("arguments").cloned().or_else(|| {
@@ -542,7 +552,7 @@ fn span_event(event: &Parsed, offset: &str, time: u64) -> SpanEvent {
             attributes.insert(format!("agentwire.{field}"), value.into());
         }
     }
-    if let Some(data) = event.body.get("data") {
+    if let Some(data) = &event.envelope.data {
         attributes.insert("agentwire.data".into(), data.to_string().into());
     }
     SpanEvent {

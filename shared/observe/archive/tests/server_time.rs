@@ -1,67 +1,16 @@
 //! Spans are timed by when the log committed each event, unless the event says otherwise.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_archive::Archiver;
-use agentwire_session::{AppendRequest, Clock, CreateStream, Mode, Payload, SessionLog};
-use agentwire_sqlite::SqliteSessionLog;
-use agentwire_trace::{ActivityIndex, ArchiveError, Span, TraceArchive, decode_jsonl_gz};
-use async_trait::async_trait;
+use agentwire_contracts::ManualClock;
+use agentwire_fs::DirTraceArchive;
+use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, SessionLog};
+use agentwire_sqlite::{SqliteActivityIndex, SqliteSessionLog};
+use agentwire_trace::{Span, TraceArchive, decode_jsonl_gz};
 use bytes::Bytes;
 use serde_json::Value;
-
-/// A clock that moves only when told to.
-struct TestClock(AtomicI64);
-
-impl Clock for TestClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-#[derive(Default)]
-struct MemoryArchive(Mutex<HashMap<String, Bytes>>);
-
-#[async_trait]
-impl TraceArchive for MemoryArchive {
-    async fn put(&self, key: &str, body: Bytes) -> Result<(), ArchiveError> {
-        self.0
-            .lock()
-            .expect("archive lock")
-            .insert(key.to_owned(), body);
-        Ok(())
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError> {
-        Ok(self.0.lock().expect("archive lock").get(key).cloned())
-    }
-}
-
-struct NoActivity;
-
-#[async_trait]
-impl ActivityIndex for NoActivity {
-    async fn touch(&self, _: &str, _: i64) -> Result<(), ArchiveError> {
-        Ok(())
-    }
-
-    async fn idle_since(&self, _: i64) -> Result<Vec<(String, i64)>, ArchiveError> {
-        Ok(Vec::new())
-    }
-
-    async fn archived(&self, _: &str, _: i64) -> Result<(), ArchiveError> {
-        Ok(())
-    }
-}
 
 const START_MS: i64 = 1_750_000_000_000;
 
@@ -69,7 +18,7 @@ const START_MS: i64 = 1_750_000_000_000;
 /// fresh session, archives it a day later, and returns its spans.
 async fn archived_spans(events: &[(Duration, Value)]) -> Vec<Span> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
+    let clock = Arc::new(ManualClock::at(START_MS));
     let log: Arc<dyn SessionLog> = Arc::new(
         SqliteSessionLog::open_with_clock(dir.path().join("s.db"), clock.clone()).expect("open"),
     );
@@ -95,12 +44,13 @@ async fn archived_spans(events: &[(Duration, Value)]) -> Vec<Span> {
         .await
         .expect("append");
     }
-    let archive = Arc::new(MemoryArchive::default());
+    let archive = Arc::new(DirTraceArchive::new(dir.path()));
+    let activity = SqliteActivityIndex::open(dir.path().join("s.db")).expect("open the index");
     clock.advance(Duration::from_secs(86_400));
     let archiver = Archiver::new(
         log,
         archive.clone(),
-        Arc::new(NoActivity),
+        Arc::new(activity),
         Duration::from_secs(60),
     )
     .with_clock(clock);

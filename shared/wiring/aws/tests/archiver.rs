@@ -19,28 +19,8 @@ fn fixture(name: &str) -> Value {
 }
 
 async fn session(sessions: &Sessions, name: &str, events: &[Value], close: bool) {
-    sessions
-        .create(CreateStream {
-            name: name.into(),
-            content_type: Some("application/json".into()),
-            ..CreateStream::default()
-        })
-        .await
-        .unwrap();
-    let body = serde_json::to_vec(events).unwrap();
-    let payload = Payload::frame(Mode::Json, Bytes::from(body), false).unwrap();
-    sessions
-        .append(
-            name,
-            AppendRequest {
-                content_type: Some("application/json".into()),
-                payload,
-                close,
-                ..AppendRequest::default()
-            },
-        )
-        .await
-        .unwrap();
+    create_json(sessions, name).await;
+    append_json(sessions, name, events, close).await;
 }
 
 /// An orchestrator answering a user with the help of a sub-agent that calls a tool.
