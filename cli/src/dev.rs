@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_auth::{Auth, Role, Signer};
 use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_session::SessionLog;
 use agentwire_streams_http::HttpConfig;
+use agentwire_trace::ActivityIndex;
 
 use crate::demo_agent::DemoAgentArgs;
 use crate::job::JobSettings;
@@ -114,6 +117,8 @@ enum LogFormat {
 
 /// In-flight requests get this long to finish after Ctrl-C; live reads are then cut.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Then the archiver gets this long to write the traces of sessions that just closed.
+const FLUSH: Duration = Duration::from_secs(10);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
@@ -211,12 +216,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
-    stack.stop();
+    stack.stop_live_reads();
     match tokio::time::timeout(DRAIN, server).await {
         Ok(joined) => joined??,
         Err(_) => warn!("live reads still open after {DRAIN:?}; closing them"),
     }
     jobs.stop();
+    // After the last append: what closed just now is archived before the process ends.
+    if tokio::time::timeout(FLUSH, stack.close()).await.is_err() {
+        warn!(
+            "the archiver was still busy after {FLUSH:?}; the idle sweep catches up after a restart"
+        );
+    }
     if let Some(agent) = demo_agent {
         agent.abort();
     }
@@ -252,7 +263,10 @@ async fn stack(
 ) -> anyhow::Result<LocalStack> {
     match args.backend {
         Backend::Sqlite => Ok(LocalStack::open(settings)?),
-        Backend::Dynamodb => Ok(LocalStack::open_on_log(settings, dynamodb(args).await?)?),
+        Backend::Dynamodb => {
+            let (log, activity) = dynamodb(args).await?;
+            Ok(LocalStack::open_on_log(settings, log, activity)?)
+        }
         Backend::Aws => aws(args, settings, addr).await,
     }
 }
@@ -265,7 +279,6 @@ async fn aws(
     local: &LocalSettings,
     addr: SocketAddr,
 ) -> anyhow::Result<LocalStack> {
-    use std::sync::Arc;
     let (Some(dynamodb), Some(s3)) = (&args.dynamodb_endpoint, &args.s3_endpoint) else {
         anyhow::bail!(
             "--backend aws needs --dynamodb-endpoint (DynamoDB Local) and --s3-endpoint (a local S3 server)"
@@ -317,30 +330,25 @@ async fn aws(_: &DevArgs, _: &LocalSettings, _: SocketAddr) -> anyhow::Result<Lo
     )
 }
 
-/// The DynamoDB session log, for `--backend dynamodb`.
+/// The DynamoDB session log and the archiver's index beside it, for `--backend dynamodb`.
 #[cfg(feature = "aws")]
-async fn dynamodb(
-    args: &DevArgs,
-) -> anyhow::Result<std::sync::Arc<dyn agentwire_session::SessionLog>> {
+async fn dynamodb(args: &DevArgs) -> anyhow::Result<(Arc<dyn SessionLog>, Arc<dyn ActivityIndex>)> {
     let endpoint = args
         .dynamodb_endpoint
         .as_deref()
         .context("--backend dynamodb needs --dynamodb-endpoint (for example DynamoDB Local)")?;
-    let log = agentwire_dynamo::DynamoSessionLog::new(
-        agentwire_dynamo::local_client(endpoint),
-        &args.dynamodb_table,
-    );
+    let client = agentwire_dynamo::local_client(endpoint);
+    let log = agentwire_dynamo::DynamoSessionLog::new(client.clone(), &args.dynamodb_table);
     log.ensure_table()
         .await
         .with_context(|| format!("cannot reach DynamoDB at {endpoint}"))?;
     info!(endpoint, table = %args.dynamodb_table, "sessions on DynamoDB");
-    Ok(std::sync::Arc::new(log))
+    let activity = agentwire_dynamo::DynamoActivityIndex::new(client, &args.dynamodb_table);
+    Ok((Arc::new(log), Arc::new(activity)))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn dynamodb(
-    _: &DevArgs,
-) -> anyhow::Result<std::sync::Arc<dyn agentwire_session::SessionLog>> {
+async fn dynamodb(_: &DevArgs) -> anyhow::Result<(Arc<dyn SessionLog>, Arc<dyn ActivityIndex>)> {
     anyhow::bail!(
         "this agentwire was built without DynamoDB: cargo build -p agentwire --features aws"
     )

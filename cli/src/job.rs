@@ -1,5 +1,6 @@
 //! `agentwire job list` and `agentwire job run <name>`: the jobs `agentwire dev` runs on
-//! their schedules, run once on demand against the same data directory.
+//! their schedules, run once on demand against the same data directory (the embedded
+//! stack: sessions in its SQLite file).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,15 +14,25 @@ use clap::{Args, Subcommand};
 pub struct JobSettings {
     /// Archive a session as a trace once it has had no append for this long, in seconds
     /// (a closed session is archived at once).
-    #[arg(long, env = "AGENTWIRE_IDLE_SECONDS", default_value_t = 30 * 60)]
+    #[arg(long, env = "AGENTWIRE_IDLE_SECONDS", global = true, default_value_t = 30 * 60)]
     idle_seconds: u64,
 
     /// How often the archiver sweeps for idle sessions, in seconds.
-    #[arg(long, env = "AGENTWIRE_ARCHIVE_SWEEP_SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "AGENTWIRE_ARCHIVE_SWEEP_SECONDS",
+        global = true,
+        default_value_t = 60
+    )]
     archive_sweep_seconds: u64,
 
     /// How often expired sessions' space is freed, in seconds.
-    #[arg(long, env = "AGENTWIRE_EXPIRY_SWEEP_SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "AGENTWIRE_EXPIRY_SWEEP_SECONDS",
+        global = true,
+        default_value_t = 60
+    )]
     expiry_sweep_seconds: u64,
 }
 
@@ -87,6 +98,6 @@ pub async fn run(args: JobArgs) -> anyhow::Result<()> {
             }
         }
     }
-    stack.stop();
+    stack.close().await;
     Ok(())
 }

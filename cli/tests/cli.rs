@@ -96,7 +96,15 @@ fn job_run_of_an_unknown_job_names_the_known_ones() {
 fn job_run_archiver_reports_what_it_did() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = agentwire()
-        .args(["job", "run", "archiver", "--data-dir"])
+        // As README gives it: the job settings after the job's name.
+        .args([
+            "job",
+            "run",
+            "archiver",
+            "--idle-seconds",
+            "0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .expect("run agentwire");

@@ -6,6 +6,8 @@
 use agentwire_session::SessionChange;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 
+use tracing::warn;
+
 use crate::item::{Item, Meta};
 
 /// The session changes in a stream batch, in order. Records of other items (data,
@@ -37,7 +39,14 @@ fn change_of(record: &EventRecord) -> Option<SessionChange> {
     if record.event_name == "REMOVE" {
         return Some(SessionChange::Deleted { session });
     }
-    let new = Meta::from_item(&item(&record.change.new_image)).ok()?;
+    let new = match Meta::from_item(&item(&record.change.new_image)) {
+        Ok(new) => new,
+        Err(e) => {
+            // Visible, since a layout the decoder cannot read would stop all archiving.
+            warn!(session, error = %e, "a stream record of a meta item this adapter cannot read");
+            return None;
+        }
+    };
     // A new stream has no old image: everything about it is new.
     let old = Meta::from_item(&item(&record.change.old_image)).ok();
     if new.deleted {

@@ -56,6 +56,9 @@ pub trait AppendObserver: Send + Sync {
     /// `name` gained the units `[appended.start, appended.tail)`; `sessions` is the service
     /// it happened in, for reading them (and appending in reaction).
     async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended);
+
+    /// A stream was created (not merely confirmed): `created.info.name` is its stored name.
+    async fn created(&self, _sessions: &Sessions, _created: &Created) {}
 }
 
 /// One event of a JSON session, with its offset.
@@ -107,7 +110,13 @@ impl Sessions {
     /// Creates a stream (or confirms an identical one).
     #[instrument(skip_all, fields(session = %request.name))]
     pub async fn create(&self, request: CreateStream) -> Result<Created, CreateError> {
-        self.log.create(request).await
+        let created = self.log.create(request).await?;
+        if created.created {
+            for observer in &self.observers {
+                observer.created(self, &created).await;
+            }
+        }
+        Ok(created)
     }
 
     /// Appends, then wakes the stream's live readers.

@@ -64,7 +64,7 @@ pub fn decode_jsonl_gz(bytes: &[u8]) -> Result<Vec<Span>, TraceError> {
 
 /// Where a session's trace is archived:
 /// `traces/dt=YYYY-MM-DD/tenant=<tenant>/<session>.jsonl.gz`, dated by `archived_at_ms` in
-/// UTC (Hive-style partitions for Athena and DuckDB). Tenant and session are
+/// UTC (the archiver passes the session's start, so a re-archive replaces the object) (Hive-style partitions for Athena and DuckDB). Tenant and session are
 /// percent-escaped except for `A-Z a-z 0-9 - _ . ~`, so a `/`, `=` or any other character
 /// in a name cannot add or change a partition.
 pub fn object_key(tenant: &str, session: &str, archived_at_ms: i64) -> String {

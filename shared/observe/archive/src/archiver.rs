@@ -151,11 +151,17 @@ impl Archiver {
     }
 
     /// Acts on a batch of session changes. An error fails the batch, so Lambda retries it;
-    /// archiving again replaces the session's one object (its key is fixed).
+    /// archiving again replaces the session's one object (its key is fixed). Every
+    /// session's activity is recorded before any close is archived, so a close that fails
+    /// for good (the batch is dropped after its retries) loses nothing: the idle sweep
+    /// archives it and every other session of the batch.
     pub async fn on_changes(&self, changes: Vec<SessionChange>) -> Result<Report, ArchiveError> {
         let mut report = Report::default();
         // One write per session per batch, however many appends it saw.
         let mut active: BTreeMap<String, i64> = BTreeMap::new();
+        let mut closed = Vec::new();
+        let mut deleted = Vec::new();
+        let now = self.clock.now_ms();
         for change in changes {
             match change {
                 SessionChange::Active { session, at_ms } => {
@@ -163,25 +169,31 @@ impl Archiver {
                     *latest = (*latest).max(at_ms);
                 }
                 SessionChange::Closed { session } => {
-                    active.remove(&session);
-                    // Remembered first: if archiving fails for good (the stream drops the
-                    // batch after its retries), the idle sweep still archives it.
-                    let now = self.clock.now_ms();
-                    self.activity.touch(&session, now).await?;
-                    if let Some(archived) = self.archive(&session).await? {
-                        report.archived.push(archived);
+                    let latest = active.entry(session.clone()).or_insert(now);
+                    *latest = (*latest).max(now);
+                    if !closed.contains(&session) {
+                        closed.push(session);
                     }
-                    self.activity.archived(&session, now).await?;
                 }
                 SessionChange::Deleted { session } => {
                     active.remove(&session);
-                    self.activity.archived(&session, i64::MAX).await?;
+                    closed.retain(|s| *s != session);
+                    deleted.push(session);
                 }
             }
         }
-        for (session, at_ms) in active {
-            self.activity.touch(&session, at_ms).await?;
-            report.touched += 1;
+        for session in &deleted {
+            self.activity.archived(session, i64::MAX).await?;
+        }
+        for (session, at_ms) in &active {
+            self.activity.touch(session, *at_ms).await?;
+        }
+        report.touched = active.keys().filter(|s| !closed.contains(s)).count();
+        for session in closed {
+            if let Some(archived) = self.archive(&session).await? {
+                report.archived.push(archived);
+            }
+            self.activity.archived(&session, now).await?;
         }
         Ok(report)
     }

@@ -2,12 +2,14 @@
 //! [`ChangeFeed`] of every durable append, and it hands them to the archiver in batches,
 //! as Lambda's event source mapping does (a batching window, retries of a failed batch).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentwire_session::{AppendKind, AppendObserver, Appended, Clock, SessionChange, Sessions};
+use agentwire_session::{
+    AppendKind, AppendObserver, Appended, Clock, Created, SessionChange, Sessions,
+};
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -18,20 +20,30 @@ use crate::Archiver;
 /// idle sweep archives it.
 const ATTEMPTS: u32 = 6;
 
-/// Session changes from appends, delivered to an [`Archiver`] once per batching window.
+/// Session changes from creates and appends, delivered to an [`Archiver`] once per
+/// batching window.
 pub struct ChangeFeed {
-    changes: mpsc::UnboundedSender<SessionChange>,
+    /// `None` once closed: the task then delivers what is queued and ends.
+    changes: Mutex<Option<mpsc::UnboundedSender<SessionChange>>>,
+    closing: watch::Sender<bool>,
     clock: Arc<dyn Clock>,
-    task: JoinHandle<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ChangeFeed {
     /// Starts delivering to `archiver`: everything that arrived in a `window` is one batch.
     pub fn start(archiver: Arc<Archiver>, window: Duration, clock: Arc<dyn Clock>) -> ChangeFeed {
         let (changes, mut receiver) = mpsc::unbounded_channel();
+        let (closing, mut closed) = watch::channel(false);
         let task = tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
-                tokio::time::sleep(window).await;
+                // A closing feed delivers at once rather than waiting out the window.
+                if !*closed.borrow() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(window) => {}
+                        _ = closed.wait_for(|closed| *closed) => {}
+                    }
+                }
                 let mut batch = vec![first];
                 while let Ok(change) = receiver.try_recv() {
                     batch.push(change);
@@ -40,21 +52,43 @@ impl ChangeFeed {
             }
         });
         ChangeFeed {
-            changes,
+            changes: Mutex::new(Some(changes)),
+            closing,
             clock,
-            task,
+            task: Mutex::new(Some(task)),
         }
     }
 
-    /// Stops delivering; changes not yet delivered wait for the idle sweep.
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Takes no more changes, and waits until every one already told is delivered (or its
+    /// batch given up on): call it after the last append, when the process stops.
+    pub async fn close(&self) {
+        drop(self.changes.lock().map(|mut c| c.take()));
+        self.closing.send_replace(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn send(&self, change: SessionChange) {
+        let sender = self.changes.lock().ok().and_then(|c| c.clone());
+        match sender {
+            // Fails only if the task is gone, which `close` alone makes happen.
+            Some(sender) => {
+                let _ = sender.send(change);
+            }
+            None => warn!(
+                "a session change after the change feed closed; the idle sweep will not see it"
+            ),
+        }
     }
 }
 
 impl Drop for ChangeFeed {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
     }
 }
 
@@ -91,7 +125,22 @@ impl AppendObserver for ChangeFeed {
                 at_ms: self.clock.now_ms(),
             }
         };
-        // Fails only once the feed has stopped, when the process is shutting down.
-        let _ = self.changes.send(change);
+        self.send(change);
+    }
+
+    async fn created(&self, _: &Sessions, created: &Created) {
+        if !created.created {
+            return;
+        }
+        // As the table's stream tells a new `meta` item: closed at birth, or active.
+        let session = created.info.name.clone();
+        self.send(if created.info.closed {
+            SessionChange::Closed { session }
+        } else {
+            SessionChange::Active {
+                session,
+                at_ms: self.clock.now_ms(),
+            }
+        });
     }
 }

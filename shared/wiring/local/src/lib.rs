@@ -127,14 +127,20 @@ impl LocalStack {
         Ok(LocalStack::assemble(parts, sockets, settings, clock))
     }
 
-    /// The embedded stack around another session log (`--backend dynamodb`).
+    /// The embedded stack around another session log and the activity index beside it
+    /// (`--backend dynamodb`: the index stays with the sessions it indexes, so a SQLite
+    /// sweep of the data directory never forgets sessions it cannot read).
     pub fn open_on_log(
         settings: &LocalSettings,
         log: Arc<dyn SessionLog>,
+        activity: Arc<dyn ActivityIndex>,
     ) -> Result<LocalStack, LocalError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sockets = Arc::new(LocalPush::default());
-        let parts = embedded_parts(settings, clock.clone(), Some(log), sockets.clone())?;
+        let parts = Parts {
+            activity,
+            ..embedded_parts(settings, clock.clone(), Some(log), sockets.clone())?
+        };
         Ok(LocalStack::assemble(parts, sockets, settings, clock))
     }
 
@@ -207,11 +213,15 @@ impl LocalStack {
         Scheduler::start(&self.jobs, self.clock.clone())
     }
 
-    /// Ends live reads and the change feed: the process is stopping. Changes not yet
-    /// handed to the archiver are still in its activity index, for the next sweep.
-    pub fn stop(&self) {
+    /// Ends live reads now and makes new ones answer at once: the server is stopping.
+    pub fn stop_live_reads(&self) {
         self.sessions.stop_live_reads();
-        self.feed.stop();
+    }
+
+    /// After the last request: hands the archiver every change still queued (a session
+    /// closed just before Ctrl-C is archived, not forgotten) and waits for it.
+    pub async fn close(&self) {
+        self.feed.close().await;
     }
 
     /// The session log (dropping the last handle lets SQLite commit what is queued).

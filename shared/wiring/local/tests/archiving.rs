@@ -199,3 +199,45 @@ async fn the_jobs_are_the_archiver_and_the_expiry_sweep() {
     let report = expiry.run(0).await.unwrap();
     assert!(report.details.is_empty(), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_session_created_closed_is_archived_and_closing_the_stack_flushes_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = LocalSettings {
+        // Longer than the test waits: only `close` can deliver in time.
+        change_window: Duration::from_secs(30),
+        ..settings(dir.path())
+    };
+    let stack = LocalStack::open(&settings).unwrap();
+    let body = serde_json::to_vec(&[json!({"type": "message.start", "id": "u1", "role": "user"})])
+        .unwrap();
+    stack
+        .sessions
+        .create(CreateStream {
+            name: "local/born-closed".into(),
+            content_type: Some("application/json".into()),
+            closed: true,
+            body: Bytes::from(body),
+            ..CreateStream::default()
+        })
+        .await
+        .unwrap();
+    create(&stack.sessions, "local/closed-at-exit").await;
+    append(
+        &stack.sessions,
+        "local/closed-at-exit",
+        &[json!({"type": "message.start", "id": "u1", "role": "user"})],
+        true,
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), stack.close())
+        .await
+        .expect("close finishes");
+    let mut found: Vec<String> = traces(dir.path(), Duration::ZERO)
+        .await
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, ["born-closed.jsonl.gz", "closed-at-exit.jsonl.gz"]);
+}
