@@ -91,9 +91,12 @@ async fn readers_woken_by_one_append_share_one_read() {
         assert_eq!(batch.records.len(), 1);
         assert_eq!(batch.records[0].data, data);
     }
+    // One shared read, give or take a few: the shared batch is held weakly, so a reader
+    // the scheduler runs only after the others finished with it (a loaded CI machine)
+    // reads for itself. Without sharing, every one of the 50 would.
     let reads_after_wake = log.reads.load(Ordering::SeqCst) - READERS;
-    assert_eq!(
-        reads_after_wake, 1,
+    assert!(
+        (1..=5).contains(&reads_after_wake),
         "{READERS} woken readers made {reads_after_wake} reads"
     );
 }
