@@ -42,6 +42,12 @@ step "Rust tests"
 # With the AWS adapters compiled into the binary, so the conformance runs below reuse it.
 cargo test --workspace --locked --features agentwire/aws
 
+step "fuzz targets, bounded run (every parser of untrusted input; longer: bash fuzz/run.sh --minutes 30)"
+# The same build as above (same features), so only the fuzz binary links. One target at a
+# time, 6 s each: about 60 s in all, on any number of cores.
+AGENTWIRE_FUZZ_SECONDS="${AGENTWIRE_FUZZ_SECONDS:-6}" \
+  cargo test --workspace --locked --features agentwire/aws --test fuzz -- --ignored --test-threads=1
+
 step "cost benchmark, smoke run (the real figures: bash tests/bench/cost.sh)"
 cargo run --locked --quiet -p agentwire-cost -- --tokens 100 --rates 150 --subscribers 1
 

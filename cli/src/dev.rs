@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_auth::{Auth, Role, Signer};
-use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_local_stack::{LocalSettings, LocalStack, ServeLimits};
 use agentwire_session::SessionLog;
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::ActivityIndex;
@@ -18,7 +18,6 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -42,8 +41,9 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_SSE_MAX_SECONDS", default_value_t = 60)]
     sse_max_seconds: u64,
 
-    /// Tenant of the token printed at start-up (and of every request with --insecure).
-    #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local")]
+    /// Tenant of the token printed at start-up (and of every request with --insecure):
+    /// 1 to 64 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local", value_parser = crate::token::tenant)]
     tenant: String,
 
     /// Turn authentication off: every request acts as an admin of the tenant. Local only.
@@ -98,6 +98,53 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// A client must send a request's whole head within this long of connecting (or of
+    /// the previous response), in milliseconds; otherwise its connection is closed.
+    #[arg(long, env = "AGENTWIRE_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+
+    /// A connection with no request in progress for this long is closed, in milliseconds
+    /// (long-polls, SSE and WebSockets are in progress, so never cut).
+    #[arg(long, env = "AGENTWIRE_IDLE_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+
+    /// Connections open at once, WebSockets included; at the limit new ones wait to be
+    /// accepted until one closes. Default: 1024, or the open-file limit less 128 if lower.
+    #[arg(long, env = "AGENTWIRE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+
+    /// Data returned by one read at most, in bytes; larger sessions are read in pages
+    /// (each answers the Stream-Next-Offset to read on from).
+    #[arg(long, env = "AGENTWIRE_READ_CHUNK_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    read_chunk_bytes: u64,
+
+    /// Catch-up reads served at once; more wait up to --read-queue-ms, then get 503 with
+    /// Retry-After: 1.
+    #[arg(long, env = "AGENTWIRE_MAX_CONCURRENT_READS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_concurrent_reads: u64,
+
+    /// How long a catch-up read waits for a slot when --max-concurrent-reads are running,
+    /// in milliseconds.
+    #[arg(long, env = "AGENTWIRE_READ_QUEUE_MS", default_value_t = 5_000)]
+    read_queue_ms: u64,
+
+    /// Longest pause between two parts of a request body, in milliseconds; a stalled
+    /// upload gets 408.
+    #[arg(long, env = "AGENTWIRE_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+
+    /// SQLite reader connections open at most (reads beyond them wait for one).
+    #[arg(long, env = "AGENTWIRE_SQLITE_READERS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    sqlite_readers: u64,
+
+    /// SQLite reader connections unused for this long are closed, in seconds.
+    #[arg(
+        long,
+        env = "AGENTWIRE_SQLITE_READER_IDLE_SECONDS",
+        default_value_t = 30
+    )]
+    sqlite_reader_idle_seconds: u64,
+
     #[command(flatten)]
     jobs: JobSettings,
 }
@@ -139,17 +186,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Some(crate::secret::load_or_create(&args.data_dir)?)
     };
     let auth = match &secret {
-        None => Auth::Insecure {
-            tenant: args.tenant.clone(),
-        },
+        None => Auth::insecure(args.tenant.clone())?,
         Some(secret) => Auth::Tokens(Signer::new(secret.clone())),
     };
-    let settings = args.jobs.local(&args.data_dir);
+    let mut settings = args.jobs.local(&args.data_dir);
+    settings.read_pool = agentwire_sqlite::ReadPool {
+        max_connections: args.sqlite_readers as usize,
+        idle_timeout: Duration::from_secs(args.sqlite_reader_idle_seconds),
+    };
     let stack = stack(&args, &settings, addr).await?;
     let config = HttpConfig {
         max_body_bytes: args.max_body_bytes,
         long_poll_timeout: Duration::from_millis(args.long_poll_timeout_ms),
         sse_max_duration: Duration::from_secs(args.sse_max_seconds),
+        read_chunk_bytes: args.read_chunk_bytes as usize,
+        max_concurrent_reads: args.max_concurrent_reads as usize,
+        read_queue_timeout: Duration::from_millis(args.read_queue_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
         ..HttpConfig::default()
     };
     let mut app = stack.app(auth, config);
@@ -166,16 +219,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Stdout carries this one line first so scripts and tests can find the port.
     crate::say(format_args!("agentwire dev listening on http://{addr}"));
     info!(websocket = %format!("ws://{addr}/ws"), "WebSocket gateway ready");
-    let admin_token = secret.as_ref().map(|secret| {
-        crate::token::mint(
-            secret,
-            &args.tenant,
-            "*",
-            Role::Admin,
-            Some("dev".into()),
-            24 * 3600,
-        )
-    });
+    let admin_token = secret
+        .as_ref()
+        .map(|secret| {
+            crate::token::mint(
+                secret,
+                &args.tenant,
+                "*",
+                Role::Admin,
+                Some("dev".into()),
+                24 * 3600,
+            )
+        })
+        .transpose()?;
     if let Some(token) = &admin_token {
         crate::say(format_args!(
             "admin token for tenant {:?}, valid 24 h (mint others with `agentwire token`):",
@@ -185,7 +241,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     crate::say(format_args!(
         "demo chat: {}",
-        demo_link(&args, addr, secret.as_deref())
+        demo_link(&args, addr, secret.as_deref())?
     ));
     let demo_agent = (!args.no_demo_agent).then(|| {
         let agent = DemoAgentArgs::for_dev(
@@ -205,14 +261,32 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     info!(%addr, backend = ?args.backend, traces = %settings.data_dir.join("traces").display(), "agentwire dev started");
 
+    let limits = ServeLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        max_connections: args
+            .max_connections
+            .map_or_else(agentwire_local_stack::default_max_connections, |n| {
+                n as usize
+            }),
+    };
+    info!(
+        header_timeout_ms = args.header_timeout_ms,
+        idle_timeout_ms = args.idle_timeout_ms,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    let server = agentwire_local_stack::serve(listener, app, limits, {
         let mut stop_rx = stop_rx.clone();
         async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         }
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(async move {
+        server.await;
+        anyhow::Ok(())
+    });
     shutdown_signal().await;
     info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
@@ -237,7 +311,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo_link(args: &DevArgs, addr: SocketAddr, secret: Option<&[u8]>) -> String {
+fn demo_link(
+    args: &DevArgs,
+    addr: SocketAddr,
+    secret: Option<&[u8]>,
+) -> Result<String, agentwire_auth::InvalidTenant> {
     match secret {
         Some(secret) => {
             let sessions = format!("{}*", args.demo_session);
@@ -248,10 +326,13 @@ fn demo_link(args: &DevArgs, addr: SocketAddr, secret: Option<&[u8]>) -> String 
                 Role::Controller,
                 Some("you".into()),
                 24 * 3600,
-            );
-            format!("http://{addr}/?session={}&token={token}", args.demo_session)
+            )?;
+            Ok(format!(
+                "http://{addr}/?session={}&token={token}",
+                args.demo_session
+            ))
         }
-        None => format!("http://{addr}/?session={}", args.demo_session),
+        None => Ok(format!("http://{addr}/?session={}", args.demo_session)),
     }
 }
 
@@ -368,14 +449,11 @@ fn web_page(dir: &std::path::Path) -> axum::routing::MethodRouter {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let format = match format {
+        LogFormat::Text => agentwire_logging::Format::Text,
+        LogFormat::Json => agentwire_logging::Format::Json,
+    };
+    agentwire_logging::init(format, "info");
 }
 
 async fn shutdown_signal() {

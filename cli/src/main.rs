@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole stack in one process on embedded storage.
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Mint a token for sessions of a tenant, signed with the local secret.
     Token(token::TokenArgs),
     /// Answer each new user message in a session with a scripted, token-by-token reply.
@@ -43,12 +43,7 @@ pub fn say(line: std::fmt::Arguments<'_>) {
 
 /// Logs of client commands go to stderr, leaving stdout to their output.
 fn init_cli_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    agentwire_logging::init(agentwire_logging::Format::Text, "info");
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(*args)),
         Command::DemoAgent(args) => {
             init_cli_logging();
             runtime.block_on(demo_agent::run(args))

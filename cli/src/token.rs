@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use agentwire_auth::{Claims, Role, Signer};
+use agentwire_auth::{Claims, InvalidTenant, Role, Signer, validate_tenant};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -15,8 +15,8 @@ pub struct TokenArgs {
     #[arg(long, default_value = "reader")]
     role: Role,
 
-    /// Tenant the sessions belong to.
-    #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local")]
+    /// Tenant the sessions belong to: 1 to 64 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local", value_parser = tenant)]
     tenant: String,
 
     /// Who holds the token (shown in presence).
@@ -43,12 +43,20 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
             args.role,
             args.user,
             args.ttl
-        )
+        )?
     );
     Ok(())
 }
 
-/// A token for `sessions` of `tenant`, valid for `ttl_seconds` from now.
+/// Parses a `--tenant` value: refused (a usage error naming the character) unless it is a
+/// valid tenant name, so no token or insecure server ever carries one that is not.
+pub fn tenant(value: &str) -> Result<String, InvalidTenant> {
+    validate_tenant(value)?;
+    Ok(value.to_owned())
+}
+
+/// A token for `sessions` of `tenant`, valid for `ttl_seconds` from now; refused for an
+/// invalid tenant name.
 pub fn mint(
     secret: &[u8],
     tenant: &str,
@@ -56,16 +64,16 @@ pub fn mint(
     role: Role,
     user: Option<String>,
     ttl_seconds: i64,
-) -> String {
+) -> Result<String, InvalidTenant> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    Signer::new(secret).mint(&Claims {
+    Signer::new(secret).try_mint(&Claims {
         tenant: tenant.to_owned(),
         sessions: sessions.to_owned(),
         role,
         user,
-        exp: now + ttl_seconds,
+        exp: now.saturating_add(ttl_seconds),
     })
 }

@@ -3,18 +3,31 @@ import { Ordering } from "./ordering.js";
 import type { ControlKind } from "./events.js";
 import type { ConnectionState, EventBody, Member, SessionEvent } from "./types.js";
 
+/**
+ * A token covering the sessions a client follows, or a provider of fresh ones. A provider is
+ * called before the first connection, shortly before each token's `exp` (30 s or a tenth of
+ * its lifetime before, whichever is less), and whenever the server says the token expired;
+ * the client then reconnects at once and resumes every subscription from its last offset.
+ * A plain string cannot be renewed: when it expires the client stops in state `expired`
+ * (see {@link AgentwireClient.setToken}).
+ */
+export type TokenSource = string | (() => string | Promise<string>);
+
 export interface ClientOptions {
   /** agentwire's base URL, e.g. `http://127.0.0.1:8787` (default: this page's origin). */
   url?: string;
-  /** A token covering the sessions this client follows. */
-  token?: string;
+  /** A token, or a provider of fresh tokens (see {@link TokenSource}). */
+  token?: TokenSource;
   /** Where resume offsets survive page reloads (default: `localStorage` when present). */
   storage?: Pick<Storage, "getItem" | "setItem" | "removeItem"> | null;
   /** Reconnect backoff: the first delay and the cap, in ms (full jitter in between). */
   backoff?: { minMs: number; maxMs: number };
   /** Reconnect proactively after this long (API Gateway closes sockets at 2 h). */
   maxConnectionAgeMs?: number;
-  /** Ping this often; a socket silent for two intervals is replaced. */
+  /**
+   * Ping this often; a socket silent for two intervals is replaced, and a session whose
+   * tail in two pongs in a row is beyond the last event seen is resubscribed.
+   */
   heartbeatMs?: number;
   /** For tests and non-browser runtimes. */
   WebSocket?: typeof WebSocket;
@@ -41,6 +54,8 @@ interface SubscriptionState {
   persist: boolean;
   /** Frames pushed before the server said where the subscription starts. */
   early: Array<Array<{ offset: string; event: EventBody }>>;
+  /** The session's tail at the last pong, when it was beyond what this subscription had seen. */
+  behindAt?: string;
 }
 
 interface Pending {
@@ -61,6 +76,13 @@ export class AgentwireError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;
+/** Close codes agentwire sends (locally; API Gateway cannot, so there the frames tell). */
+const CLOSE_TOKEN_EXPIRED = 4001;
+const CLOSE_BEHIND = 4002;
+/** Renew a provider's token this long before its `exp`, at most (else a tenth of its lifetime). */
+const RENEW_BEFORE_MS = 30_000;
+/** Never renew more often than this, even if a provider keeps handing out stale tokens. */
+const MIN_RENEW_DELAY_MS = 1_000;
 
 /**
  * A connection to agentwire's WebSocket API that survives everything a network does:
@@ -70,7 +92,11 @@ const REQUEST_TIMEOUT_MS = 15_000;
  */
 export class AgentwireClient {
   private readonly url: string;
-  private readonly token?: string;
+  private tokenSource?: TokenSource;
+  /** The token in use (a provider's latest). */
+  private token?: string;
+  /** When the provider gave `token` (ms): its lifetime sets how early it is renewed. */
+  private tokenFetchedAt = 0;
   private readonly storage: ClientOptions["storage"];
   private readonly backoff: { minMs: number; maxMs: number };
   private readonly maxAgeMs: number;
@@ -79,6 +105,12 @@ export class AgentwireClient {
   private readonly fetcher: typeof fetch;
 
   private socket?: WebSocket;
+  /** Bumped by every open and stop: a token fetch that finishes late knows it is stale. */
+  private generation = 0;
+  /** A token is being fetched for the next socket. */
+  private opening = false;
+  /** Immediate reconnects (renewal, "behind") since the server last answered; past the first, back off. */
+  private quick = 0;
   private attempts = 0;
   private closedByUser = false;
   private lastHeard = 0;
@@ -89,12 +121,14 @@ export class AgentwireClient {
   /** Subscribe requests in flight, by request id: their `subscribed` reply says where they start. */
   private subscribing = new Map<number, SubscriptionState>();
   private stateListeners = new Set<(state: ConnectionState) => void>();
+  private errorListeners = new Set<(error: AgentwireError) => void>();
   private _state: ConnectionState = "closed";
 
   constructor(options: ClientOptions = {}) {
     const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1:8787";
     this.url = (options.url ?? origin).replace(/\/$/, "");
-    this.token = options.token;
+    this.tokenSource = options.token;
+    if (typeof options.token === "string") this.token = options.token;
     this.storage =
       options.storage !== undefined ? options.storage : typeof localStorage !== "undefined" ? localStorage : null;
     this.backoff = options.backoff ?? { minMs: 250, maxMs: 10_000 };
@@ -107,8 +141,11 @@ export class AgentwireClient {
       // Offline: the socket is as good as dead. Drop it now, so nothing is half-delivered,
       // and resume by offset when the network is back.
       window.addEventListener("offline", () => {
+        if (this.closedByUser || this._state === "expired") return;
         const socket = this.socket;
         this.socket = undefined;
+        this.generation += 1;
+        this.opening = false;
         socket?.close();
         this.failPending(new Error("offline"));
         this.clearTimers();
@@ -128,15 +165,46 @@ export class AgentwireClient {
     return () => this.stateListeners.delete(listener);
   }
 
-  /** Opens the connection (subscriptions made before or after are kept across reconnects). */
+  /**
+   * Calls `listener` with errors that are not the answer to a request: `token_expired` (a
+   * plain token expired; the state is then `expired`) and `token_provider_failed` (the
+   * provider threw; the client retries with backoff). Returns an unsubscribe.
+   */
+  onError(listener: (error: AgentwireError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  /**
+   * Replaces the token (or provider) and, if connected or `expired`, reconnects with it at
+   * once; subscriptions resume from their last offsets.
+   */
+  setToken(token: TokenSource): void {
+    this.tokenSource = token;
+    this.token = typeof token === "string" ? token : undefined;
+    if (this.closedByUser) return;
+    if (this._state === "expired") {
+      this.attempts = 0;
+      this.open();
+    } else if (this.socket || this.opening) {
+      this.reconnectNow();
+    }
+  }
+
+  /**
+   * Opens the connection (subscriptions made before or after are kept across reconnects).
+   * Does nothing while `expired`: give it a new token with {@link setToken}.
+   */
   connect(): void {
     this.closedByUser = false;
-    if (!this.socket) this.open();
+    if (!this.socket && !this.opening && this._state !== "expired") this.open();
   }
 
   /** Closes for good. Nothing is cancelled: agents keep running. */
   close(): void {
     this.closedByUser = true;
+    this.generation += 1;
+    this.opening = false;
     this.clearTimers();
     this.socket?.close(1000, "client closed");
     this.socket = undefined;
@@ -205,7 +273,8 @@ export class AgentwireClient {
 
   /** Reads events over HTTP from `from` (one page). */
   async read(session: string, from: string): Promise<{ events: Array<{ offset: string; event: EventBody }>; next: string }> {
-    const headers: Record<string, string> = this.token ? { authorization: `Bearer ${this.token}` } : {};
+    const token = await this.currentToken(false);
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
     const response = await this.fetcher(`${this.url}/v1/stream/${encodeURIComponent(session)}?offset=${from}`, { headers });
     if (!response.ok) throw new AgentwireError(String(response.status), (await response.text()).trim());
     const next = response.headers.get("stream-next-offset") ?? from;
@@ -220,11 +289,42 @@ export class AgentwireClient {
     for (const listener of this.stateListeners) listener(state);
   }
 
-  private open(): void {
+  private emitError(error: AgentwireError): void {
+    for (const listener of this.errorListeners) listener(error);
+  }
+
+  /** Gets a token (from the provider when `renew`, when there is none yet, or it expires soon), then opens a socket. */
+  private open(renew = false): void {
     this.clearTimers();
     this.setState(this.attempts === 0 ? "connecting" : "reconnecting");
+    const generation = ++this.generation;
+    this.opening = true;
+    const token = withTimeout(this.currentToken(renew), REQUEST_TIMEOUT_MS, "no token within 15 s");
+    token.then(
+      (token) => {
+        if (generation !== this.generation || this.closedByUser) return;
+        this.opening = false;
+        // A plain token past its `exp` can only be refused (an upgrade refusal looks like
+        // any network failure), so stop instead of retrying forever.
+        const exp = token !== undefined ? tokenExpiry(token) : undefined;
+        if (typeof this.tokenSource === "string" && exp !== undefined && exp * 1000 <= Date.now()) {
+          return this.expire(`token expired at ${exp} (Unix seconds): give the client a fresh token`);
+        }
+        this.openSocket(token);
+      },
+      (error: unknown) => {
+        if (generation !== this.generation || this.closedByUser) return;
+        this.opening = false;
+        const reason = error instanceof Error ? error.message : String(error);
+        this.emitError(new AgentwireError("token_provider_failed", `token provider failed: ${reason}`));
+        this.scheduleReconnect();
+      },
+    );
+  }
+
+  private openSocket(token: string | undefined): void {
     const ws = this.url.replace(/^http/, "ws");
-    const url = `${ws}/ws${this.token ? `?token=${encodeURIComponent(this.token)}` : ""}`;
+    const url = `${ws}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
     const socket = new this.WS(url);
     this.socket = socket;
     socket.onopen = () => {
@@ -233,8 +333,12 @@ export class AgentwireClient {
       this.lastHeard = Date.now();
       this.setState("open");
       this.subscribing.clear();
-      for (const state of this.subs) this.sendSubscribe(state);
-      this.later(() => this.reconnectNow(), this.maxAgeMs);
+      for (const state of this.subs) {
+        state.behindAt = undefined;
+        this.sendSubscribe(state);
+      }
+      const renewIn = this.renewDelay();
+      this.later(() => this.reconnectNow(), Math.min(this.maxAgeMs, renewIn ?? Infinity));
       this.heartbeat(socket);
     };
     socket.onmessage = (message) => {
@@ -242,14 +346,84 @@ export class AgentwireClient {
       this.lastHeard = Date.now();
       this.onFrame(JSON.parse(String(message.data)));
     };
-    socket.onclose = () => {
+    socket.onclose = (event?: CloseEvent) => {
       if (socket !== this.socket) return;
       this.socket = undefined;
+      if (this.closedByUser) return this.failPending(new Error("connection lost"));
+      if (event?.code === CLOSE_TOKEN_EXPIRED) return this.tokenExpired(event.reason);
+      // Fell behind: what was not delivered is still in the log, from our last offsets.
+      if (event?.code === CLOSE_BEHIND) return this.reconnectQuickly(false);
       this.failPending(new Error("connection lost"));
-      if (this.closedByUser) return;
       this.scheduleReconnect();
     };
     socket.onerror = () => socket.close();
+  }
+
+  /** The token to present: a plain token as is, a provider's when fresh enough, else a new one. */
+  private async currentToken(renew: boolean): Promise<string | undefined> {
+    const source = this.tokenSource;
+    if (typeof source !== "function") return source;
+    if (renew || this.token === undefined || this.expiresSoon()) {
+      const token = await source();
+      if (typeof token !== "string" || token === "") throw new Error("the provider returned no token");
+      this.token = token;
+      this.tokenFetchedAt = Date.now();
+    }
+    return this.token;
+  }
+
+  /** ms until a provider's token should be renewed (undefined: a plain token, or no `exp`). */
+  private renewDelay(): number | undefined {
+    if (typeof this.tokenSource !== "function" || this.token === undefined) return undefined;
+    const exp = tokenExpiry(this.token);
+    if (exp === undefined) return undefined;
+    const expMs = exp * 1000;
+    const margin = Math.min(RENEW_BEFORE_MS, (expMs - this.tokenFetchedAt) / 10);
+    return Math.max(MIN_RENEW_DELAY_MS, expMs - margin - Date.now());
+  }
+
+  private expiresSoon(): boolean {
+    const delay = this.renewDelay();
+    return delay !== undefined && delay <= MIN_RENEW_DELAY_MS;
+  }
+
+  /** The server says the token expired: renew it through the provider, or stop in `expired`. */
+  private tokenExpired(message?: string): void {
+    if (typeof this.tokenSource === "function") {
+      this.token = undefined;
+      return this.reconnectQuickly(true);
+    }
+    this.expire(message || "token expired: give the client a fresh token");
+  }
+
+  /** A plain token expired: stop reconnecting until `setToken`. */
+  private expire(message: string): void {
+    const error = new AgentwireError("token_expired", message);
+    const socket = this.socket;
+    this.socket = undefined;
+    this.generation += 1;
+    this.opening = false;
+    socket?.close();
+    this.clearTimers();
+    this.failPending(error);
+    this.setState("expired");
+    this.emitError(error);
+  }
+
+  /**
+   * Reconnects at once (renewal, "behind"); a second one before the server answered anything
+   * on the new socket takes the usual backoff instead, so nothing can make it spin.
+   */
+  private reconnectQuickly(renew: boolean): void {
+    if (this.closedByUser) return;
+    const old = this.socket;
+    this.socket = undefined;
+    old?.close();
+    this.failPending(new Error("reconnecting"));
+    this.quick += 1;
+    if (this.quick > 1) return this.scheduleReconnect(renew);
+    this.attempts = 0;
+    this.open(renew);
   }
 
   private heartbeat(socket: WebSocket): void {
@@ -262,17 +436,18 @@ export class AgentwireClient {
     this.later(beat, this.heartbeatMs);
   }
 
-  private scheduleReconnect(): void {
+  private scheduleReconnect(renew = false): void {
     const cap = Math.min(this.backoff.maxMs, this.backoff.minMs * 2 ** this.attempts);
     const delay = Math.random() * cap;
     this.attempts += 1;
+    this.clearTimers();
     this.setState(typeof navigator !== "undefined" && navigator.onLine === false ? "offline" : "reconnecting");
-    this.later(() => this.open(), delay);
+    this.later(() => this.open(renew), delay);
   }
 
   /** Drops the socket and reconnects at once; subscriptions resume by offset. */
   reconnectNow(): void {
-    if (this.closedByUser) return;
+    if (this.closedByUser || this._state === "expired") return;
     const old = this.socket;
     this.socket = undefined;
     old?.close();
@@ -306,7 +481,22 @@ export class AgentwireClient {
     return true;
   }
 
+  /**
+   * Sends a request and waits for its answer. One refused because the token expired was not
+   * applied: with a provider it is sent again, once, on the renewed connection.
+   */
   private async request(frame: Record<string, unknown>): Promise<any> {
+    try {
+      return await this.requestOnce(frame);
+    } catch (error) {
+      const renewable = typeof this.tokenSource === "function";
+      if (!(renewable && error instanceof AgentwireError && error.code === "token_expired")) throw error;
+      return this.requestOnce(frame);
+    }
+  }
+
+  private async requestOnce(frame: Record<string, unknown>): Promise<any> {
+    if (this._state === "expired") throw new AgentwireError("token_expired", "token expired: give the client a fresh token");
     this.connect();
     await this.whenOpen();
     const id = ++this.requestId;
@@ -350,21 +540,36 @@ export class AgentwireClient {
   }
 
   private onFrame(frame: any): void {
+    const expired = frame.type === "error" && isExpiry(frame.code, frame.message);
     if (frame.id !== undefined && this.pending.has(frame.id)) {
       const pending = this.pending.get(frame.id)!;
       this.pending.delete(frame.id);
       clearTimeout(pending.timer);
-      if (frame.type === "error") pending.reject(new AgentwireError(frame.code, frame.message));
-      else pending.resolve(frame);
+      if (frame.type === "error") pending.reject(new AgentwireError(expired ? "token_expired" : frame.code, frame.message));
+      else {
+        this.quick = 0;
+        pending.resolve(frame);
+      }
+      if (expired) this.tokenExpired(frame.message);
       return;
     }
     if (frame.id !== undefined && this.subscribing.has(frame.id)) {
       const state = this.subscribing.get(frame.id)!;
       this.subscribing.delete(frame.id);
+      if (frame.type === "subscribed") this.quick = 0;
       if (frame.type === "subscribed" && !state.ordering) {
         state.ordering = new Ordering(frame.from);
         for (const events of state.early.splice(0)) this.deliver(state, events);
       }
+      if (expired) this.tokenExpired(frame.message);
+      return;
+    }
+    // Sent before a close for expiry or falling behind (on AWS the close carries no code).
+    if (expired) return this.tokenExpired(frame.message);
+    if (frame.type === "error" && frame.code === "behind") return this.reconnectQuickly(false);
+    if (frame.type === "pong") {
+      this.quick = 0;
+      if (frame.tails && typeof frame.tails === "object") this.checkTails(frame.tails);
       return;
     }
     for (const state of this.subs) {
@@ -372,6 +577,30 @@ export class AgentwireClient {
       if (frame.type === "events") this.deliver(state, frame.events);
       // Too big for a frame: treat it as a gap of one event and fetch it.
       if (frame.type === "oversize") this.deliver(state, [], { from: frame.offset, to: frame.next });
+    }
+  }
+
+  /**
+   * Gap detection at the tail (a lost last push, e.g. a `message.end`, would otherwise go
+   * unnoticed until the next event): when a pong's tail for a session is beyond what its
+   * subscription has seen, and at the next pong it still has not seen up to that tail (pushes
+   * in flight had a heartbeat to arrive), resubscribe from its last offset. Offsets compare
+   * as strings, in stream order.
+   */
+  private checkTails(tails: Record<string, unknown>): void {
+    const resynced = new Set<string>();
+    for (const state of this.subs) {
+      const tail = tails[state.session];
+      if (!state.ordering || typeof tail !== "string") continue;
+      const next = state.ordering.next;
+      const stillMissing = state.behindAt !== undefined && next < state.behindAt;
+      state.behindAt = tail > next ? tail : undefined;
+      if (!stillMissing || resynced.has(state.session)) continue;
+      // The replay reaches every subscription of the session on this socket; Ordering
+      // drops what each has already handed out.
+      resynced.add(state.session);
+      state.behindAt = undefined;
+      this.sendSubscribe(state);
     }
   }
 
@@ -418,4 +647,43 @@ export class AgentwireClient {
 
 function storageKey(session: string): string {
   return `agentwire:next:${session}`;
+}
+
+/** `promise`, or a rejection with `message` after `ms` (the timer does not hold Node open). */
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(message)), ms) as ReturnType<typeof setTimeout> & { unref?: () => void };
+    timer.unref?.();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Whether an error frame says the token expired (`unauthorized` + "expired" on old servers). */
+function isExpiry(code: unknown, message: unknown): boolean {
+  return code === "token_expired" || (code === "unauthorized" && typeof message === "string" && /expired/i.test(message));
+}
+
+/**
+ * The `exp` (Unix seconds) of an agentwire token, `aw1.<base64url JSON claims>.<mac>`;
+ * undefined for anything else (the server stays the judge of validity).
+ */
+export function tokenExpiry(token: string): number | undefined {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== "aw1") return undefined;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(base64.padEnd(base64.length + ((4 - (base64.length % 4)) % 4), "=")));
+    return typeof claims?.exp === "number" && Number.isFinite(claims.exp) ? claims.exp : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,5 +1,5 @@
-export { AgentwireClient, AgentwireError } from "./client.js";
-export type { ClientOptions, From, Subscription } from "./client.js";
+export { AgentwireClient, AgentwireError, tokenExpiry } from "./client.js";
+export type { ClientOptions, From, Subscription, TokenSource } from "./client.js";
 export {
   CONTROL_ACK,
   CONTROL_KINDS,

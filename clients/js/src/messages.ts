@@ -22,6 +22,8 @@ export interface ChatMessage {
 export class MessagesView {
   private byId = new Map<string, ChatMessage>();
   private order: string[] = [];
+  /** Ids whose role an event stated (not just assumed `assistant`). */
+  private roleKnown = new Set<string>();
   /** The offset after the last event applied. */
   next?: string;
 
@@ -29,6 +31,13 @@ export class MessagesView {
     if (!isMessageEvent(event)) return undefined;
     const id = event.id;
     let message = this.byId.get(id);
+    // An event of another author under this id (a user writing into the agent's reply,
+    // or the reverse) is not merged: a message has one role.
+    if (message && event.role !== undefined && event.role !== message.role) {
+      if (this.roleKnown.has(id)) return undefined;
+      message.role = event.role;
+    }
+    if (event.role !== undefined) this.roleKnown.add(id);
     if (!message) {
       message = { id, role: event.role ?? "assistant", text: "", status: "streaming", offset };
       this.byId.set(id, message);
@@ -39,7 +48,6 @@ export class MessagesView {
     if (event.user) message.user = event.user;
     switch (event.type) {
       case "message.start":
-        if (event.role) message.role = event.role;
         break;
       case "message.delta":
         // Typed, but from the network: a delta without text adds nothing.
@@ -79,6 +87,7 @@ export class MessagesView {
     for (const message of saved.messages) {
       view.byId.set(message.id, { ...message });
       view.order.push(message.id);
+      view.roleKnown.add(message.id);
     }
     return view;
   }

@@ -15,4 +15,8 @@ export interface Member {
   connections: number;
 }
 
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "offline" | "closed";
+/**
+ * A client's connection: `expired` means its plain (string) token expired, so it stopped
+ * reconnecting until it is given a new token (`setToken`); a token provider never ends there.
+ */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "offline" | "expired" | "closed";

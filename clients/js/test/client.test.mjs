@@ -152,6 +152,137 @@ test("requests resolve with the server's ack or reject with its error", async ()
   c.close()
 })
 
+/** An agentwire-shaped token expiring at `exp` (Unix seconds); the fake server does not check MACs. */
+const awToken = (exp, n = 0) => `aw1.${Buffer.from(JSON.stringify({ exp, n })).toString("base64url")}.mac`
+const subscribeOffsets = (server) => server.received.filter((r) => r.action === "subscribe").map((r) => r.offset)
+/** A reconnect backoff no test waits out: a reconnect inside a test's wait was immediate. */
+const NO_BACKOFF = { backoff: { minMs: 2_000_000_000, maxMs: 2_000_000_000 } }
+
+test("close 4001 asks the token provider again and reconnects at once, resuming from the last offset", async () => {
+  const server = new FakeServer()
+  let calls = 0
+  const c = client(server, { ...NO_BACKOFF, token: async () => `t${++calls}` })
+  const seen = []
+  c.subscribe("s", ({ event }) => seen.push(event.data.text))
+  await until(() => c.state === "open")
+  server.append("s", ev(0), ev(1))
+  await until(() => seen.length === 2)
+  server.closeAll(4001, "token expired")
+  server.append("s", ev(2)) // while nobody is connected
+  await until(() => seen.length === 3, 1000)
+  assert.deepEqual(seen, ["0", "1", "2"])
+  assert.equal(calls, 2, "a fresh token for the new connection")
+  assert.deepEqual(server.tokens, ["t1", "t2"])
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(2)])
+  c.close()
+})
+
+test("a token_expired frame, or an old server's unauthorized 'expired', renews the token (and resends the refused request)", async () => {
+  const server = new FakeServer()
+  let calls = 0
+  const c = client(server, { ...NO_BACKOFF, token: () => `t${++calls}` })
+  c.subscribe("s", () => {})
+  await until(() => c.state === "open")
+  server.pushAll({ type: "error", code: "token_expired", message: "token expired at 5 (Unix seconds)" })
+  await until(() => server.tokens.length === 2 && c.state === "open", 1000)
+  server.refuse = { code: "unauthorized", message: "token expired at 5 (Unix seconds)" }
+  const ack = await c.send("s", "hi") // refused (so not applied), then sent again on a fresh token
+  assert.equal(ack.offset, offsetAt(0))
+  assert.deepEqual(server.tokens, ["t1", "t2", "t3"])
+  assert.equal(server.log("s").length, 3, "the message went in once")
+  c.close()
+})
+
+test("a plain token that expires stops in state expired, with an error, until setToken", async () => {
+  const server = new FakeServer()
+  const c = client(server, { backoff: { minMs: 1, maxMs: 2 } })
+  const errors = []
+  c.onError((e) => errors.push(e.code))
+  const seen = []
+  c.subscribe("s", ({ event }) => seen.push(event.data.text))
+  await until(() => c.state === "open")
+  server.append("s", ev(0))
+  await until(() => seen.length === 1)
+  server.pushAll({ type: "error", code: "token_expired", message: "token expired at 5 (Unix seconds)" })
+  server.closeAll(4001, "token expired")
+  await until(() => c.state === "expired")
+  await new Promise((r) => setTimeout(r, 50))
+  assert.equal(server.connections, 1, "no reconnect loop on a token that cannot be renewed")
+  assert.deepEqual(errors, ["token_expired"])
+  await assert.rejects(c.send("s", "x"), (e) => e instanceof AgentwireError && e.code === "token_expired")
+  server.append("s", ev(1))
+  c.setToken("t2")
+  await until(() => seen.length === 2)
+  assert.deepEqual(server.tokens, ["t", "t2"])
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(1)], "resumes from the last offset")
+  c.close()
+
+  // A plain token already past its exp never connects (its upgrade would only be refused).
+  const stale = client(server, { token: awToken(Math.floor(Date.now() / 1000) - 10) })
+  stale.subscribe("s", () => {})
+  await until(() => stale.state === "expired")
+  assert.equal(server.connections, 2)
+  stale.close()
+})
+
+test("a provider's token is renewed shortly before its exp", async () => {
+  const server = new FakeServer()
+  let calls = 0
+  const c = client(server, { token: () => awToken(Math.floor(Date.now() / 1000) + 2, ++calls) })
+  const seen = []
+  c.subscribe("s", ({ event }) => seen.push(event.data.text))
+  server.append("s", ev(0))
+  await until(() => seen.length === 1)
+  await until(() => server.tokens.length === 2 && c.state === "open", 3000)
+  assert.equal(calls, 2)
+  assert.notEqual(server.tokens[0], server.tokens[1])
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(1)])
+  c.close()
+})
+
+test("close 4002 or a behind frame reconnects at once and resumes from the last offset", async () => {
+  const server = new FakeServer()
+  const c = client(server, NO_BACKOFF)
+  const seen = []
+  c.subscribe("s", ({ event }) => seen.push(event.data.text))
+  await until(() => c.state === "open")
+  server.append("s", ev(0))
+  await until(() => seen.length === 1)
+  server.closeAll(4002, "behind")
+  server.append("s", ev(1), ev(2))
+  await until(() => seen.length === 3, 1000)
+  assert.deepEqual(seen, ["0", "1", "2"])
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(1)])
+  assert.deepEqual(server.tokens, ["t", "t"], "the same plain token")
+  // On AWS: a `behind` frame, then the connection just goes (no close code).
+  await until(() => c.state === "open")
+  server.pushAll({ type: "error", code: "behind", message: "frames could not be delivered fast enough" })
+  server.dropAll()
+  server.append("s", ev(3))
+  await until(() => seen.length === 4, 1000)
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(1), offsetAt(3)])
+  c.close()
+})
+
+test("a pong whose tail stays beyond the last event seen resubscribes from the last offset", async () => {
+  const server = new FakeServer()
+  server.pongTails = true
+  const c = client(server, { heartbeatMs: 50 })
+  const seen = []
+  c.subscribe("s", ({ event }) => seen.push(event.type))
+  await until(() => c.state === "open")
+  server.dropPushes.add(offsetAt(1))
+  server.append("s", { type: "message.delta", id: "m", data: { text: "x" } })
+  server.append("s", { type: "message.end", id: "m" }) // its push is lost: nothing follows it
+  await until(() => seen.length === 2, 1000)
+  assert.deepEqual(seen, ["message.delta", "message.end"])
+  assert.deepEqual(subscribeOffsets(server), ["-1", offsetAt(1)])
+  assert.equal(server.connections, 1, "resubscribed on the same socket, not reconnected")
+  await new Promise((r) => setTimeout(r, 200)) // several caught-up pongs
+  assert.equal(subscribeOffsets(server).length, 2, "no resubscribe once caught up")
+  c.close()
+})
+
 /** A fake agent: answers each user message with a streamed reply. */
 function answerWith(server, words, { stopAfter } = {}) {
   server.onSend = (session, userId) => {

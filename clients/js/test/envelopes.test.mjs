@@ -100,3 +100,15 @@ test("the client hands every fixture event out unchanged, pushed and read over H
   )
   c.close()
 })
+
+test("a view never merges another author's event into a message", () => {
+  const view = new MessagesView()
+  const at = (n) => `0000000000000000_${String(n).padStart(16, "0")}`
+  view.apply({ session: "s", offset: at(0), event: { type: "message.start", id: "a_1", role: "assistant" } })
+  view.apply({ session: "s", offset: at(1), event: { type: "message.delta", id: "a_1", data: { text: "agent" } } })
+  // A user message under the agent's id (old servers kept the client's id).
+  view.apply({ session: "s", offset: at(2), event: { type: "message.start", id: "a_1", role: "user", user: "eve" } })
+  view.apply({ session: "s", offset: at(3), event: { type: "message.end", id: "a_1", role: "user" } })
+  const [message] = view.messages
+  assert.deepEqual([message.role, message.text, message.status, message.user], ["assistant", "agent", "streaming", undefined])
+})

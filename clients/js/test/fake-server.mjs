@@ -11,6 +11,12 @@ export class FakeServer {
     this.connections = 0
     /** Offsets whose push is "lost" (not sent to sockets), to make gaps. */
     this.dropPushes = new Set()
+    /** The `?token=` of each connection, in order. */
+    this.tokens = []
+    /** Pongs carry every subscription's tail, as agentwire's do. */
+    this.pongTails = false
+    /** When set, the next request is refused with this error frame (`{code, message}`). */
+    this.refuse = undefined
     const server = this
     this.WebSocket = class FakeWebSocket {
       static CONNECTING = 0
@@ -19,6 +25,8 @@ export class FakeServer {
       static CLOSED = 3
       constructor(url) {
         this.url = url
+        this.token = new URL(url).searchParams.get("token")
+        server.tokens.push(this.token)
         this.readyState = 0
         this.subscriptions = new Set()
         server.connections += 1
@@ -32,11 +40,11 @@ export class FakeServer {
       send(data) {
         server.receive(this, JSON.parse(data))
       }
-      close() {
+      close(code = 1005, reason = "") {
         if (this.readyState === 3) return
         this.readyState = 3
         server.sockets.delete(this)
-        setTimeout(() => this.onclose?.(), 1)
+        setTimeout(() => this.onclose?.({ code, reason }), 1)
       }
       push(frame) {
         if (this.readyState === 1) setTimeout(() => this.onmessage?.({ data: JSON.stringify(frame) }), 0)
@@ -79,6 +87,11 @@ export class FakeServer {
   receive(socket, request) {
     this.received.push(request)
     const reply = (frame) => socket.push({ ...frame, id: request.id })
+    if (this.refuse) {
+      const refusal = this.refuse
+      this.refuse = undefined
+      return reply({ type: "error", ...refusal, action: request.action })
+    }
     switch (request.action) {
       case "subscribe": {
         socket.subscriptions.add(request.session)
@@ -107,15 +120,28 @@ export class FakeServer {
         reply({ type: "ack", action: "control", session: request.session, offset: offsetAt(at) })
         break
       }
-      case "ping":
-        reply({ type: "pong" })
+      case "ping": {
+        if (!this.pongTails) return reply({ type: "pong" })
+        const tails = Object.fromEntries([...socket.subscriptions].map((s) => [s, offsetAt(this.log(s).length)]))
+        reply({ type: "pong", tails })
         break
+      }
     }
   }
 
   /** Closes every socket, as a network failure would. */
   dropAll() {
     for (const socket of [...this.sockets]) socket.close()
+  }
+
+  /** Closes every socket with a close code, as agentwire does (4001 expired, 4002 behind). */
+  closeAll(code, reason = "") {
+    for (const socket of [...this.sockets]) socket.close(code, reason)
+  }
+
+  /** Pushes a frame to every socket. */
+  pushAll(frame) {
+    for (const socket of this.sockets) socket.push(frame)
   }
 }
 

@@ -20,6 +20,8 @@ macro_rules! client_push_contract {
             pushes_to_one_connection_arrive_in_order,
             an_unknown_connection_is_gone,
             a_closed_connection_is_gone_and_stays_gone,
+            a_close_ends_the_connection_after_what_it_accepted,
+            a_client_that_stops_reading_is_behind_never_skipped,
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {
@@ -170,7 +172,7 @@ pub async fn a_closed_connection_is_gone_and_stays_gone(harness: &impl PushHarne
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(()) => panic!("{id} closed {WAIT:?} ago and pushes still succeed"),
-            Err(e @ PushError::Failed(_)) => panic!("a closed connection is gone, not {e}"),
+            Err(e) => panic!("a closed connection is gone, not {e}"),
         }
     }
     assert_eq!(
@@ -179,4 +181,88 @@ pub async fn a_closed_connection_is_gone_and_stays_gone(harness: &impl PushHarne
         "gone is final"
     );
     nothing_else_arrived(harness, &mut staying).await;
+}
+
+/// The server ends a connection (token expired, client behind): the client first reads
+/// what was accepted before, then the connection ends; pushes to it are then gone.
+pub async fn a_close_ends_the_connection_after_what_it_accepted(harness: &impl PushHarness) {
+    let mut closing = harness.connect().await;
+    let mut staying = harness.connect().await;
+    let id = closing.id().to_owned();
+    let last = Bytes::from_static(br#"{"type":"error","code":"token_expired"}"#);
+    post(harness, &id, &last).await;
+    harness
+        .push()
+        .close(&id, 4001, "token expired")
+        .await
+        .unwrap_or_else(|e| panic!("close {id}: {e}"));
+    assert_eq!(next(&mut closing).await, last, "accepted before the close");
+    match tokio::time::timeout(WAIT, closing.next_frame()).await {
+        Ok(None) => {}
+        Ok(Some(frame)) => panic!("{id} read {frame:?} after its close"),
+        Err(_) => panic!("{id} still open {WAIT:?} after its close"),
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match harness.push().post(&id, last.clone()).await {
+            Err(PushError::Gone(_)) => break,
+            other if Instant::now() < deadline => {
+                let _ = other;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("{id} closed {WAIT:?} ago and a push gives {other:?}"),
+        }
+    }
+    nothing_else_arrived(harness, &mut staying).await;
+}
+
+/// A client that stops reading is reported `Behind` after a bounded amount of pushes (its
+/// outbox is bounded), every later push too, and a close still ends it: what it reads
+/// is a gapless prefix of what was pushed, never frames after a skipped one.
+pub async fn a_client_that_stops_reading_is_behind_never_skipped(harness: &impl PushHarness) {
+    // Far above any bounded outbox plus the kernel's socket buffers on loopback.
+    const MAX_PUSHES: usize = 2048;
+    let mut stalled = harness.connect().await;
+    let id = stalled.id().to_owned();
+    let pad = "x".repeat(MAX_FRAME_BYTES - 64);
+    let frame = |n: usize| Bytes::from(format!(r#"{{"type":"event","n":{n},"pad":"{pad}"}}"#));
+    let mut accepted = 0;
+    loop {
+        assert!(
+            accepted < MAX_PUSHES,
+            "{accepted} frames of 128 KB accepted for a client that reads nothing"
+        );
+        match harness.push().post(&id, frame(accepted)).await {
+            Ok(()) => accepted += 1,
+            Err(PushError::Behind(behind)) => {
+                assert_eq!(behind, id, "the slow connection is named");
+                break;
+            }
+            Err(e) => panic!("a client that does not read is behind, not {e}"),
+        }
+    }
+    assert!(
+        matches!(
+            harness.push().post(&id, frame(accepted)).await,
+            Err(PushError::Behind(_))
+        ),
+        "once behind, stays behind: a later frame would follow a gap"
+    );
+    harness
+        .push()
+        .close(&id, 4002, "behind")
+        .await
+        .unwrap_or_else(|e| panic!("close {id}: {e}"));
+    let mut read = 0;
+    loop {
+        match tokio::time::timeout(WAIT, stalled.next_frame()).await {
+            Ok(Some(got)) => {
+                assert_eq!(got, frame(read), "frames whole, in order, none skipped");
+                read += 1;
+            }
+            Ok(None) => break,
+            Err(_) => panic!("{id} still open {WAIT:?} after its close"),
+        }
+    }
+    assert!(read <= accepted, "{read} read of {accepted} accepted");
 }

@@ -16,4 +16,7 @@ pub use agentwire_session::Offset;
 pub use agentwire_session::events::{ControlAck, ControlKind, Envelope, EventType};
 pub use client::Client;
 pub use error::SdkError;
-pub use feed::SessionFeed;
+pub use feed::{
+    CLOSE_BEHIND, CLOSE_TOKEN_EXPIRED, DEFAULT_HEARTBEAT, FeedOptions, SessionFeed, TOKEN_EXPIRED,
+    TokenSource,
+};

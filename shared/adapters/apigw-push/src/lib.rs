@@ -1,5 +1,7 @@
 //! [`ClientPush`] on API Gateway's WebSocket management API: `PostToConnection`, where
-//! `GoneException` (HTTP 410) means the client is gone and must be forgotten.
+//! `GoneException` (HTTP 410) means the client is gone and must be forgotten and
+//! `LimitExceededException` (HTTP 429) that it is behind; `DeleteConnection` closes
+//! (API Gateway cannot send a close code, so callers send an `error` frame first).
 
 use agentwire_realtime::{ClientPush, PushError};
 use async_trait::async_trait;
@@ -56,8 +58,37 @@ impl ClientPush for ApiGatewayPush {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_gone_exception()) => {
                 Err(PushError::Gone(connection_id.to_owned()))
             }
+            // Throttled (after the SDK's own retries): the client misses this frame.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_limit_exceeded_exception())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 429) =>
+            {
+                Err(PushError::Behind(connection_id.to_owned()))
+            }
             Err(e) => Err(PushError::Failed(format!(
                 "PostToConnection: {}",
+                e.into_service_error()
+            ))),
+        }
+    }
+
+    /// `DeleteConnection`; `code` and `reason` cannot travel (API Gateway closes itself).
+    #[instrument(skip_all, fields(connection = %connection_id))]
+    async fn close(&self, connection_id: &str, _code: u16, _reason: &str) -> Result<(), PushError> {
+        let deleted = self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_gone_exception()) => {
+                Err(PushError::Gone(connection_id.to_owned()))
+            }
+            Err(e) => Err(PushError::Failed(format!(
+                "DeleteConnection: {}",
                 e.into_service_error()
             ))),
         }

@@ -7,7 +7,14 @@
 //! |---|---|---|---|
 //! | connection | `conn#<id>` | `meta` | `claims` (JSON), `at` (connected, ms) |
 //! | its subscription | `conn#<id>` | `sub#<session>` | |
-//! | a session's subscriber | `sess#<session>` | `<id>` | `user` |
+//! | a session's subscriber | `sess#<session>` | `<id>` | `user`, `exp` (token expiry, s) |
+//! | a user's announced presence | `pres#<session>` | `<user>` | `present` (BOOL), `joined_at` (ms) |
+//!
+//! `exp` on subscriber items lets the fan-out skip expired tokens without reading each
+//! connection; items written before it existed lack it, and the fan-out then reads the
+//! connection item instead (they are gone within 2 h 15 min anyway). Presence items hold
+//! what the session's log says about a user ([`Announce`]), changed only by conditional
+//! updates, so concurrent subscribes announce one join, and concurrent leaves one leave.
 //!
 //! Every item expires with its connection: API Gateway closes a connection after 2 hours,
 //! and a connection whose `$disconnect` never ran must not linger. TTL deletion lags, so
@@ -16,11 +23,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use agentwire_realtime::{Connection, ConnectionRegistry, Member, RegistryError};
+use agentwire_realtime::{
+    Announce, Connection, ConnectionRegistry, Disconnected, Member, PRESENCE_WINDOW_MS,
+    RegistryError, Subscriber, Subscription,
+};
 use agentwire_session::{Clock, SystemClock};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, DeleteRequest, Put, ReturnValue, TimeToLiveSpecification,
     TransactWriteItem, WriteRequest,
@@ -70,6 +81,12 @@ impl DynamoConnectionRegistry {
             table: table.into(),
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same registry, telling time (TTLs, presence's rate limit) by `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> DynamoConnectionRegistry {
+        self.clock = clock;
+        self
     }
 
     /// Creates the table with TTL on `expires_at` if it does not exist; for local engines.
@@ -164,6 +181,68 @@ impl DynamoConnectionRegistry {
         })
     }
 
+    /// Brings what the log says about `user` in `session` in line with the live
+    /// subscriptions (read after the caller's write, so of two racing changes at least
+    /// one sees the other), within the rate limit; returns what to append.
+    async fn reconcile(
+        &self,
+        session: &str,
+        user: &str,
+    ) -> Result<Option<Announce>, RegistryError> {
+        let present = self
+            .query(format!("sess#{session}"))
+            .await?
+            .iter()
+            .any(|item| text(item, "user").unwrap_or("anonymous") == user);
+        let now_ms = self.clock.now_ms();
+        let now_s = now_ms / 1000;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("pres#{session}"), user.to_owned())))
+            .expression_attribute_names("#p", "present")
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N((now_s + CONNECTION_LIFETIME_SECS + GRACE_SECS).to_string()),
+            );
+        let (update, announce) = if present {
+            // Not announced (or expired), and no join announced within the window.
+            let update = update
+                .expression_attribute_names("#j", "joined_at")
+                .expression_attribute_values(":f", AttributeValue::Bool(false))
+                .expression_attribute_values(":at", AttributeValue::N(now_ms.to_string()))
+                .expression_attribute_values(
+                    ":cutoff",
+                    AttributeValue::N((now_ms - PRESENCE_WINDOW_MS).to_string()),
+                )
+                .update_expression("SET #p = :t, #j = :at, #e = :exp")
+                .condition_expression(
+                    "attribute_not_exists(pk) OR #e <= :now OR (#p = :f AND #j <= :cutoff)",
+                );
+            (update, Announce::Join)
+        } else {
+            let update = update
+                .expression_attribute_values(":f", AttributeValue::Bool(false))
+                .update_expression("SET #p = :f, #e = :exp")
+                .condition_expression("#p = :t AND #e > :now");
+            (update, Announce::Leave)
+        };
+        match update.send().await {
+            Ok(_) => Ok(Some(announce)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+        }
+    }
+
     async fn delete_all(&self, keys: Vec<Item>) -> Result<(), RegistryError> {
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
@@ -222,10 +301,7 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
     }
 
     #[instrument(skip_all, fields(connection = %connection_id))]
-    async fn disconnect(
-        &self,
-        connection_id: &str,
-    ) -> Result<Option<(Connection, Vec<String>)>, RegistryError> {
+    async fn disconnect(&self, connection_id: &str) -> Result<Option<Disconnected>, RegistryError> {
         let items = self.query(format!("conn#{connection_id}")).await?;
         let connection = match items.iter().find(|i| text(i, "sk") == Some("meta")) {
             Some(meta) => Some(Self::connection_of(meta, connection_id)?),
@@ -247,7 +323,25 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         // Even without its connection item (a subscribe that raced a `$disconnect`), the
         // subscriptions go, or pushes would keep finding a ghost.
         self.delete_all(keys).await?;
-        Ok(connection.map(|connection| (connection, sessions)))
+        let Some(connection) = connection else {
+            return Ok(None);
+        };
+        let user = connection
+            .claims
+            .user
+            .clone()
+            .unwrap_or_else(|| "anonymous".into());
+        let mut leaves = Vec::new();
+        for session in &sessions {
+            if self.reconcile(session, &user).await? == Some(Announce::Leave) {
+                leaves.push(session.clone());
+            }
+        }
+        Ok(Some(Disconnected {
+            connection,
+            sessions,
+            leaves,
+        }))
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, RegistryError> {
@@ -258,11 +352,16 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
     }
 
     #[instrument(skip_all, fields(connection = %connection_id, session = %session))]
-    async fn subscribe(&self, connection_id: &str, session: &str) -> Result<bool, RegistryError> {
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        session: &str,
+    ) -> Result<Subscription, RegistryError> {
         let Some(item) = self.connection_item(connection_id).await? else {
             return Err(RegistryError(format!("unknown connection {connection_id}")));
         };
         let connection = Self::connection_of(&item, connection_id)?;
+        let token_exp = connection.claims.exp;
         let user = connection.claims.user.unwrap_or_else(|| "anonymous".into());
         // Subscriptions expire with their connection.
         let expires_at = match item.get(EXPIRES_AT) {
@@ -272,7 +371,8 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         let mut subscription = key(format!("conn#{connection_id}"), format!("sub#{session}"));
         subscription.insert(EXPIRES_AT.into(), AttributeValue::N(expires_at.clone()));
         let mut subscriber = key(format!("sess#{session}"), connection_id.to_owned());
-        subscriber.insert("user".into(), s(user));
+        subscriber.insert("user".into(), s(user.clone()));
+        subscriber.insert("exp".into(), AttributeValue::N(token_exp.to_string()));
         subscriber.insert(EXPIRES_AT.into(), AttributeValue::N(expires_at));
         // The connection must still exist, and the subscription must be new: both or neither.
         let still_connected = ConditionCheck::builder()
@@ -304,8 +404,8 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             .transact_items(TransactWriteItem::builder().put(listed).build())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
+        let changed = match result {
+            Ok(_) => true,
             Err(e) => {
                 let reasons: Vec<Option<String>> = e
                     .as_service_error()
@@ -324,18 +424,24 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
                     reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
                 };
                 if failed_check(0) {
-                    Err(RegistryError(format!("unknown connection {connection_id}")))
+                    return Err(RegistryError(format!("unknown connection {connection_id}")));
                 } else if failed_check(1) {
-                    Ok(false)
+                    false
                 } else {
-                    Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+                    return Err(failed(aws_sdk_dynamodb::error::DisplayErrorContext(e)));
                 }
             }
-        }
+        };
+        let announce = self.reconcile(session, &user).await?;
+        Ok(Subscription { changed, announce })
     }
 
     #[instrument(skip_all, fields(connection = %connection_id, session = %session))]
-    async fn unsubscribe(&self, connection_id: &str, session: &str) -> Result<bool, RegistryError> {
+    async fn unsubscribe(
+        &self,
+        connection_id: &str,
+        session: &str,
+    ) -> Result<Subscription, RegistryError> {
         let removed = self
             .client
             .delete_item()
@@ -348,25 +454,54 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             .send()
             .await
             .map_err(failed)?;
-        self.client
+        let listed = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(
                 format!("sess#{session}"),
                 connection_id.to_owned(),
             )))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(failed)?;
-        Ok(removed.attributes.is_some_and(|old| self.live(&old)))
+        let changed = removed.attributes.is_some_and(|old| self.live(&old));
+        // The user is on the subscriber item; without one there was nothing to leave.
+        let announce = match listed.attributes.as_ref() {
+            Some(old) => {
+                let user = text(old, "user").unwrap_or("anonymous").to_owned();
+                self.reconcile(session, &user).await?
+            }
+            None => None,
+        };
+        Ok(Subscription { changed, announce })
     }
 
-    async fn subscribers(&self, session: &str) -> Result<Vec<String>, RegistryError> {
+    async fn subscribers(&self, session: &str) -> Result<Vec<Subscriber>, RegistryError> {
         Ok(self
             .query(format!("sess#{session}"))
             .await?
             .iter()
-            .filter_map(|i| text(i, "sk").map(str::to_owned))
+            .filter_map(|i| {
+                let token_exp = match i.get("exp") {
+                    Some(AttributeValue::N(exp)) => exp.parse().ok(),
+                    _ => None,
+                };
+                Some(Subscriber {
+                    id: text(i, "sk")?.to_owned(),
+                    token_exp,
+                })
+            })
+            .collect())
+    }
+
+    async fn subscriptions(&self, connection_id: &str) -> Result<Vec<String>, RegistryError> {
+        Ok(self
+            .query(format!("conn#{connection_id}"))
+            .await?
+            .iter()
+            .filter_map(|i| text(i, "sk")?.strip_prefix("sub#").map(str::to_owned))
             .collect())
     }
 

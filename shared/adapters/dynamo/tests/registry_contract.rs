@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use agentwire_contracts::connection_registry_contract;
+use agentwire_contracts::{ManualClock, connection_registry_contract};
 use agentwire_dynamo::{DynamoConnectionRegistry, local_client};
 use agentwire_realtime::ConnectionRegistry;
+use aws_sdk_dynamodb::types::AttributeValue;
 
-async fn registry() -> Arc<dyn ConnectionRegistry> {
+async fn registry(clock: Arc<ManualClock>) -> Arc<dyn ConnectionRegistry> {
     let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
         .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
     let table = format!("connections-{:016x}", fastrand::u64(..));
-    let registry = DynamoConnectionRegistry::new(local_client(&endpoint), table);
+    let registry = DynamoConnectionRegistry::new(local_client(&endpoint), table).with_clock(clock);
     registry.ensure_table().await.unwrap_or_else(|e| {
         panic!("DynamoDB Local must be running at {endpoint} (tests/run-all.sh starts it): {e}")
     });
@@ -21,7 +22,7 @@ connection_registry_contract!(registry);
 
 #[tokio::test]
 async fn connections_past_api_gateways_two_hour_limit_are_forgotten() {
-    let r = registry().await;
+    let r = registry(Arc::default()).await;
     let mut old = agentwire_contracts::registry::connection("c-old", Some("bob"));
     // Past the 2 h limit and the grace that lets a late `$disconnect` find it.
     old.connected_at_ms -= (agentwire_dynamo::CONNECTION_LIFETIME_SECS + 3600) * 1000;
@@ -65,5 +66,31 @@ async fn a_subscription_that_raced_its_disconnect_is_still_cleaned_up() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn subscriber_items_from_before_the_expiry_attribute_read_as_unknown() {
+    let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+    let table = format!("connections-{:016x}", fastrand::u64(..));
+    let registry = DynamoConnectionRegistry::new(local_client(&endpoint), &table);
+    registry.ensure_table().await.unwrap();
+    // An item as the registry wrote them before `exp`: the fan-out must look it up.
+    local_client(&endpoint)
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("sess#acme/chat-1".into()))
+        .item("sk", AttributeValue::S("c-old".into()))
+        .item("user", AttributeValue::S("ana".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.subscribers("acme/chat-1").await.unwrap(),
+        vec![agentwire_realtime::Subscriber {
+            id: "c-old".into(),
+            token_exp: None,
+        }]
     );
 }

@@ -4,13 +4,16 @@
 //! transaction (each request in its own savepoint, so a refused one changes nothing) and
 //! commits with `synchronous=FULL` before answering any of them: concurrent appends share
 //! one fsync (group commit), and an acknowledged append is always on disk. Reads run on a
-//! small pool of reader connections, each in its own WAL snapshot.
+//! bounded pool of reader connections ([`ReadPool`]), each in its own WAL snapshot; reads
+//! beyond its size wait for a connection, and connections left idle are closed.
 
 mod activity;
+mod pool;
 mod schema;
 mod store;
 
 pub use activity::SqliteActivityIndex;
+pub use pool::ReadPool;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,7 +41,7 @@ pub struct SqliteSessionLog {
     path: PathBuf,
     jobs: Option<mpsc::UnboundedSender<Job>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Arc<pool::Readers>,
     clock: Arc<dyn Clock>,
 }
 
@@ -61,6 +64,16 @@ impl SqliteSessionLog {
         path: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
     ) -> Result<SqliteSessionLog, StorageError> {
+        SqliteSessionLog::open_with(path, clock, ReadPool::default())
+    }
+
+    /// Opens (or creates) the log at `path`, reading time from `clock`, with reads on a
+    /// pool sized and trimmed by `pool`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+        pool: ReadPool,
+    ) -> Result<SqliteSessionLog, StorageError> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open(&path).map_err(store::storage)?;
         schema::open_writer(&conn).map_err(store::storage)?;
@@ -74,9 +87,16 @@ impl SqliteSessionLog {
             path,
             jobs: Some(jobs),
             writer: Mutex::new(Some(writer)),
-            readers: Arc::default(),
+            readers: pool::Readers::start(pool)?,
             clock,
         })
+    }
+
+    /// Reader connections open now (idle in the pool or reading): at most
+    /// [`ReadPool::max_connections`], and 0 once reads have stopped for
+    /// [`ReadPool::idle_timeout`] (plus up to half of it, the trimmer's period).
+    pub fn open_readers(&self) -> usize {
+        self.readers.open()
     }
 
     /// Deletes every stream whose TTL or expiry has passed; returns how many.
@@ -147,26 +167,27 @@ impl SqliteSessionLog {
         jobs.send(job).map_err(|_| gone())
     }
 
-    /// Runs `op` on a pooled reader connection off the async runtime.
+    /// Runs `op` on a pooled reader connection off the async runtime, once one is free.
     async fn read<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Connection, i64) -> Result<T, ReadError> + Send + 'static,
     ) -> Result<T, ReadError> {
+        let permit = self.readers.acquire().await?;
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
         let now = self.clock.now_ms();
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut conn = match pooled {
+            let _permit = permit;
+            let mut conn = match readers.take() {
                 Some(conn) => conn,
-                None => open_reader(&path)?,
+                None => readers.track(open_reader(&path)?),
             };
             let result = conn
                 .transaction()
                 .map_err(store::storage)
                 .map_err(ReadError::from)
                 .and_then(|snapshot| op(&snapshot, now));
-            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            readers.put_back(conn);
             result
         })
         .await

@@ -448,18 +448,30 @@ fn segments(conn: &Connection, row: &StreamRow) -> rusqlite::Result<Vec<Segment<
 
 /// Units from `at` to the end of the record that holds it (0 at the tail).
 fn record_units_at(conn: &Connection, row: &StreamRow, at: Offset) -> rusqlite::Result<u64> {
-    let first = read_records(conn, row, at.0, 1)?;
+    let first = read_records(conn, row, at.0, 1, Cut::WholeRecords)?;
     Ok(first
         .first()
         .map_or(0, |record| record.end.0 - record.start.0))
 }
 
-/// Records from `from`, clipped to each segment, until about `max_bytes`.
+/// How [`read_records`] treats a record that does not fit in what is left of `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Keep it whole, then stop (to learn a stored record's extent).
+    WholeRecords,
+    /// Keep only its head that fits (at least one unit when nothing was read yet), so a
+    /// read's data never exceeds `max_bytes` however large its appends were, except by a
+    /// single JSON message larger than `max_bytes`.
+    ToBudget,
+}
+
+/// Records from `from`, clipped to each segment, until `max_bytes` (see [`Cut`]).
 fn read_records(
     conn: &Connection,
     row: &StreamRow,
     from: u64,
     max_bytes: usize,
+    cut: Cut,
 ) -> rusqlite::Result<Vec<Record>> {
     let mode = Mode::of(&row.content_type);
     let mut records = Vec::new();
@@ -482,6 +494,16 @@ fn read_records(
             let Some(record) = fork::clip(mode, (start, end), data, at_ms, (lo, segment.to)) else {
                 continue;
             };
+            let record = match cut {
+                Cut::WholeRecords => record,
+                Cut::ToBudget => {
+                    let budget = max_bytes.saturating_sub(bytes);
+                    match fit(mode, record, budget, records.is_empty()) {
+                        Some(record) => record,
+                        None => break,
+                    }
+                }
+            };
             bytes += record.data.len();
             records.push(record);
             if bytes >= max_bytes {
@@ -490,6 +512,58 @@ fn read_records(
         }
     }
     Ok(records)
+}
+
+/// The head of `record` with at most `budget` bytes of data: raw bytes are cut anywhere
+/// (before a UTF-8 continuation byte, so text read as SSE is never split inside a
+/// character), JSON between messages. `None` when not even one unit fits, unless
+/// `at_least_one`: then one unit (one message, or one character's bytes) anyway.
+fn fit(mode: Mode, record: Record, budget: usize, at_least_one: bool) -> Option<Record> {
+    if record.data.len() <= budget {
+        return Some(record);
+    }
+    let units = match mode {
+        Mode::Bytes => {
+            let data = &record.data;
+            let continues = |i: usize| i < data.len() && data[i] & 0b1100_0000 == 0b1000_0000;
+            // UTF-8 needs at most 3 bytes of back-off; binary data is cut where it falls.
+            let n = (budget.saturating_sub(3)..=budget)
+                .rev()
+                .find(|&i| i > 0 && !continues(i))
+                .unwrap_or(budget);
+            match n {
+                0 if at_least_one => (1..=4).find(|&i| !continues(i)).unwrap_or(4),
+                n => n,
+            }
+        }
+        Mode::Json => {
+            let mut used = 0usize;
+            let mut n = 0usize;
+            for message in agentwire_session::content::json_messages(&record.data) {
+                let cost = message.len() + usize::from(n > 0);
+                if used + cost > budget && !(n == 0 && at_least_one) {
+                    break;
+                }
+                used += cost;
+                n += 1;
+            }
+            n
+        }
+    };
+    if units == 0 {
+        return None;
+    }
+    // A copy, not a slice: the response must not keep the whole stored record alive.
+    let data = match mode {
+        Mode::Bytes => Bytes::copy_from_slice(&record.data[..units]),
+        Mode::Json => agentwire_session::content::slice_record(mode, &record.data, 0, units as u64),
+    };
+    Some(Record {
+        start: record.start,
+        end: Offset(record.start.0 + units as u64),
+        data,
+        at_ms: record.at_ms,
+    })
 }
 
 /// The result of a read in a reader's snapshot, with whether a TTL should be reset.
@@ -510,7 +584,7 @@ pub fn read(
     let from = from.resolve(info.tail);
     // An offset past the tail names data that does not exist yet: read nothing from the tail.
     let from = from.min(info.tail);
-    let records = read_records(conn, &row, from.0, max_bytes).map_err(storage)?;
+    let records = read_records(conn, &row, from.0, max_bytes, Cut::ToBudget).map_err(storage)?;
     let next = records.last().map_or(from, |r| r.end);
     let touch = matches!(row.expiry, Expiry::Ttl { .. }).then_some(row.id);
     Ok(Read {

@@ -4,6 +4,12 @@
 //! `aw1.<claims>` with the deployment's secret. Claims name a tenant, a session (or a prefix
 //! ending in `*`), a role and an expiry. Every request is checked against them, and sessions
 //! are stored under their tenant, so one tenant can never name another's session.
+//!
+//! Tenancy rests on one rule: a stored name is `<tenant>/<session>` ([`stored_name`]), and
+//! a tenant name never contains `/` ([`validate_tenant`]), so the first `/` of a stored
+//! name is always the boundary ([`split_stored_name`]). Every way a tenant enters (minting
+//! with [`Signer::try_mint`], [`Signer::verify`], [`Auth::insecure`] and
+//! [`Auth::authenticate`]) refuses a tenant that breaks it.
 
 use std::fmt;
 
@@ -14,6 +20,62 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 const PREFIX: &str = "aw1";
+
+/// The longest tenant name, in bytes (they are ASCII).
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// Why a tenant name is refused. Tenant names are 1 to [`MAX_TENANT_LEN`] characters of
+/// `A-Z a-z 0-9 . _ -`, and neither `.` nor `..`: no `/` (the stored-name boundary), and
+/// nothing that a path, a key or a log line would treat specially.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTenant {
+    #[error("tenant name is empty: expected 1 to 64 characters of A-Z a-z 0-9 . _ -")]
+    Empty,
+    #[error("tenant name is {0} bytes long: at most 64 are allowed")]
+    TooLong(usize),
+    #[error("tenant name {0:?} is reserved: use letters or digits too")]
+    Reserved(&'static str),
+    #[error(
+        "tenant name contains {character:?} at character {position}: only A-Z a-z 0-9 . _ - are allowed"
+    )]
+    Character { character: char, position: usize },
+}
+
+/// Checks that `tenant` is a valid tenant name (see [`InvalidTenant`]); the error names
+/// the first offending character.
+pub fn validate_tenant(tenant: &str) -> Result<(), InvalidTenant> {
+    if tenant.is_empty() {
+        return Err(InvalidTenant::Empty);
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if let Some((position, character)) = tenant.chars().enumerate().find(|&(_, c)| !allowed(c)) {
+        return Err(InvalidTenant::Character {
+            character,
+            position: position + 1,
+        });
+    }
+    if tenant.len() > MAX_TENANT_LEN {
+        return Err(InvalidTenant::TooLong(tenant.len()));
+    }
+    match tenant {
+        "." => Err(InvalidTenant::Reserved(".")),
+        ".." => Err(InvalidTenant::Reserved("..")),
+        _ => Ok(()),
+    }
+}
+
+/// The name `session` of `tenant` is stored under: `<tenant>/<session>`. `tenant` must be
+/// valid ([`validate_tenant`]) for [`split_stored_name`] to find it again.
+pub fn stored_name(tenant: &str, session: &str) -> String {
+    format!("{tenant}/{session}")
+}
+
+/// Splits a stored name into its tenant and the session name its clients use, at the
+/// first `/` (tenant names have none; session names may). `None` for a name without one,
+/// which no tenant stores. The one place stored names are taken apart.
+pub fn split_stored_name(stored: &str) -> Option<(&str, &str)> {
+    stored.split_once('/')
+}
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +173,11 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Checks what a token must satisfy beyond its signature: a valid tenant name.
+    pub fn validate(&self) -> Result<(), InvalidTenant> {
+        validate_tenant(&self.tenant)
+    }
+
     /// Whether the claims cover `session`.
     pub fn covers(&self, session: &str) -> bool {
         match self.sessions.strip_suffix('*') {
@@ -127,6 +194,10 @@ pub enum AuthError {
     Missing,
     #[error("malformed token: {0}")]
     Malformed(&'static str),
+    /// A genuine token (or the insecure mode's tenant) naming an invalid tenant: refused,
+    /// since its stored names would reach into another tenant's.
+    #[error("invalid tenant: {0}")]
+    InvalidTenant(InvalidTenant),
     #[error("token signature does not verify")]
     BadSignature,
     #[error("token expired at {0} (Unix seconds)")]
@@ -145,6 +216,7 @@ impl AuthError {
             self,
             AuthError::Missing
                 | AuthError::Malformed(_)
+                | AuthError::InvalidTenant(_)
                 | AuthError::BadSignature
                 | AuthError::Expired(_)
         )
@@ -176,7 +248,16 @@ impl Signer {
         mac
     }
 
-    /// A token carrying `claims`.
+    /// A token carrying `claims`, or why the claims are refused (an invalid tenant). What
+    /// mints tokens for people (`agentwire token`, `agentwire dev`) calls this.
+    pub fn try_mint(&self, claims: &Claims) -> Result<String, InvalidTenant> {
+        claims.validate()?;
+        Ok(self.mint(claims))
+    }
+
+    /// A token carrying exactly `claims`, unchecked: for claims known to be valid (tests,
+    /// benchmarks). A token naming an invalid tenant is refused by [`Signer::verify`], so
+    /// it is useless, never a way in; prefer [`Signer::try_mint`].
     pub fn mint(&self, claims: &Claims) -> String {
         let body = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
         let signed = format!("{PREFIX}.{body}");
@@ -184,7 +265,7 @@ impl Signer {
         format!("{signed}.{tag}")
     }
 
-    /// The claims of a genuine, unexpired token.
+    /// The claims of a genuine, unexpired token naming a valid tenant.
     pub fn verify(&self, token: &str, now_unix_s: i64) -> Result<Claims, AuthError> {
         let mut parts = token.split('.');
         let (Some(PREFIX), Some(body), Some(tag), None) =
@@ -203,6 +284,9 @@ impl Signer {
             .map_err(|_| AuthError::Malformed("claims are not base64url"))?;
         let claims: Claims = serde_json::from_slice(&json)
             .map_err(|_| AuthError::Malformed("claims are not valid"))?;
+        // Signed before tenants were validated, or by hand: honouring it would let its
+        // stored names reach into another tenant's (`acme/prod` + `x` = `acme` + `prod/x`).
+        claims.validate().map_err(AuthError::InvalidTenant)?;
         if claims.exp <= now_unix_s {
             return Err(AuthError::Expired(claims.exp));
         }
@@ -231,9 +315,9 @@ impl Principal {
         Ok(())
     }
 
-    /// The name `session` is stored under: inside the principal's tenant.
+    /// The name `session` is stored under: inside the principal's tenant ([`stored_name`]).
     pub fn stored_name(&self, session: &str) -> String {
-        format!("{}/{session}", self.claims.tenant)
+        stored_name(&self.claims.tenant, session)
     }
 
     /// The user, for presence.
@@ -248,10 +332,19 @@ pub enum Auth {
     /// Tokens signed with this signer are required.
     Tokens(Signer),
     /// No tokens: every request is an admin of `tenant`. For local development only.
+    /// Build it with [`Auth::insecure`], which checks the tenant; [`Auth::authenticate`]
+    /// refuses every request of an invalid one.
     Insecure { tenant: String },
 }
 
 impl Auth {
+    /// [`Auth::Insecure`] for `tenant`, or why the tenant name is refused.
+    pub fn insecure(tenant: impl Into<String>) -> Result<Auth, InvalidTenant> {
+        let tenant = tenant.into();
+        validate_tenant(&tenant)?;
+        Ok(Auth::Insecure { tenant })
+    }
+
     /// Authenticates a request carrying `token` (if any) at `now_unix_s`.
     pub fn authenticate(
         &self,
@@ -259,15 +352,18 @@ impl Auth {
         now_unix_s: i64,
     ) -> Result<Principal, AuthError> {
         match self {
-            Auth::Insecure { tenant } => Ok(Principal {
-                claims: Claims {
-                    tenant: tenant.clone(),
-                    sessions: "*".into(),
-                    role: Role::Admin,
-                    user: None,
-                    exp: i64::MAX,
-                },
-            }),
+            Auth::Insecure { tenant } => {
+                validate_tenant(tenant).map_err(AuthError::InvalidTenant)?;
+                Ok(Principal {
+                    claims: Claims {
+                        tenant: tenant.clone(),
+                        sessions: "*".into(),
+                        role: Role::Admin,
+                        user: None,
+                        exp: i64::MAX,
+                    },
+                })
+            }
             Auth::Tokens(signer) => {
                 let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
                 signer
@@ -375,6 +471,109 @@ mod tests {
                 assert_eq!(role.allows(action), want, "{role} {action}");
             }
         }
+    }
+
+    #[test]
+    fn tenant_names_are_checked_and_errors_name_the_character() {
+        for good in [
+            "acme",
+            "a",
+            "acme-prod",
+            "acme.prod",
+            "acme_prod",
+            "A9",
+            "...",
+            "-",
+        ] {
+            assert_eq!(validate_tenant(good), Ok(()), "{good:?}");
+        }
+        assert_eq!(validate_tenant(&"a".repeat(64)), Ok(()));
+        assert_eq!(validate_tenant(""), Err(InvalidTenant::Empty));
+        assert_eq!(
+            validate_tenant(&"a".repeat(65)),
+            Err(InvalidTenant::TooLong(65))
+        );
+        assert_eq!(validate_tenant("."), Err(InvalidTenant::Reserved(".")));
+        assert_eq!(validate_tenant(".."), Err(InvalidTenant::Reserved("..")));
+        let slash = validate_tenant("acme/prod").unwrap_err();
+        assert_eq!(
+            slash,
+            InvalidTenant::Character {
+                character: '/',
+                position: 5
+            }
+        );
+        assert!(slash.to_string().contains("'/'"), "{slash}");
+        for (bad, character) in [
+            ("acme prod", ' '),
+            ("caf\u{e9}", '\u{e9}'),
+            ("a%2Fb", '%'),
+            ("a\nb", '\n'),
+            ("a=b", '='),
+            ("a\\b", '\\'),
+        ] {
+            assert!(
+                matches!(validate_tenant(bad), Err(InvalidTenant::Character { character: c, .. }) if c == character),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_names_split_at_the_tenant_boundary() {
+        assert_eq!(stored_name("acme", "prod/chat-1"), "acme/prod/chat-1");
+        assert_eq!(
+            split_stored_name("acme/prod/chat-1"),
+            Some(("acme", "prod/chat-1"))
+        );
+        assert_eq!(split_stored_name("no-tenant"), None);
+        let principal = Principal {
+            claims: claims("a/b", Role::Reader, 1),
+        };
+        let stored = principal.stored_name("a/b");
+        assert_eq!(split_stored_name(&stored), Some(("acme", "a/b")));
+    }
+
+    #[test]
+    fn tokens_of_invalid_tenants_are_neither_minted_nor_honoured() {
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let mut bad = claims("*", Role::Admin, 1_000);
+        bad.tenant = "acme/prod".into();
+        assert!(matches!(
+            signer.try_mint(&bad),
+            Err(InvalidTenant::Character { character: '/', .. })
+        ));
+        // A token signed without the check (or before it existed) is refused as a 401.
+        let legacy = signer.mint(&bad);
+        let refused = signer.verify(&legacy, 0).unwrap_err();
+        assert!(
+            matches!(refused, AuthError::InvalidTenant(_)),
+            "{refused:?}"
+        );
+        assert!(refused.is_unauthenticated());
+        assert!(refused.to_string().contains("'/'"), "{refused}");
+        let good = signer.try_mint(&claims("*", Role::Admin, 1_000)).unwrap();
+        assert!(signer.verify(&good, 0).is_ok());
+    }
+
+    #[test]
+    fn the_insecure_tenant_is_checked_too() {
+        assert!(matches!(
+            Auth::insecure("acme/prod"),
+            Err(InvalidTenant::Character { character: '/', .. })
+        ));
+        let principal = Auth::insecure("acme")
+            .unwrap()
+            .authenticate(None, 0)
+            .unwrap();
+        assert_eq!(principal.stored_name("x"), "acme/x");
+        let built_by_hand = Auth::Insecure {
+            tenant: "acme/prod".into(),
+        };
+        assert!(matches!(
+            built_by_hand.authenticate(None, 0),
+            Err(AuthError::InvalidTenant(_))
+        ));
     }
 
     #[test]

@@ -30,6 +30,45 @@ impl Mode {
     }
 }
 
+/// The deepest nesting of arrays and objects a JSON body may have, counted from its root
+/// (`[[1]]` is 2): HTTP bodies of JSON streams and WebSocket requests alike; deeper is
+/// refused with [`ProtocolError::JsonTooDeep`]. Below serde_json's own limit (128) with
+/// room to spare, so every event stored can still be parsed inside the envelopes it is
+/// later sent in (push frames, control responses, read arrays), by any client.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Checks that `json` nests arrays and objects at most [`MAX_JSON_DEPTH`] levels deep,
+/// without parsing it (one pass; brackets inside strings do not count). Says nothing
+/// about whether it is valid JSON otherwise.
+pub fn check_depth(json: &[u8]) -> Result<(), ProtocolError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ProtocolError::JsonTooDeep {
+                        limit: MAX_JSON_DEPTH,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The content type a stream gets when the creator names none.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -99,6 +138,8 @@ impl Payload {
 }
 
 fn frame_json(body: &[u8], allow_empty_array: bool) -> Result<Payload, ProtocolError> {
+    // First: serde_json skips the inside of a raw value without any depth limit.
+    check_depth(body)?;
     let invalid = |e: serde_json::Error| ProtocolError::InvalidJson(e.to_string());
     let value: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
     let text = value.get();
@@ -215,6 +256,37 @@ mod tests {
         assert!(matches!(json("[]"), Err(ProtocolError::EmptyJsonArray)));
         let created = Payload::frame(Mode::Json, Bytes::from_static(b"[]"), true).unwrap();
         assert!(created.is_empty());
+    }
+
+    #[test]
+    fn json_deeper_than_the_limit_is_refused() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(check_depth(nested(MAX_JSON_DEPTH).as_bytes()), Ok(()));
+        assert!(json(&nested(MAX_JSON_DEPTH)).is_ok());
+        let too_deep = ProtocolError::JsonTooDeep {
+            limit: MAX_JSON_DEPTH,
+        };
+        assert_eq!(json(&nested(MAX_JSON_DEPTH + 1)), Err(too_deep.clone()));
+        assert_eq!(json(&nested(100_000)), Err(too_deep.clone()));
+        let objects = format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(MAX_JSON_DEPTH + 1),
+            "}".repeat(MAX_JSON_DEPTH + 1)
+        );
+        assert_eq!(json(&objects), Err(too_deep));
+        assert!(too_deep_message_names_the_limit());
+        // Brackets in strings are text, not nesting.
+        let text = format!(r#"{{"t":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert_eq!(check_depth(text.as_bytes()), Ok(()));
+        assert!(json(&text).is_ok());
+    }
+
+    fn too_deep_message_names_the_limit() -> bool {
+        ProtocolError::JsonTooDeep {
+            limit: MAX_JSON_DEPTH,
+        }
+        .to_string()
+        .contains("100 levels")
     }
 
     #[test]

@@ -19,11 +19,19 @@ pub enum ProtocolError {
     #[error("append with a body needs a Content-Type header")]
     MissingContentType,
     #[error(
-        "invalid Stream-TTL {0:?}: expected whole seconds in decimal, without sign or leading zeros"
+        "invalid Stream-TTL {0:?}: expected whole seconds from 0 to 9007199254740991 (2^53-1) in decimal, without sign or leading zeros"
     )]
     InvalidTtl(String),
-    #[error("invalid Stream-Expires-At {0:?}: expected an RFC 3339 timestamp")]
+    #[error(
+        "invalid Stream-Expires-At {0:?}: expected an RFC 3339 timestamp between years 0000 and 9999 (UTC)"
+    )]
     InvalidExpiresAt(String),
+    #[error(
+        "header {header} is not visible ASCII (byte 0x{byte:02X}): protocol header values must be ASCII, percent-encode anything else"
+    )]
+    NonAsciiHeader { header: &'static str, byte: u8 },
+    #[error("JSON nests deeper than {limit} levels of arrays and objects")]
+    JsonTooDeep { limit: usize },
     #[error("Stream-TTL and Stream-Expires-At cannot both be set")]
     TtlAndExpiresAt,
     #[error("Producer-Id, Producer-Epoch and Producer-Seq must be sent together (missing {0})")]

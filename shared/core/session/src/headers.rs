@@ -1,8 +1,8 @@
 //! Parsing of the protocol's request headers and query values, free of any HTTP types:
 //! callers pass the raw header strings.
 
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::error::ProtocolError;
 use crate::model::{Expiry, ForkFrom, ProducerClaim};
@@ -10,6 +10,25 @@ use crate::offset::{Offset, truncate};
 
 /// Largest producer epoch or sequence: 2^53-1, so JavaScript clients hold it exactly.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Largest `Stream-TTL`, in seconds: 2^53-1 (about 285 million years), so JavaScript
+/// clients hold it exactly and every backend's deadline arithmetic (ms in an i64) fits.
+pub const MAX_TTL_SECONDS: u64 = MAX_SAFE_INTEGER;
+
+/// A protocol header's raw value as text, refused unless it is visible ASCII (bytes 0x20
+/// to 0x7E, and tab): a value a client sent must never be read as absent or as something
+/// else. `header` names it in the error.
+pub fn visible_ascii<'a>(header: &'static str, raw: &'a [u8]) -> Result<&'a str, ProtocolError> {
+    match raw
+        .iter()
+        .find(|&&b| !(b == b'\t' || (0x20..0x7f).contains(&b)))
+    {
+        Some(&byte) => Err(ProtocolError::NonAsciiHeader { header, byte }),
+        // Only ASCII is left, which is UTF-8.
+        None => std::str::from_utf8(raw)
+            .map_err(|_| ProtocolError::NonAsciiHeader { header, byte: 0x80 }),
+    }
+}
 
 /// `Stream-Closed` counts only when it is exactly `true`, in any case (DS §4.1).
 pub fn is_true(value: Option<&str>) -> bool {
@@ -31,7 +50,9 @@ pub fn expiry(ttl: Option<&str>, expires_at: Option<&str>) -> Result<Expiry, Pro
 }
 
 fn parse_ttl(value: &str) -> Result<u64, ProtocolError> {
-    canonical_integer(value).ok_or_else(|| ProtocolError::InvalidTtl(truncate(value)))
+    canonical_integer(value)
+        .filter(|&seconds| seconds <= MAX_TTL_SECONDS)
+        .ok_or_else(|| ProtocolError::InvalidTtl(truncate(value)))
 }
 
 /// A non-negative decimal integer without sign, point, exponent or leading zeros.
@@ -42,10 +63,16 @@ fn canonical_integer(value: &str) -> Option<u64> {
     canonical.then(|| value.parse().ok()).flatten()
 }
 
+/// An RFC 3339 instant as Unix ms; refused unless it falls in years 0000 to 9999 in UTC
+/// (`9999-12-31T23:59:59-01:00` does not), the range [`format_rfc3339`] can write back.
 fn parse_rfc3339(value: &str) -> Result<i64, ProtocolError> {
-    let at = OffsetDateTime::parse(value.trim(), &Rfc3339)
-        .map_err(|_| ProtocolError::InvalidExpiresAt(truncate(value)))?;
-    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    let invalid = || ProtocolError::InvalidExpiresAt(truncate(value));
+    let at = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|_| invalid())?;
+    let in_utc = at.checked_to_offset(UtcOffset::UTC).ok_or_else(invalid)?;
+    if !(0..=9999).contains(&in_utc.year()) {
+        return Err(invalid());
+    }
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| invalid())
 }
 
 /// Formats Unix milliseconds as RFC 3339 in UTC, for `Stream-Expires-At`.
@@ -153,7 +180,9 @@ pub fn next_cursor(now_ms: i64, client: Option<&str>) -> String {
     let cursor = match client {
         Some(seen) if seen >= current => {
             let jitter_intervals = (fastrand::i64(1..=3600) * 1000 / CURSOR_INTERVAL_MS).max(1);
-            seen + jitter_intervals
+            // No server issued a cursor this close to i64::MAX: start again from now
+            // rather than overflow.
+            seen.checked_add(jitter_intervals).unwrap_or(current)
         }
         _ => current,
     };
@@ -163,6 +192,15 @@ pub fn next_cursor(now_ms: i64, client: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_cursor_at_the_edge_of_i64_does_not_overflow() {
+        let now = CURSOR_EPOCH_MS + 5 * CURSOR_INTERVAL_MS;
+        let max = i64::MAX.to_string();
+        assert_eq!(next_cursor(now, Some(&max)), "5");
+        let seen = next_cursor(now, Some("7")).parse::<i64>().unwrap();
+        assert!(seen > 7, "still strictly past an ordinary cursor: {seen}");
+    }
 
     #[test]
     fn stream_closed_is_exactly_true() {
@@ -189,6 +227,80 @@ mod tests {
             expiry(Some("1"), Some("2030-01-01T00:00:00Z")),
             Err(ProtocolError::TtlAndExpiresAt)
         );
+    }
+
+    #[test]
+    fn ttl_is_at_most_2_pow_53_minus_1() {
+        assert_eq!(
+            expiry(Some("9007199254740991"), None),
+            Ok(Expiry::Ttl {
+                seconds: MAX_TTL_SECONDS
+            })
+        );
+        // 2^53, 2^63 (which wrapped to a negative i64: the stream was gone at once), u64::MAX
+        for too_long in [
+            "9007199254740992",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            let refused = expiry(Some(too_long), None);
+            assert_eq!(
+                refused,
+                Err(ProtocolError::InvalidTtl(too_long.into())),
+                "{too_long}"
+            );
+        }
+        let message = ProtocolError::InvalidTtl("x".into()).to_string();
+        assert!(
+            message.contains("Stream-TTL") && message.contains("2^53-1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn expires_at_must_be_writable_back_in_utc() {
+        let Ok(Expiry::At { unix_ms }) = expiry(None, Some("9999-12-31T23:59:59.999Z")) else {
+            panic!("the last representable instant is accepted");
+        };
+        assert_eq!(format_rfc3339(unix_ms), "9999-12-31T23:59:59.999Z");
+        for out_of_range in [
+            "9999-12-31T23:59:59-00:01",
+            "9999-12-31T23:00:00-23:59",
+            "0000-01-01T00:00:00+00:01",
+        ] {
+            assert!(
+                matches!(
+                    expiry(None, Some(out_of_range)),
+                    Err(ProtocolError::InvalidExpiresAt(_))
+                ),
+                "{out_of_range}"
+            );
+        }
+        assert!(expiry(None, Some("0000-01-01T00:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn header_values_must_be_visible_ascii() {
+        assert_eq!(visible_ascii("Stream-Seq", b"abc 1\t~"), Ok("abc 1\t~"));
+        assert_eq!(visible_ascii("Stream-Seq", b""), Ok(""));
+        for (raw, byte) in [
+            (&b"caf\xc3\xa9"[..], 0xC3),
+            (b"\xff", 0xFF),
+            (b"a\x7fb", 0x7F),
+            (b"a\x01", 0x01),
+        ] {
+            let refused = visible_ascii("Stream-Seq", raw);
+            assert_eq!(
+                refused,
+                Err(ProtocolError::NonAsciiHeader {
+                    header: "Stream-Seq",
+                    byte
+                })
+            );
+            let message = refused.unwrap_err().to_string();
+            assert!(message.contains("Stream-Seq"), "{message}");
+        }
     }
 
     #[test]

@@ -13,13 +13,16 @@ pub mod headers;
 pub mod log;
 pub mod model;
 pub mod offset;
+pub mod path;
 pub mod rules;
 pub mod service;
 
 pub use change::SessionChange;
-pub use content::{Mode, Payload};
+pub use content::{MAX_JSON_DEPTH, Mode, Payload, check_depth};
 pub use error::{AppendError, CreateError, DeleteError, ProtocolError, ReadError, StorageError};
 pub use log::{BlobStore, Clock, SessionLog, SystemClock};
 pub use model::*;
 pub use offset::{Offset, ReadFrom};
-pub use service::{AppendObserver, Event, Sessions, events_of};
+pub use service::{
+    AppendObserver, Event, MAX_CONTROL_SCAN_BYTES, MAX_CONTROL_SCAN_EVENTS, Sessions, events_of,
+};

@@ -37,6 +37,13 @@ pub fn events_of(batch: &ReadBatch) -> Vec<Event> {
     events
 }
 
+/// How many events before an append [`Sessions::control_between`] looks at, at most.
+pub const MAX_CONTROL_SCAN_EVENTS: u64 = 1024;
+/// How much event data [`Sessions::control_between`] reads, at most (plus one record).
+pub const MAX_CONTROL_SCAN_BYTES: usize = 4 * 1024 * 1024;
+/// The size of each read of that scan.
+const CONTROL_SCAN_CHUNK: usize = 256 * 1024;
+
 /// Sessions over one [`SessionLog`], with in-process wake-ups for live readers.
 #[derive(Clone)]
 pub struct Sessions {
@@ -138,6 +145,11 @@ impl Sessions {
 
     /// Control events (`control.*` but acks) in `[since, until)` of a JSON session: what an
     /// agent that has seen everything before `since` has not yet acted on.
+    ///
+    /// Bounded, since an append pays for it: only the last [`MAX_CONTROL_SCAN_EVENTS`]
+    /// events before `until` are looked at, and reading stops after about
+    /// [`MAX_CONTROL_SCAN_BYTES`] of them. Control older than that is not returned; an
+    /// agent that far behind learns of it by following the session.
     #[instrument(skip_all, fields(session = %name))]
     pub async fn control_between(
         &self,
@@ -146,9 +158,18 @@ impl Sessions {
         until: Offset,
     ) -> Result<Vec<Event>, ReadError> {
         let mut found = Vec::new();
-        let mut at = since;
-        while at < until {
-            let batch = self.log.read(name, ReadFrom::At(at), 256 * 1024).await?;
+        let mut at = since.max(Offset(until.0.saturating_sub(MAX_CONTROL_SCAN_EVENTS)));
+        let mut read_bytes = 0;
+        while at < until && read_bytes < MAX_CONTROL_SCAN_BYTES {
+            let batch = self
+                .log
+                .read(name, ReadFrom::At(at), CONTROL_SCAN_CHUNK)
+                .await?;
+            if Mode::of(&batch.info.content_type) != Mode::Json {
+                // Byte streams hold no events.
+                return Ok(found);
+            }
+            read_bytes += batch.data_len();
             for event in events_of(&batch) {
                 if event.offset >= until {
                     return Ok(found);

@@ -7,6 +7,8 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use time::OffsetDateTime;
 
+use agentwire_session::path::encode_segment;
+
 use crate::span::Span;
 
 /// Why an archive could not be written or read.
@@ -76,21 +78,9 @@ pub fn object_key(tenant: &str, session: &str, archived_at_ms: i64) -> String {
         date.year(),
         u8::from(date.month()),
         date.day(),
-        escape(tenant),
-        escape(session),
+        encode_segment(tenant),
+        encode_segment(session),
     )
-}
-
-fn escape(name: &str) -> String {
-    let mut escaped = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            escaped.push(char::from(byte));
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

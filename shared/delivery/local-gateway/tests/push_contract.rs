@@ -44,6 +44,10 @@ impl ClientPush for Seen {
         self.frames.lock().unwrap().push(seen);
         self.local.post(connection_id, frame).await
     }
+
+    async fn close(&self, connection_id: &str, code: u16, reason: &str) -> Result<(), PushError> {
+        self.local.close(connection_id, code, reason).await
+    }
 }
 
 /// Starts a gateway; `push` picks the ClientPush under test given its sockets and URL.

@@ -4,13 +4,27 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use agentwire_session::{AppendObserver, Appended, Offset, ReadFrom, Sessions, events_of};
+use agentwire_session::{
+    AppendObserver, Appended, Clock, Offset, ReadFrom, Sessions, SystemClock, events_of,
+};
 use async_trait::async_trait;
 use tracing::{debug, warn};
 
 use crate::frames::event_frames;
-use crate::ports::{ClientPush, ConnectionRegistry, PushError};
-use crate::{client_name, presence};
+use crate::ports::{ClientPush, ConnectionRegistry, PushError, Subscriber};
+use crate::{client_name, closing, presence};
+
+/// Forgets a connection whose socket is gone without a `$disconnect`, as if it had said
+/// goodbye (its leaves are recorded).
+pub(crate) async fn forget(
+    sessions: &Sessions,
+    registry: &dyn ConnectionRegistry,
+    connection_id: &str,
+) {
+    if let Ok(Some(gone)) = registry.disconnect(connection_id).await {
+        presence::disconnected(sessions, &gone).await;
+    }
+}
 
 /// Pushes appended events to subscribers, in offset order per session. Cheap to clone.
 #[derive(Clone)]
@@ -98,6 +112,24 @@ impl Fanout {
         }
         let mut at = from;
         let mut gone = Vec::new();
+        // Connections closed during this delivery (token expired, or behind): no more pushes.
+        let mut closed: Vec<String> = Vec::new();
+        let mut live = Vec::with_capacity(subscribers.len());
+        let now_s = SystemClock.now_ms() / 1000;
+        for subscriber in subscribers {
+            match self.token_exp(&subscriber).await {
+                Some(exp) if exp <= now_s => {
+                    // Never a push after expiry: the client learns why and reconnects.
+                    if closing::expire(self.inner.push.as_ref(), &subscriber.id, exp, None, None)
+                        .await
+                        .is_err()
+                    {
+                        gone.push(subscriber.id);
+                    }
+                }
+                _ => live.push(subscriber.id),
+            }
+        }
         while at < tail {
             let batch = match sessions.read(session, ReadFrom::At(at), 1024 * 1024).await {
                 Ok(batch) => batch,
@@ -110,8 +142,8 @@ impl Fanout {
                 break;
             }
             let frames = event_frames(client_name(session), &events_of(&batch));
-            for id in &subscribers {
-                if gone.contains(id) {
+            for id in &live {
+                if gone.contains(id) || closed.contains(id) {
                     continue;
                 }
                 for frame in &frames {
@@ -122,7 +154,13 @@ impl Fanout {
                             break;
                         }
                         Err(e) => {
-                            debug!(connection = %id, error = %e, "push failed; the client will catch up by offset");
+                            // A skipped frame would be a silent gap: close it so the client
+                            // resumes by offset.
+                            debug!(connection = %id, error = %e, "push failed: closing as behind");
+                            match closing::behind(self.inner.push.as_ref(), id).await {
+                                Ok(()) => closed.push(id.clone()),
+                                Err(_) => gone.push(id.clone()),
+                            }
                             break;
                         }
                     }
@@ -131,14 +169,24 @@ impl Fanout {
             at = batch.next;
         }
         for id in gone {
-            // The socket is gone without a $disconnect: forget it as if it had said goodbye.
-            if let Ok(Some((connection, followed))) = self.inner.registry.disconnect(&id).await {
-                for session in followed {
-                    presence::leave(sessions, &session, &connection).await;
-                }
-            }
+            forget(sessions, self.inner.registry.as_ref(), &id).await;
         }
         Some(at)
+    }
+
+    /// When `subscriber`'s token expires: from the subscription when the registry keeps
+    /// it there, else from the connection (`None` if that is unknown).
+    async fn token_exp(&self, subscriber: &Subscriber) -> Option<i64> {
+        if let Some(exp) = subscriber.token_exp {
+            return Some(exp);
+        }
+        match self.inner.registry.get(&subscriber.id).await {
+            Ok(connection) => connection.map(|c| c.claims.exp),
+            Err(e) => {
+                debug!(error = %e, "cannot look up a subscriber's expiry");
+                None
+            }
+        }
     }
 }
 

@@ -14,9 +14,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{debug, instrument};
 
+use crate::closing;
 use crate::frames::{self, MAX_FRAME_BYTES};
 use crate::ports::{ClientPush, Connection, ConnectionRegistry, PushError};
 use crate::presence::{self, append_events};
+use crate::{client_name, fanout};
+
+/// The longest `client_message_id` a `send` may carry.
+const MAX_CLIENT_MESSAGE_ID: usize = 256;
 
 /// The WebSocket service: one instance serves every connection.
 #[derive(Clone)]
@@ -109,7 +114,10 @@ struct ControlRequest {
 struct SendRequest {
     session: String,
     text: String,
-    message_id: Option<String>,
+    /// The client's correlation id, echoed in the ack; never the stored message id (which
+    /// would let a user write into another author's message). `message_id` is its old name.
+    #[serde(alias = "message_id")]
+    client_message_id: Option<String>,
 }
 
 fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
@@ -167,7 +175,8 @@ impl Realtime {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let token = query.first("token").or_else(|| bearer(header));
+        // The header wins, as over HTTP: a URL (and so its token) is more often logged.
+        let token = bearer(header).or_else(|| query.first("token"));
         let mut principal = match self.auth.authenticate(token, now_s()) {
             Ok(principal) => principal,
             Err(e) => {
@@ -193,10 +202,8 @@ impl Realtime {
     /// `$disconnect`: forget the connection and say it left. Never a cancel.
     #[instrument(skip_all, fields(connection = %connection_id))]
     async fn disconnect(&self, connection_id: &str) -> ApiGatewayProxyResponse {
-        if let Ok(Some((connection, sessions))) = self.registry.disconnect(connection_id).await {
-            for session in sessions {
-                presence::leave(&self.sessions, &session, &connection).await;
-            }
+        if let Ok(Some(gone)) = self.registry.disconnect(connection_id).await {
+            presence::disconnected(&self.sessions, &gone).await;
         }
         response(200, None)
     }
@@ -216,6 +223,9 @@ impl Realtime {
                     body.len()
                 ),
             ))
+        } else if let Err(e) = agentwire_session::check_depth(body.as_bytes()) {
+            // The same nesting limit as HTTP appends, checked before parsing.
+            Err(Refusal::new("bad_request", e.to_string()))
         } else {
             serde_json::from_str(body)
                 .map_err(|e| Refusal::new("bad_request", format!("message is not JSON: {e}")))
@@ -278,8 +288,20 @@ impl Realtime {
             .await?
             .ok_or_else(|| Refusal::new("unauthorized", "unknown connection: connect again"))?;
         if connection.claims.exp <= now_s() {
-            return Err(AuthError::Expired(connection.claims.exp).into());
+            let exp = connection.claims.exp;
+            if closing::expire(self.push.as_ref(), connection_id, exp, Some(action), id)
+                .await
+                .is_err()
+            {
+                fanout::forget(&self.sessions, self.registry.as_ref(), connection_id).await;
+            }
+            return Ok(());
         }
+        // A connection admitted before tenant names were checked must not act on one.
+        connection
+            .claims
+            .validate()
+            .map_err(|e| Refusal::from(AuthError::InvalidTenant(e)))?;
         let principal = Principal {
             claims: connection.claims.clone(),
         };
@@ -308,12 +330,7 @@ impl Realtime {
                 let request: SessionRequest = serde_json::from_value(fields).map_err(parse)?;
                 self.presence(&connection, &principal, request, id).await
             }
-            "ping" => {
-                let _ = self
-                    .send(connection_id, frames::reply(json!({"type": "pong"}), id))
-                    .await;
-                Ok(())
-            }
+            "ping" => self.ping(&connection, id).await,
             other => Err(Refusal::new(
                 "bad_request",
                 format!(
@@ -358,9 +375,8 @@ impl Realtime {
             ));
         }
         let start = from.resolve(info.tail);
-        if self.registry.subscribe(&connection.id, &stored).await? {
-            presence::join(&self.sessions, &stored, connection).await;
-        }
+        let subscribed = self.registry.subscribe(&connection.id, &stored).await?;
+        presence::announce(&self.sessions, &stored, connection, subscribed.announce).await;
         let subscribed =
             json!({"type": "subscribed", "session": request.session, "from": start.to_string()});
         if self
@@ -377,9 +393,22 @@ impl Realtime {
                 .read(&stored, ReadFrom::At(at), 1024 * 1024)
                 .await?;
             for frame in frames::event_frames(&request.session, &events_of(&batch)) {
-                if self.send(&connection.id, frame).await.is_err() {
-                    return Ok(());
+                // A long replay may outlive the token: nothing goes out after expiry.
+                let ended = if connection.claims.exp <= now_s() {
+                    let exp = connection.claims.exp;
+                    closing::expire(self.push.as_ref(), &connection.id, exp, None, None).await
+                } else {
+                    match self.send(&connection.id, frame).await {
+                        Ok(()) => continue,
+                        Err(PushError::Gone(id)) => Err(PushError::Gone(id)),
+                        // A missed frame is never skipped silently: the client resumes.
+                        Err(_) => closing::behind(self.push.as_ref(), &connection.id).await,
+                    }
+                };
+                if ended.is_err() {
+                    fanout::forget(&self.sessions, self.registry.as_ref(), &connection.id).await;
                 }
+                return Ok(());
             }
             if batch.up_to_date() || batch.next <= at {
                 return Ok(());
@@ -396,9 +425,8 @@ impl Realtime {
         id: Option<&Value>,
     ) -> Result<(), Refusal> {
         let stored = principal.stored_name(&request.session);
-        if self.registry.unsubscribe(&connection.id, &stored).await? {
-            presence::leave(&self.sessions, &stored, connection).await;
-        }
+        let unsubscribed = self.registry.unsubscribe(&connection.id, &stored).await?;
+        presence::announce(&self.sessions, &stored, connection, unsubscribed.announce).await;
         let reply = json!({"type": "unsubscribed", "session": request.session});
         let _ = self.send(&connection.id, frames::reply(reply, id)).await;
         Ok(())
@@ -441,19 +469,48 @@ impl Realtime {
         id: Option<&Value>,
     ) -> Result<(), Refusal> {
         let stored = Self::session(principal, &request.session, Action::Control)?;
-        let message_id = request
-            .message_id
-            .unwrap_or_else(|| format!("u_{:016x}", fastrand::u64(..)));
+        if let Some(client_id) = &request.client_message_id
+            && (client_id.len() > MAX_CLIENT_MESSAGE_ID || client_id.chars().any(char::is_control))
+        {
+            return Err(Refusal::new(
+                "bad_request",
+                format!(
+                    "invalid client_message_id: at most {MAX_CLIENT_MESSAGE_ID} bytes, no control characters"
+                ),
+            ));
+        }
+        // Always the server's id, so a user can never write into another author's message.
+        let message_id = format!("u_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let events = Envelope::user_message(&message_id, principal.user(), request.text);
         let appended = append_events(&self.sessions, &stored, &events).await?;
-        let ack = json!({
+        let mut ack = json!({
             "type": "ack",
             "action": "send",
             "session": request.session,
             "message_id": message_id,
             "offset": appended.start.to_string(),
         });
+        if let Some(client_id) = request.client_message_id {
+            ack["client_message_id"] = json!(client_id);
+        }
         let _ = self.send(&connection.id, frames::reply(ack, id)).await;
+        Ok(())
+    }
+
+    /// `pong` with the tail of every session the connection follows.
+    async fn ping(&self, connection: &Connection, id: Option<&Value>) -> Result<(), Refusal> {
+        let mut tails = serde_json::Map::new();
+        for stored in self.registry.subscriptions(&connection.id).await? {
+            // A session deleted since has no tail; the client learns that when it reads.
+            if let Ok(info) = self.sessions.head(&stored).await {
+                tails.insert(
+                    client_name(&stored).to_owned(),
+                    json!(info.tail.to_string()),
+                );
+            }
+        }
+        let pong = json!({"type": "pong", "tails": tails});
+        let _ = self.send(&connection.id, frames::reply(pong, id)).await;
         Ok(())
     }
 

@@ -1,5 +1,7 @@
-//! Presence: a connection following a session is announced in the session itself, so every
-//! device sees who joined and left, in order with everything else.
+//! Presence: a user following a session is announced in the session itself, so every
+//! device sees who joined and left, in order with everything else. The registry decides
+//! when (one join per user while connected, rate-limited: [`Announce`]); the live
+//! `presence` query is exact either way.
 
 use agentwire_session::events::Envelope;
 use agentwire_session::{
@@ -9,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::debug;
 
-use crate::ports::Connection;
+use crate::ports::{Announce, Connection, Disconnected};
 
 /// Appends events ([`Envelope`]s, or raw JSON values) to a session in one batch.
 pub async fn append_events<E: Serialize>(
@@ -32,19 +34,28 @@ fn user(connection: &Connection) -> &str {
     connection.claims.user.as_deref().unwrap_or("anonymous")
 }
 
-/// Announces that `connection` follows `session`.
-pub async fn join(sessions: &Sessions, session: &str, connection: &Connection) {
-    let join = Envelope::presence_join(user(connection), &connection.id);
-    if let Err(e) = append_events(sessions, session, &[join]).await {
-        debug!(error = %e, "presence.join not recorded");
+/// Records what the registry decided about `connection`'s user in `session`
+/// ([`Announce`]): a `presence.join` or `presence.leave` naming the connection. A closed
+/// or deleted session simply keeps no record of it.
+pub async fn announce(
+    sessions: &Sessions,
+    session: &str,
+    connection: &Connection,
+    announce: Option<Announce>,
+) {
+    let event = match announce {
+        Some(Announce::Join) => Envelope::presence_join(user(connection), &connection.id),
+        Some(Announce::Leave) => Envelope::presence_leave(user(connection), &connection.id),
+        None => return,
+    };
+    if let Err(e) = append_events(sessions, session, &[event]).await {
+        debug!(error = %e, "presence not recorded");
     }
 }
 
-/// Announces that `connection` stopped following `session`. A closed or deleted session
-/// simply keeps no record of it.
-pub async fn leave(sessions: &Sessions, session: &str, connection: &Connection) {
-    let leave = Envelope::presence_leave(user(connection), &connection.id);
-    if let Err(e) = append_events(sessions, session, &[leave]).await {
-        debug!(error = %e, "presence.leave not recorded");
+/// Records the leaves a disconnect decided on.
+pub async fn disconnected(sessions: &Sessions, gone: &Disconnected) {
+    for session in &gone.leaves {
+        announce(sessions, session, &gone.connection, Some(Announce::Leave)).await;
     }
 }

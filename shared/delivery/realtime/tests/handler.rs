@@ -21,11 +21,16 @@ use serde_json::{Value, json};
 const SECRET: &[u8] = b"handler tests secret, 32 bytes or more";
 const CONNECTION: &str = "CtFqpcOFvHcCIhw=";
 
-/// Records pushes; connections in `gone` answer like API Gateway's 410.
+/// Records pushes and closes; connections in `gone` answer like API Gateway's 410, those
+/// in `behind` like its 429, and closed ones are gone.
 #[derive(Default)]
 struct RecordingPush {
     frames: Mutex<Vec<(String, Value)>>,
     gone: Mutex<HashSet<String>>,
+    behind: Mutex<HashSet<String>>,
+    /// How many more frames fit before every connection is behind (`None`: no limit).
+    budget: Mutex<Option<usize>>,
+    closes: Mutex<Vec<(String, u16)>>,
 }
 
 #[async_trait]
@@ -33,6 +38,15 @@ impl ClientPush for RecordingPush {
     async fn post(&self, connection_id: &str, frame: Bytes) -> Result<(), PushError> {
         if self.gone.lock().unwrap().contains(connection_id) {
             return Err(PushError::Gone(connection_id.to_owned()));
+        }
+        if self.behind.lock().unwrap().contains(connection_id) {
+            return Err(PushError::Behind(connection_id.to_owned()));
+        }
+        if let Some(left) = self.budget.lock().unwrap().as_mut() {
+            if *left == 0 {
+                return Err(PushError::Behind(connection_id.to_owned()));
+            }
+            *left -= 1;
         }
         assert!(
             frame.len() <= MAX_FRAME_BYTES,
@@ -44,6 +58,18 @@ impl ClientPush for RecordingPush {
             .lock()
             .unwrap()
             .push((connection_id.to_owned(), frame));
+        Ok(())
+    }
+
+    async fn close(&self, connection_id: &str, code: u16, _reason: &str) -> Result<(), PushError> {
+        if self.gone.lock().unwrap().contains(connection_id) {
+            return Err(PushError::Gone(connection_id.to_owned()));
+        }
+        self.closes
+            .lock()
+            .unwrap()
+            .push((connection_id.to_owned(), code));
+        self.gone.lock().unwrap().insert(connection_id.to_owned());
         Ok(())
     }
 }
@@ -110,13 +136,36 @@ fn fixture(name: &str) -> ApiGatewayWebsocketProxyRequest {
 }
 
 fn token(sessions: &str, role: Role) -> String {
+    token_for("ana", sessions, role, i64::MAX)
+}
+
+fn token_for(user: &str, sessions: &str, role: Role, exp: i64) -> String {
     Signer::new(SECRET).mint(&Claims {
         tenant: "acme".into(),
         sessions: sessions.into(),
         role,
-        user: Some("ana".into()),
-        exp: i64::MAX,
+        user: Some(user.into()),
+        exp,
     })
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The types of the events in `session`'s log, in order.
+async fn log_types(sessions: &Sessions, session: &str) -> Vec<String> {
+    let log = sessions
+        .read(session, agentwire_session::ReadFrom::Start, usize::MAX)
+        .await
+        .unwrap();
+    agentwire_session::events_of(&log)
+        .iter()
+        .filter_map(|e| agentwire_session::events::event_type(&e.json))
+        .collect()
 }
 
 fn connect_event(token: &str) -> ApiGatewayWebsocketProxyRequest {
@@ -321,4 +370,340 @@ async fn a_large_batch_reaches_the_client_in_frames_under_128_kb() {
         .filter_map(|e| e["event"]["data"]["i"].as_u64())
         .collect();
     assert_eq!(is, (0..40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_authorization_header_wins_over_the_query_token() {
+    let w = world().await;
+    let mut event = connect_event(&token_for("eve", "chat-*", Role::Reader, i64::MAX));
+    let header = format!(
+        "Bearer {}",
+        token_for("ana", "chat-*", Role::Reader, i64::MAX)
+    );
+    event
+        .headers
+        .insert("authorization", header.parse().unwrap());
+    assert_eq!(w.realtime.handle(event).await.status_code, 200);
+    let connection = w
+        .registry
+        .get(CONNECTION)
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(
+        connection.claims.user.as_deref(),
+        Some("ana"),
+        "the header's token"
+    );
+}
+
+#[tokio::test]
+async fn a_user_message_never_takes_the_clients_message_id() {
+    let w = world().await;
+    append_events(
+        &w.sessions,
+        "acme/chat-1",
+        &[json!({"type": "message.start", "id": "a_1", "role": "assistant"})],
+    )
+    .await
+    .unwrap();
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Controller)))
+        .await;
+    w.realtime
+        .handle(message(json!({
+            "action": "send", "session": "chat-1", "text": "I am the agent now",
+            "message_id": "a_1", "id": 5,
+        })))
+        .await;
+    w.push
+        .wait_for("the ack", |f| f.iter().any(|(_, f)| f["type"] == "ack"))
+        .await;
+    let frames = w.push.frames();
+    let ack = &frames.iter().find(|(_, f)| f["type"] == "ack").unwrap().1;
+    let id = ack["message_id"].as_str().expect("a message id");
+    assert!(
+        id.starts_with("u_"),
+        "the server's id, not the client's: {ack}"
+    );
+    assert_eq!(ack["client_message_id"], "a_1", "echoed for correlation");
+    assert_eq!(ack["id"], 5);
+    let log = w
+        .sessions
+        .read(
+            "acme/chat-1",
+            agentwire_session::ReadFrom::Start,
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+    let under_a_1: Vec<Value> = agentwire_session::events_of(&log)
+        .iter()
+        .map(|e| serde_json::from_slice::<Value>(&e.json).unwrap())
+        .filter(|e| e["id"] == "a_1")
+        .collect();
+    assert_eq!(under_a_1.len(), 1, "only the agent's event: {under_a_1:?}");
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_no_push_and_is_closed_with_4001() {
+    let w = world().await;
+    let exp = now_s() + 2;
+    w.realtime
+        .handle(connect_event(&token_for(
+            "ana",
+            "chat-*",
+            Role::Reader,
+            exp,
+        )))
+        .await;
+    w.realtime
+        .handle(message(
+            json!({"action": "subscribe", "session": "chat-1", "offset": "now"}),
+        ))
+        .await;
+    while now_s() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    append_events(
+        &w.sessions,
+        "acme/chat-1",
+        &[json!({"type": "message.delta", "data": {"text": "after expiry"}})],
+    )
+    .await
+    .unwrap();
+    w.push
+        .wait_for("the close", |_| !w.push.closes.lock().unwrap().is_empty())
+        .await;
+    assert_eq!(
+        *w.push.closes.lock().unwrap(),
+        vec![(CONNECTION.to_owned(), 4001)]
+    );
+    let frames = w.push.frames();
+    assert!(
+        !frames
+            .iter()
+            .any(|(_, f)| f.to_string().contains("after expiry")),
+        "nothing pushed after expiry: {frames:#?}"
+    );
+    let error = &frames.last().expect("the error frame").1;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "token_expired");
+    assert_eq!(
+        error["message"],
+        format!("token expired at {exp} (Unix seconds): reconnect with a fresh token")
+    );
+}
+
+#[tokio::test]
+async fn a_request_after_expiry_is_answered_token_expired_and_closed() {
+    let w = world().await;
+    let exp = now_s() + 1;
+    w.realtime
+        .handle(connect_event(&token_for(
+            "ana",
+            "chat-*",
+            Role::Reader,
+            exp,
+        )))
+        .await;
+    while now_s() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.realtime
+        .handle(message(json!({"action": "ping", "id": 3})))
+        .await;
+    let frames = w.push.frames();
+    assert_eq!(frames.len(), 1, "{frames:#?}");
+    assert_eq!(frames[0].1["code"], "token_expired");
+    assert_eq!(frames[0].1["id"], 3);
+    assert_eq!(
+        *w.push.closes.lock().unwrap(),
+        vec![(CONNECTION.to_owned(), 4001)]
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_closed_with_4002_not_skipped() {
+    let w = world().await;
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Reader)))
+        .await;
+    w.realtime
+        .handle(message(
+            json!({"action": "subscribe", "session": "chat-1", "offset": "now"}),
+        ))
+        .await;
+    w.push.behind.lock().unwrap().insert(CONNECTION.to_owned());
+    append_events(
+        &w.sessions,
+        "acme/chat-1",
+        &[json!({"type": "message.delta"})],
+    )
+    .await
+    .unwrap();
+    w.push
+        .wait_for("the close", |_| !w.push.closes.lock().unwrap().is_empty())
+        .await;
+    assert_eq!(
+        *w.push.closes.lock().unwrap(),
+        vec![(CONNECTION.to_owned(), 4002)]
+    );
+}
+
+#[tokio::test]
+async fn a_replay_that_falls_behind_is_closed_with_4002() {
+    let w = world().await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"type": "tool.result", "data": {"i": i, "blob": "x".repeat(10_000)}}))
+        .collect();
+    append_events(&w.sessions, "acme/chat-1", &events)
+        .await
+        .unwrap();
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Reader)))
+        .await;
+    // The `subscribed` reply and one frame of the replay fit; the rest does not.
+    *w.push.budget.lock().unwrap() = Some(2);
+    w.realtime
+        .handle(message(
+            json!({"action": "subscribe", "session": "chat-1", "offset": "-1"}),
+        ))
+        .await;
+    assert_eq!(
+        *w.push.closes.lock().unwrap(),
+        vec![(CONNECTION.to_owned(), 4002)]
+    );
+    let frames = w.push.frames();
+    assert_eq!(frames.len(), 2, "nothing after the frame that did not fit");
+}
+
+#[tokio::test]
+async fn subscribe_cycles_add_a_bounded_number_of_presence_events() {
+    let w = world().await;
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Reader)))
+        .await;
+    for _ in 0..100 {
+        w.realtime
+            .handle(message(
+                json!({"action": "subscribe", "session": "chat-1", "offset": "now"}),
+            ))
+            .await;
+        w.realtime
+            .handle(message(
+                json!({"action": "unsubscribe", "session": "chat-1"}),
+            ))
+            .await;
+    }
+    w.realtime.handle(fixture("apigw-ws-disconnect.json")).await;
+    assert_eq!(
+        log_types(&w.sessions, "acme/chat-1").await,
+        ["presence.join", "presence.leave"]
+    );
+}
+
+#[tokio::test]
+async fn pong_carries_the_tail_of_every_subscription() {
+    let w = world().await;
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Reader)))
+        .await;
+    for session in ["chat-1", "chat-2"] {
+        w.realtime
+            .handle(message(
+                json!({"action": "subscribe", "session": session, "offset": "now"}),
+            ))
+            .await;
+    }
+    let appended = append_events(
+        &w.sessions,
+        "acme/chat-2",
+        &[json!({"type": "message.end"})],
+    )
+    .await
+    .unwrap();
+    w.realtime
+        .handle(message(json!({"action": "ping", "id": "p"})))
+        .await;
+    let frames = w.push.frames();
+    let pong = &frames
+        .iter()
+        .find(|(_, f)| f["type"] == "pong")
+        .expect("pong")
+        .1;
+    assert_eq!(pong["id"], "p");
+    let tail_1 = w.sessions.head("acme/chat-1").await.unwrap().tail;
+    assert_eq!(
+        pong["tails"],
+        json!({"chat-1": tail_1.to_string(), "chat-2": appended.tail.to_string()})
+    );
+}
+
+#[tokio::test]
+async fn a_request_nested_deeper_than_the_http_limit_is_refused_as_http_does() {
+    let w = world().await;
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Controller)))
+        .await;
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"action":"control","session":"chat-1","kind":"steer","data":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    // The request is one level more than its `data`, the stored event (its envelope) one
+    // more again: `limit - 2` levels of data are the most a control event can carry.
+    let limit = agentwire_session::MAX_JSON_DEPTH;
+    for (depth, refused) in [(limit - 2, false), (limit, true)] {
+        let mut event = fixture("apigw-ws-message.json");
+        event.body = Some(nested(depth));
+        w.realtime.handle(event).await;
+        let frames = w.push.frames();
+        let (_, last) = frames.last().expect("a reply");
+        if refused {
+            assert_eq!(last["code"], "bad_request", "{last}");
+            let message = last["message"].as_str().unwrap();
+            assert!(message.contains(&limit.to_string()), "{message}");
+        } else {
+            assert_eq!(last["type"], "ack", "{last}");
+        }
+    }
+    let steers = log_types(&w.sessions, "acme/chat-1")
+        .await
+        .into_iter()
+        .filter(|t| t == "control.steer")
+        .count();
+    assert_eq!(steers, 1, "only the request within the limit was appended");
+}
+
+#[tokio::test]
+async fn a_connection_admitted_with_an_invalid_tenant_cannot_act() {
+    let w = world().await;
+    w.realtime
+        .handle(connect_event(&token("chat-*", Role::Reader)))
+        .await;
+    // As if admitted before tenant names were checked: the registry holds its claims.
+    let mut connection = w.registry.get(CONNECTION).await.unwrap().unwrap();
+    w.registry.disconnect(CONNECTION).await.unwrap();
+    connection.claims.tenant = "acme/prod".into();
+    w.registry.connect(connection).await.unwrap();
+    w.realtime
+        .handle(message(
+            json!({"action": "subscribe", "session": "chat-1", "offset": "-1"}),
+        ))
+        .await;
+    let frames = w.push.frames();
+    let (_, last) = frames.last().expect("a reply");
+    assert_eq!(last["type"], "error", "{last}");
+    assert_eq!(last["code"], "unauthorized", "{last}");
+    assert!(
+        w.registry
+            .subscribers("acme/prod/chat-1")
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was subscribed"
+    );
 }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use agentwire_contracts::connection_registry_contract;
+use agentwire_contracts::{ManualClock, connection_registry_contract};
 use agentwire_realtime::{ConnectionRegistry, InMemoryConnectionRegistry};
 
-async fn registry() -> Arc<dyn ConnectionRegistry> {
-    Arc::new(InMemoryConnectionRegistry::default())
+async fn registry(clock: Arc<ManualClock>) -> Arc<dyn ConnectionRegistry> {
+    Arc::new(InMemoryConnectionRegistry::with_clock(clock))
 }
 
 connection_registry_contract!(registry);

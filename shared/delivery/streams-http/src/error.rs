@@ -40,6 +40,18 @@ impl ApiError {
         }
     }
 
+    /// A request body that stopped arriving for longer than `pause`.
+    pub fn request_timeout(pause: std::time::Duration) -> ApiError {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "the request body stopped arriving for {} ms: send it without pauses",
+                pause.as_millis()
+            ),
+            headers: Vec::new(),
+        }
+    }
+
     /// A client error not covered by the session errors (bad query parameters and the like).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -40,3 +40,33 @@ pub const EXPOSED: [&str; 15] = [
     "location",
     "content-type",
 ];
+
+/// Request headers whose values are read (lower-case name, name as the protocol writes
+/// it): each, when present, must be visible ASCII ([`check_request`]).
+pub const REQUEST: [(&str, &str); 13] = [
+    ("authorization", "Authorization"),
+    ("content-type", "Content-Type"),
+    (STREAM_TTL, "Stream-TTL"),
+    (STREAM_EXPIRES_AT, "Stream-Expires-At"),
+    (STREAM_CLOSED, "Stream-Closed"),
+    (STREAM_SEQ, "Stream-Seq"),
+    (STREAM_FORKED_FROM, "Stream-Forked-From"),
+    (STREAM_FORK_OFFSET, "Stream-Fork-Offset"),
+    (STREAM_FORK_SUB_OFFSET, "Stream-Fork-Sub-Offset"),
+    (PRODUCER_ID, "Producer-Id"),
+    (PRODUCER_EPOCH, "Producer-Epoch"),
+    (PRODUCER_SEQ, "Producer-Seq"),
+    (AGENTWIRE_CONTROL_SINCE, "Agentwire-Control-Since"),
+];
+
+/// Refuses a request whose protocol headers ([`REQUEST`]) are not visible ASCII, naming
+/// the header: `http` would read such a value as absent (a `Stream-Seq` skipped, a
+/// `Stream-Forked-From` ignored), so it is refused before anything reads it.
+pub fn check_request(headers: &http::HeaderMap) -> Result<(), agentwire_session::ProtocolError> {
+    for (name, display) in REQUEST {
+        for value in headers.get_all(name) {
+            agentwire_session::headers::visible_ascii(display, value.as_bytes())?;
+        }
+    }
+    Ok(())
+}

@@ -9,6 +9,7 @@ mod headers;
 mod sse;
 mod stream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_auth::Auth;
@@ -18,6 +19,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::routing::{any, get};
 use http::{HeaderName, HeaderValue, Method, Request, Response};
+use tokio::sync::Semaphore;
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -39,8 +41,20 @@ pub struct HttpConfig {
     pub long_poll_timeout: Duration,
     /// How long an SSE response stays open before the server ends it (clients reconnect).
     pub sse_max_duration: Duration,
-    /// Data returned by one catch-up read, at most (one record is always returned whole).
+    /// Data returned by one read, at most (a larger append is returned in parts, each
+    /// with the `Stream-Next-Offset` to read the rest from; only a single JSON message
+    /// larger than this is returned whole).
     pub read_chunk_bytes: usize,
+    /// Catch-up reads served at once, at most: each holds up to `read_chunk_bytes` in
+    /// memory until its response is sent. Reads beyond it wait up to `read_queue_timeout`
+    /// for a slot, then get `503` with `Retry-After: 1`.
+    pub max_concurrent_reads: usize,
+    /// How long a catch-up read waits for a slot when `max_concurrent_reads` are running.
+    pub read_queue_timeout: Duration,
+    /// Longest pause allowed between two parts of a request body: a client that stops
+    /// sending mid-body gets `408` instead of holding its connection (the server's header
+    /// timeout covers only the request head).
+    pub body_timeout: Duration,
     /// Whether `live=sse` is served. Off behind API Gateway HTTP APIs, which buffer whole
     /// responses: there it is refused with 400 and clients use long-poll or WebSocket.
     pub sse: bool,
@@ -53,6 +67,9 @@ impl Default for HttpConfig {
             long_poll_timeout: Duration::from_secs(30),
             sse_max_duration: Duration::from_secs(60),
             read_chunk_bytes: 1024 * 1024,
+            max_concurrent_reads: 64,
+            read_queue_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
             sse: true,
         }
     }
@@ -63,6 +80,8 @@ struct AppState {
     sessions: Sessions,
     auth: Auth,
     config: HttpConfig,
+    /// One permit per catch-up read in progress (held until its body is sent).
+    reads: Arc<Semaphore>,
 }
 
 /// The protocol's routes over `sessions`, with CORS and browser security headers. Every
@@ -72,6 +91,7 @@ pub fn router(sessions: Sessions, auth: Auth, config: HttpConfig) -> Router {
     let state = AppState {
         sessions,
         auth,
+        reads: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
         config,
     };
     Router::new()

@@ -1,7 +1,10 @@
 //! Handlers for one stream URL: PUT create, POST append/close, GET read, HEAD, DELETE.
 
+use std::time::Duration;
+
 use agentwire_session::content::{self, Mode};
 use agentwire_session::headers::{self as protocol, format_rfc3339, next_cursor};
+use agentwire_session::path;
 use agentwire_session::{
     AppendKind, AppendRequest, CreateStream, Event, Expiry, Offset, Payload, ProtocolError,
     ReadBatch, ReadFrom, StreamInfo,
@@ -14,6 +17,8 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
+use std::collections::VecDeque;
+use tokio::sync::OwnedSemaphorePermit;
 
 use agentwire_auth::{Action, Principal, bearer};
 
@@ -57,11 +62,15 @@ impl ReadQuery {
 /// client sees the status instead of a reset connection.
 const DRAIN_PAST_LIMIT: usize = 64 * 1024 * 1024;
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, limit: usize, pause: Duration) -> Result<Bytes, ApiError> {
     let mut chunks = body.into_data_stream();
     let mut buf = BytesMut::new();
     let mut total = 0usize;
-    while let Some(chunk) = chunks.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(pause, chunks.next()).await else {
+            return Err(ApiError::request_timeout(pause));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
         total += chunk.len();
@@ -87,6 +96,7 @@ pub(crate) async fn handle(
 ) -> Result<Response, ApiError> {
     let name = stream_name(&name)?;
     tracing::Span::current().record("session", tracing::field::display(&name));
+    check_request(&headers)?;
     let query = ReadQuery::parse(query.as_deref())?;
     let token = bearer(header(&headers, header::AUTHORIZATION.as_str())).or(query.token.as_deref());
     let principal = app.auth.authenticate(token, SystemClock.now_ms() / 1000)?;
@@ -100,10 +110,18 @@ pub(crate) async fn handle(
     let limit = app.config.max_body_bytes;
     match method {
         Method::PUT => {
-            let body = read_body(body, limit).await?;
+            let body = read_body(body, limit, app.config.body_timeout).await?;
             create(&app, &principal, &name, stored, &headers, body).await
         }
-        Method::POST => append(&app, stored, &headers, read_body(body, limit).await?).await,
+        Method::POST => {
+            append(
+                &app,
+                stored,
+                &headers,
+                read_body(body, limit, app.config.body_timeout).await?,
+            )
+            .await
+        }
         Method::GET => read(&app, stored, &headers, query).await,
         Method::HEAD => head(&app, stored).await,
         Method::DELETE => {
@@ -121,9 +139,7 @@ pub(crate) async fn handle(
 
 /// Stream names are the path after the prefix; control characters are refused.
 fn stream_name(raw: &str) -> Result<String, ProtocolError> {
-    if raw.is_empty() || raw.chars().any(char::is_control) {
-        return Err(ProtocolError::InvalidName(raw.chars().take(64).collect()));
-    }
+    path::validate_name(raw)?;
     Ok(raw.to_owned())
 }
 
@@ -156,7 +172,7 @@ async fn create(
     )?;
     if let Some(fork) = &mut fork {
         // A fork reads its source, so the caller must be allowed to read it.
-        let source = source_name(&fork.source);
+        let source = path::fork_source(&fork.source, STREAM_PREFIX)?;
         principal.authorize(&source, Action::Read)?;
         fork.source = principal.stored_name(&source);
     }
@@ -186,18 +202,13 @@ async fn create(
     Ok(response)
 }
 
-/// The absolute URL of a stream, as the client addressed this server.
+/// The absolute URL of a stream, as the client addressed this server; the name is
+/// percent-encoded, so the URL names the stream exactly.
 fn location(request: &HeaderMap, name: &str) -> String {
     let host = header(request, header::HOST.as_str()).unwrap_or("localhost");
     let scheme = header(request, "x-forwarded-proto").unwrap_or("http");
+    let name = path::encode_name(name);
     format!("{scheme}://{host}{STREAM_PREFIX}{name}")
-}
-
-/// A fork source is named by its URL path; strip our prefix to get the stream name.
-fn source_name(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let path = path.strip_prefix(STREAM_PREFIX).unwrap_or(path);
-    path.to_owned()
 }
 
 async fn append(
@@ -331,8 +342,15 @@ async fn read(
     let chunk = app.config.read_chunk_bytes;
     match query.live.as_deref() {
         None => {
+            // Bounded: each read holds up to `chunk` bytes until its body is sent.
+            let queue = app.config.read_queue_timeout;
+            let permit = match tokio::time::timeout(queue, app.reads.clone().acquire_owned()).await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Ok(busy(app.config.max_concurrent_reads)),
+            };
             let batch = app.sessions.read(&name, from, chunk).await?;
-            Ok(catch_up(&batch, from, headers))
+            Ok(catch_up(batch, from, headers, Some(permit)))
         }
         Some("long-poll") => {
             if query.offset.is_none() {
@@ -353,8 +371,10 @@ async fn read(
                 }
                 return Ok(response);
             }
-            let mut response = catch_up(&batch, ReadFrom::At(batch.from), headers);
-            if !batch.end_of_stream() {
+            let at = ReadFrom::At(batch.from);
+            let ended = batch.end_of_stream();
+            let mut response = catch_up(batch, at, headers, None);
+            if !ended {
                 set(response.headers_mut(), STREAM_CURSOR, cursor);
             }
             Ok(response)
@@ -378,8 +398,34 @@ async fn read(
     }
 }
 
-/// Renders a batch as a catch-up (or long-poll data) response.
-fn catch_up(batch: &ReadBatch, from: ReadFrom, request: &HeaderMap) -> Response {
+/// `503` for a read over `max_concurrent_reads`: not an error of the server, so not
+/// logged as one.
+fn busy(max_concurrent_reads: usize) -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "too many reads in progress (at most {max_concurrent_reads} at once): retry after 1 s\n"
+        ),
+    )
+        .into_response();
+    let out = response.headers_mut();
+    set(out, header::RETRY_AFTER.as_str(), "1".into());
+    set(
+        out,
+        header::CONTENT_TYPE.as_str(),
+        "text/plain; charset=utf-8".into(),
+    );
+    response
+}
+
+/// Renders a batch as a catch-up (or long-poll data) response; `permit` (a read slot) is
+/// held until the body has been sent or dropped.
+fn catch_up(
+    batch: ReadBatch,
+    from: ReadFrom,
+    request: &HeaderMap,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Response {
     let now = matches!(from, ReadFrom::Now);
     let etag = format!(
         "\"{}:{}:{}{}\"",
@@ -396,8 +442,7 @@ fn catch_up(batch: &ReadBatch, from: ReadFrom, request: &HeaderMap) -> Response 
         set(response.headers_mut(), header::ETAG.as_str(), etag);
         return response;
     }
-    let body = render(batch);
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::new(ReadBody::of(&batch, permit)));
     let out = response.headers_mut();
     set(
         out,
@@ -429,6 +474,71 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
         let tag = tag.trim();
         tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag)
     })
+}
+
+/// The body of a catch-up read, sent record by record from the batch's buffers rather
+/// than copied into one (its length is known, so it still has a `Content-Length`).
+struct ReadBody {
+    frames: VecDeque<Bytes>,
+    remaining: u64,
+    /// The read's slot, freed when the body is done or dropped.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ReadBody {
+    /// Raw bytes as stored, or the JSON array of the messages: `[`, records joined by
+    /// `,`, `]`.
+    fn of(batch: &ReadBatch, permit: Option<OwnedSemaphorePermit>) -> ReadBody {
+        let json = Mode::of(&batch.info.content_type) == Mode::Json;
+        let mut frames = VecDeque::with_capacity(batch.records.len() * 2 + 2);
+        if json {
+            frames.push_back(Bytes::from_static(b"["));
+        }
+        for (i, record) in batch.records.iter().enumerate() {
+            if json && i > 0 {
+                frames.push_back(Bytes::from_static(b","));
+            }
+            if !record.data.is_empty() {
+                frames.push_back(record.data.clone());
+            }
+        }
+        if json {
+            frames.push_back(Bytes::from_static(b"]"));
+        }
+        let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        ReadBody {
+            frames,
+            remaining,
+            permit,
+        }
+    }
+}
+
+impl http_body::Body for ReadBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.frames.pop_front();
+        if let Some(frame) = &next {
+            self.remaining -= frame.len() as u64;
+        }
+        if self.frames.is_empty() {
+            self.permit = None;
+        }
+        std::task::Poll::Ready(next.map(|frame| Ok(http_body::Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// The body of a read: raw bytes, or a JSON array of the messages.

@@ -201,3 +201,51 @@ async fn tenants_never_see_each_others_sessions() {
         "acme data"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_named_with_a_slash_never_shares_another_tenants_sessions() {
+    let s = Server::new();
+    // Tenant `acme/prod` stores `chat` as `acme/prod/chat`, which is also where tenant
+    // `acme` stores `prod/chat`: such a token (minted before tenants were checked) is
+    // refused outright, so neither can reach the other's sessions.
+    let prod = token("acme/prod", "*", Role::Admin, 60);
+    for (method, body) in [("PUT", ""), ("POST", "prod's secret"), ("GET", "")] {
+        let (status, message) = s.send(method, "/v1/stream/chat", Some(&prod), body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method}: {message}");
+        assert!(
+            message.contains("tenant") && message.contains("'/'"),
+            "{message}"
+        );
+    }
+    let acme = token("acme", "*", Role::Admin, 60);
+    for method in ["GET", "HEAD", "DELETE"] {
+        assert_eq!(
+            s.send(method, "/v1/stream/prod/chat", Some(&acme), "")
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "{method}: nothing of acme/prod is under acme"
+        );
+    }
+    // acme's own `prod/chat` is acme's, and stays out of reach of the refused token.
+    assert_eq!(
+        s.send("PUT", "/v1/stream/prod/chat", Some(&acme), "")
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.send("POST", "/v1/stream/prod/chat", Some(&acme), "acme data")
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = s.send("GET", "/v1/stream/chat", Some(&prod), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.send("GET", "/v1/stream/prod/chat", Some(&acme), "")
+            .await
+            .1,
+        "acme data"
+    );
+}

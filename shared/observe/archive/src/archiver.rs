@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentwire_auth::split_stored_name;
 use agentwire_session::{Clock, Mode, ReadError, ReadFrom, SessionLog, SystemClock, events_of};
 use agentwire_trace::{SessionEvent, TraceContext, build_trace, encode_jsonl_gz, object_key};
 use tracing::{info, instrument, warn};
@@ -108,8 +109,7 @@ impl Archiver {
         if events.is_empty() {
             return Ok(None);
         }
-        // Stored names are `tenant/session`.
-        let (tenant, name) = session.split_once('/').unwrap_or(("", session));
+        let (tenant, name) = split_stored_name(session).unwrap_or(("", session));
         let now = self.clock.now_ms();
         let context = TraceContext {
             tenant,

@@ -21,13 +21,10 @@ use agentwire_session::Sessions;
 use aws_config::BehaviorVersion;
 use tracing::info;
 
-/// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG`.
+/// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG` (errors only
+/// when unset), with payload-logging library targets capped (see `agentwire_logging`).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
+    agentwire_logging::init(agentwire_logging::Format::JsonWithoutTime, "error");
 }
 
 /// How often live reads re-read DynamoDB: appends land in other Lambda instances.

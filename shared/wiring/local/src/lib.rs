@@ -9,6 +9,7 @@
 //! `agentwire dev --backend aws`) and wires them the same way.
 
 mod expiry;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,11 +24,12 @@ use agentwire_realtime::{
     ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
 };
 use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
-use agentwire_sqlite::{SqliteActivityIndex, SqliteSessionLog};
+use agentwire_sqlite::{ReadPool, SqliteActivityIndex, SqliteSessionLog};
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{ActivityIndex, TraceArchive};
 
 pub use expiry::ExpirySweep;
+pub use serve::{ServeLimits, accept, default_max_connections, serve};
 
 /// The jobs' settings locally (on AWS the template sets them).
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct LocalSettings {
     /// Changes of this long are handed to the archiver as one batch (the DynamoDB Stream's
     /// batching window on AWS): a closed session is archived within about this long.
     pub change_window: Duration,
+    /// The SQLite log's reader connections: how many at most, and when idle ones close.
+    pub read_pool: ReadPool,
 }
 
 impl LocalSettings {
@@ -54,6 +58,7 @@ impl LocalSettings {
             archive_sweep: Duration::from_secs(60),
             expiry_sweep: Duration::from_secs(60),
             change_window: Duration::from_secs(1),
+            read_pool: ReadPool::default(),
         }
     }
 
@@ -253,7 +258,8 @@ fn embedded_parts(
         Some(log) => (log, None),
         None => {
             let sqlite = Arc::new(
-                SqliteSessionLog::open_with_clock(&db, clock).map_err(|e| storage(&db, e))?,
+                SqliteSessionLog::open_with(&db, clock, settings.read_pool)
+                    .map_err(|e| storage(&db, e))?,
             );
             (sqlite.clone() as Arc<dyn SessionLog>, Some(sqlite))
         }
