@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use reqwest::{Client, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 /// One server under test.
 #[derive(Debug, Clone)]
@@ -245,7 +245,9 @@ impl Socket {
             url.push_str("?token=");
             url.push_str(token);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(30), connect_async(url))
+            .await
+            .context("no WebSocket handshake within 30 s")??;
         Ok(Socket { ws })
     }
 

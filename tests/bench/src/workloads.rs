@@ -236,10 +236,12 @@ pub async fn fanout(
             let permit = connecting.acquire_owned().await?;
             let mut reader = Task::spawn(follow(target, name, live, last, tx));
             // Follow's first action is to subscribe; seeing the warm-up message proves it.
-            let first = tokio::time::timeout(STEP, rx.recv()).await;
+            // Longer than the handshake's and the subscribe's own timeouts (30 s each), so
+            // that a stalled step fails with its own error, naming it.
+            let first = tokio::time::timeout(2 * STEP + Duration::from_secs(5), rx.recv()).await;
             drop(permit);
             let failure = match first {
-                Err(_) => Some("no warm-up message within 30 s".to_owned()),
+                Err(_) => Some("subscribed, but no warm-up message within 65 s".to_owned()),
                 Ok(Some((0, _))) => None,
                 Ok(Some((seq, _))) => Some(format!("first message seen was {seq}")),
                 Ok(None) => Some(match reader.join().await {

@@ -26,6 +26,32 @@ pub(crate) async fn forget(
     }
 }
 
+/// The offsets `[from, to)` of a session pushed to its subscribers, with no gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pushed {
+    from: Offset,
+    to: Offset,
+}
+
+impl Pushed {
+    /// The range once `[from, to)` was pushed too. A range below this one that does not
+    /// reach it leaves a gap, owned by the deliveries still to come for the appends in
+    /// it, so the range keeps its start (those appends are below it and get pushed).
+    fn extend(self, from: Offset, to: Offset) -> Pushed {
+        if to >= self.from && from <= self.to {
+            Pushed {
+                from: self.from.min(from),
+                to: self.to.max(to),
+            }
+        } else {
+            Pushed {
+                from: self.from,
+                to: self.to.max(to),
+            }
+        }
+    }
+}
+
 /// Pushes appended events to subscribers, in offset order per session. Cheap to clone.
 #[derive(Clone)]
 pub struct Fanout {
@@ -35,9 +61,9 @@ pub struct Fanout {
 struct Inner {
     registry: Arc<dyn ConnectionRegistry>,
     push: Arc<dyn ClientPush>,
-    /// Per session, the offset up to which events were pushed. Deliveries for one session
-    /// take turns on it, so concurrent appends are pushed once each, in order.
-    cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Offset>>>>>,
+    /// Per session, the range of offsets pushed so far. Deliveries for one session take
+    /// turns on it, so concurrent appends are pushed once each, in order where they can be.
+    cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pushed>>>>>,
     /// Push each append's own events before it is acknowledged (see [`Fanout::inline`]).
     inline: bool,
 }
@@ -69,7 +95,7 @@ impl Fanout {
         }
     }
 
-    fn cursor(&self, session: &str) -> Arc<tokio::sync::Mutex<Option<Offset>>> {
+    fn cursor(&self, session: &str) -> Arc<tokio::sync::Mutex<Option<Pushed>>> {
         let mut cursors = self.inner.cursors.lock().unwrap_or_else(|p| p.into_inner());
         cursors.entry(session.to_owned()).or_default().clone()
     }
@@ -79,15 +105,21 @@ impl Fanout {
     pub async fn deliver(&self, sessions: &Sessions, session: &str, start: Offset, tail: Offset) {
         let cursor = self.cursor(session);
         let mut pushed = cursor.lock().await;
-        // Once something was pushed, continue from there: that covers appends whose own
-        // delivery has not run yet, and skips what an earlier delivery already read.
+        // Deliveries run in the order their tasks get the lock, not in offset order: a
+        // later append's may come first. Above what was pushed, continue from its end
+        // (that covers appends whose own delivery has not run yet); an append below it
+        // was not pushed by anyone, so it is pushed now, late (clients order by offset).
         let from = match *pushed {
-            Some(done) if done >= tail => return,
-            Some(done) => done,
             None => start,
+            Some(range) if start < range.from => start,
+            Some(range) if range.to >= tail => return,
+            Some(range) => range.to,
         };
         if let Some(at) = self.push_range(sessions, session, from, tail).await {
-            *pushed = Some(at.max(pushed.unwrap_or(at)));
+            *pushed = Some(match *pushed {
+                None => Pushed { from, to: at },
+                Some(range) => range.extend(from, at),
+            });
         }
     }
 

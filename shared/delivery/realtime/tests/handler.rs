@@ -707,3 +707,74 @@ async fn a_connection_admitted_with_an_invalid_tenant_cannot_act() {
         "nothing was subscribed"
     );
 }
+
+/// Deliveries run in whatever order their tasks get to the session: a later append's may
+/// come first. The earlier append must still reach subscribers (it once did not, when the
+/// later delivery set the session's cursor past it: a silent loss seen in the benchmark).
+#[tokio::test]
+async fn an_append_whose_delivery_runs_after_a_later_ones_is_still_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteSessionLog::open(dir.path().join("s.db")).unwrap());
+    let registry = Arc::new(InMemoryConnectionRegistry::default());
+    let push = Arc::new(RecordingPush::default());
+    // No observer: the test calls the deliveries itself, in the order it chooses.
+    let sessions = Sessions::new(log);
+    let fanout = Fanout::new(registry.clone(), push.clone());
+    sessions
+        .create(CreateStream {
+            name: "acme/chat-1".into(),
+            content_type: Some("application/json".into()),
+            expiry: Expiry::Never,
+            closed: false,
+            fork: None,
+            body: Bytes::new(),
+        })
+        .await
+        .unwrap();
+    let claims = Claims {
+        tenant: "acme".into(),
+        sessions: "*".into(),
+        role: Role::Reader,
+        user: Some("ana".into()),
+        exp: i64::MAX,
+    };
+    registry
+        .connect(agentwire_realtime::Connection {
+            id: CONNECTION.into(),
+            claims,
+            connected_at_ms: 0,
+        })
+        .await
+        .unwrap();
+    registry.subscribe(CONNECTION, "acme/chat-1").await.unwrap();
+    let mut appended = Vec::new();
+    for n in 0..4 {
+        let event = json!({"type": "message.delta", "data": {"n": n}});
+        appended.push(
+            append_events(&sessions, "acme/chat-1", &[event])
+                .await
+                .unwrap(),
+        );
+    }
+    // The last append's delivery first, then the first's, then the middle two.
+    for i in [3, 0, 2, 1] {
+        let a = appended[i];
+        fanout
+            .deliver(&sessions, "acme/chat-1", a.start, a.tail)
+            .await;
+    }
+    let mut seen: Vec<i64> = push
+        .frames()
+        .iter()
+        .filter(|(_, f)| f["type"] == "events")
+        .flat_map(|(_, f)| f["events"].as_array().unwrap().clone())
+        .map(|e| e["event"]["data"]["n"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![0, 1, 2, 3],
+        "every append reached the subscriber"
+    );
+}
