@@ -41,19 +41,9 @@ pub const MAX_JSON_DEPTH: usize = 100;
 /// without parsing it (one pass; brackets inside strings do not count). Says nothing
 /// about whether it is valid JSON otherwise.
 pub fn check_depth(json: &[u8]) -> Result<(), ProtocolError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    for (_, b) in outside_strings(json) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
@@ -67,6 +57,28 @@ pub fn check_depth(json: &[u8]) -> Result<(), ProtocolError> {
         }
     }
     Ok(())
+}
+
+/// The bytes of `json` that are not inside a string, with their index: what its structure
+/// (brackets, commas) is read from without parsing it.
+fn outside_strings(json: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    json.iter().enumerate().filter_map(move |(i, &b)| {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            return None;
+        }
+        if b == b'"' {
+            in_string = true;
+            return None;
+        }
+        Some((i, b))
+    })
 }
 
 /// The content type a stream gets when the creator names none.
@@ -177,19 +189,9 @@ pub fn json_messages(record: &[u8]) -> Vec<&[u8]> {
     }
     // Records were validated when appended; a split on top-level commas is all that's needed.
     let mut messages = Vec::new();
-    let (mut depth, mut in_string, mut escaped, mut start) = (0i32, false, false, 0);
-    for (i, &b) in record.iter().enumerate() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, b) in outside_strings(record) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => depth -= 1,
             b',' if depth == 0 => {

@@ -36,18 +36,14 @@ struct Pushed {
 impl Pushed {
     /// The range once `[from, to)` was pushed too. A range below this one that does not
     /// reach it leaves a gap, owned by the deliveries still to come for the appends in
-    /// it, so the range keeps its start (those appends are below it and get pushed).
+    /// it, so the range stays as it is (those appends are below it and get pushed).
     fn extend(self, from: Offset, to: Offset) -> Pushed {
-        if to >= self.from && from <= self.to {
-            Pushed {
-                from: self.from.min(from),
-                to: self.to.max(to),
-            }
-        } else {
-            Pushed {
-                from: self.from,
-                to: self.to.max(to),
-            }
+        if to < self.from {
+            return self;
+        }
+        Pushed {
+            from: self.from.min(from),
+            to: self.to.max(to),
         }
     }
 }

@@ -21,13 +21,16 @@ struct Server {
 }
 
 fn server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = SqliteSessionLog::open(dir.path().join("s.db")).expect("open");
-    let config = HttpConfig {
+    server_with(HttpConfig {
         max_body_bytes: 1024,
         long_poll_timeout: Duration::from_millis(200),
         ..HttpConfig::default()
-    };
+    })
+}
+
+fn server_with(config: HttpConfig) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = SqliteSessionLog::open(dir.path().join("s.db")).expect("open");
     Server {
         app: router(
             Sessions::new(Arc::new(log)),
@@ -779,20 +782,10 @@ async fn control_since_looks_back_a_bounded_number_of_events() {
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_is_408_and_appends_nothing() {
     use futures_util::StreamExt;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = SqliteSessionLog::open(dir.path().join("s.db")).expect("open");
-    let config = HttpConfig {
+    let server = server_with(HttpConfig {
         body_timeout: Duration::from_millis(200),
         ..HttpConfig::default()
-    };
-    let server = Server {
-        app: router(
-            Sessions::new(Arc::new(log)),
-            Auth::Insecure { tenant: "t".into() },
-            config,
-        ),
-        _dir: dir,
-    };
+    });
     let json = [("content-type", "application/json")];
     assert_eq!(
         server.send("PUT", "/v1/stream/s", &json, "").await.status,
