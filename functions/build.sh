@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source infra/venv.sh --with-cargo-lambda
 arch=--x86-64
 [ "${1:-}" = "--arm64" ] && arch=--arm64
-bins=(agentwire-http agentwire-websocket agentwire-archiver)
+bins=(agentwire-http agentwire-websocket agentwire-archiver agentwire-scorer)
 args=()
 for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
 cargo lambda build --release --locked "$arch" "${args[@]}"

@@ -22,6 +22,7 @@ FUNCTIONS = {
     "HttpFunction": "agentwire-http",
     "WebSocketFunction": "agentwire-websocket",
     "ArchiverFunction": "agentwire-archiver",
+    "ScorerFunction": "agentwire-scorer",
 }
 WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
@@ -32,7 +33,7 @@ COMMON_ENV = ["AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_BUCKET", "RUST_LOG"]
 API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT"]
 API_FUNCTIONS = ["HttpFunction", "WebSocketFunction"]
 # Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
-JOBS = {"ArchiverFunction": "archiver"}
+JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer"}
 OUTPUTS = [
     "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
     "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
@@ -318,6 +319,28 @@ def _(t: Template) -> None:
     expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event")
 
 
+@check("ScorerFunction gets the Bucket's Object Created events for traces/ through EventBridge, re-scores on a schedule, and indexes into SessionsTable's scores index")
+def _(t: Template) -> None:
+    events = t.props("ScorerFunction").get("Events", {})
+    # Type S3 would need the bucket's notification to name this function, which names the
+    # bucket: a dependency cycle CloudFormation refuses (cfn-lint does not see it).
+    expect(not any(e.get("Type") == "S3" for e in events.values()), "an S3 event source makes a Bucket <-> ScorerFunction cycle")
+    rules = [e["Properties"].get("Pattern", {}) for e in events.values() if e.get("Type") == "EventBridgeRule"]
+    expect(len(rules) == 1, f"expected one EventBridgeRule event, found {len(rules)}")
+    pattern = rules[0]
+    expect(pattern.get("source") == ["aws.s3"] and pattern.get("detail-type") == ["Object Created"], f"pattern is {pattern!r}")
+    detail = pattern.get("detail", {})
+    expect(refs(detail.get("bucket", {}).get("name")) == {"Bucket"}, "the rule does not match the Bucket by name")
+    expect(detail.get("object", {}).get("key") == [{"prefix": "traces/"}], f"the rule's key filter is {detail.get('object')!r}")
+    enabled = t.props("Bucket").get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled")
+    expect(enabled is True, "the Bucket does not send its events to EventBridge")
+    expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event (the nightly re-score)")
+    indexes = {i["IndexName"]: i for i in t.props("SessionsTable").get("GlobalSecondaryIndexes", [])}
+    expect("scores" in indexes, "SessionsTable has no scores index")
+    keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["scores"]["KeySchema"]]
+    expect(keys == [("spk", "HASH"), ("ssk", "RANGE")], f"scores index keys are {keys}")
+
+
 @check("bucket: public access blocked, encrypted, traces/ expire, blobs/ never do, TLS-only policy")
 def _(t: Template) -> None:
     buckets = t.of_type("AWS::S3::Bucket")
@@ -353,12 +376,13 @@ def _(t: Template) -> None:
         expect(param["MaxValue"] < INTEGRATION_LIMIT_MS, f"LongPollTimeoutMs MaxValue is {param['MaxValue']}")
 
 
-@check("HttpFunction serves ANY /v1/stream/{proxy+} and GET /healthz on the HttpApi, payload 2.0")
+@check("HttpFunction serves ANY /v1/stream/{proxy+}, POST /v1/traces, the scores API and GET /healthz on the HttpApi, payload 2.0")
 def _(t: Template) -> None:
     events = t.props("HttpFunction").get("Events", {}).values()
     routes = {(e["Properties"].get("Method", "").upper(), e["Properties"].get("Path")): e["Properties"]
               for e in events if e.get("Type") == "HttpApi"}
-    for route in [("ANY", "/v1/stream/{proxy+}"), ("GET", "/healthz")]:
+    for route in [("ANY", "/v1/stream/{proxy+}"), ("POST", "/v1/traces"),
+                  ("GET", "/v1/traces/{trace_id}/scores"), ("GET", "/v1/scores"), ("GET", "/healthz")]:
         expect(route in routes, f"no HttpApi route {route}")
         expect(str(routes[route].get("PayloadFormatVersion")) == "2.0", f"{route} is not payload 2.0")
         expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")

@@ -46,6 +46,7 @@ self_test() {
         'StreamViewType: NEW_AND_OLD_IMAGES\n      TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}'
     bites "long-poll past the integration limit" "Default: 20000" "Default: 30000"
     bites "wrong binary name" "Binary: agentwire-archiver" "Binary: agentwire-archive"
+    bites "scorer triggered by its own scores/" "key: \[{prefix: traces/}\]" "key: [{prefix: scores/}]"
 }
 
 echo "==> venv"

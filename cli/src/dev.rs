@@ -394,6 +394,7 @@ async fn aws(
         poll: Some(agentwire_aws_stack::POLL_INTERVAL),
         archive: Arc::new(stack.bucket.clone()),
         activity: stack.activity.clone(),
+        scores: stack.scores.clone(),
         sqlite: None,
     };
     Ok(LocalStack::assemble(

@@ -2,7 +2,9 @@
 
 mod demo_agent;
 mod dev;
+mod import;
 mod job;
+mod score;
 mod secret;
 mod tail;
 mod token;
@@ -28,6 +30,10 @@ enum Command {
     Tail(tail::TailArgs),
     /// List the scheduled jobs, or run one now (as `agentwire dev` runs them).
     Job(job::JobArgs),
+    /// Import dataset files (OTLP JSON, tau-bench, RAGTruth) as traces in the archive layout.
+    Import(import::ImportArgs),
+    /// Score archived traces with the deterministic scorers, into JSON lines of records.
+    Score(score::ScoreArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -48,9 +54,11 @@ fn init_cli_logging() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Token(args) = cli.command {
-        return token::run(args);
-    }
+    let cli = match cli.command {
+        Command::Token(args) => return token::run(args),
+        Command::Score(args) => return score::run(args),
+        command => Cli { command },
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -65,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             init_cli_logging();
             runtime.block_on(job::run(args))
         }
-        Command::Token(_) => unreachable!("handled above"),
+        Command::Import(args) => runtime.block_on(import::run(args)),
+        Command::Token(_) | Command::Score(_) => unreachable!("handled above"),
     }
 }

@@ -11,7 +11,7 @@ pub struct TokenArgs {
     #[arg(long, default_value = "*")]
     session: String,
 
-    /// reader, controller, writer or admin.
+    /// reader, controller, writer, admin or ingest (may only send OpenTelemetry traces).
     #[arg(long, default_value = "reader")]
     role: Role,
 

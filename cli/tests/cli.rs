@@ -82,7 +82,11 @@ fn job_list_names_every_job_with_its_schedule() {
         String::from_utf8_lossy(&out.stderr)
     );
     let list = String::from_utf8_lossy(&out.stdout);
-    for line in ["archiver   rate(1 minute)", "expiry     rate(1 minute)"] {
+    for line in [
+        "archiver   rate(1 minute)",
+        "rescore    rate(1 day)",
+        "expiry     rate(1 minute)",
+    ] {
         assert!(list.contains(line), "missing {line:?} in:\n{list}");
     }
 }
@@ -98,7 +102,7 @@ fn job_run_of_an_unknown_job_names_the_known_ones() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"nightly\"") && stderr.contains("archiver, expiry"),
+        stderr.contains("\"nightly\"") && stderr.contains("archiver, rescore, expiry"),
         "{stderr}"
     );
 }
@@ -372,5 +376,161 @@ fn idle_connections_are_closed_but_a_long_poll_outlasting_the_idle_timeout_is_no
         waited >= std::time::Duration::from_millis(250)
             && waited < std::time::Duration::from_secs(5),
         "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn token_mints_an_ingest_role_and_names_it_among_the_roles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ok = agentwire()
+        .args(["token", "--role", "ingest", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("aw1."));
+    let bad = agentwire()
+        .args(["token", "--role", "exporter", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("admin or ingest"), "{stderr}");
+}
+
+#[test]
+fn dev_serves_otlp_trace_ingest_into_the_data_directory() {
+    use std::io::Write;
+    let dev = Dev::start(&[]);
+    let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"chat","kind":3,"startTimeUnixNano":"1749988800000000000","endTimeUnixNano":"1749988801000000000","attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"chat"}},{"key":"gen_ai.conversation.id","value":{"stringValue":"conv-1"}}]}]}]}]}"#;
+    let mut stream = dev.connect();
+    write!(
+        stream,
+        "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let reply = String::from_utf8_lossy(&read_to_close(&mut stream).expect("a reply")).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("application/json"), "{reply}");
+    let object = dev
+        ._dir
+        .path()
+        .join("traces/dt=2025-06-15/tenant=local/conv-1.jsonl.gz");
+    assert!(object.is_file(), "{} was not written", object.display());
+}
+
+/// Gzip of `text`, as a trace file's bytes.
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn import_then_score_writes_records_and_names_bad_input_by_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sources = dir.path().join("sources.jsonl");
+    std::fs::write(
+        &sources,
+        r#"{"source_id": "s1", "task_type": "QA", "source": "MARCO", "source_info": {"question": "when does the museum open", "passages": "passage 1:The museum opens at 9am.\n\npassage 2:It closes at 5pm.\n\n"}, "prompt": "p"}
+"#,
+    )
+    .unwrap();
+    let responses = dir.path().join("responses.jsonl");
+    std::fs::write(
+        &responses,
+        r#"{"id": "1", "source_id": "s1", "model": "m", "temperature": 0.7, "labels": [], "split": "train", "quality": "good", "response": "The museum opens at 9am."}
+{"id": "2", "source_id": "s1", "model": "m", "temperature": 0.7, "labels": [{"start": 20, "end": 24, "text": "11am", "label_type": "Evident Conflict"}], "split": "train", "quality": "good", "response": "The museum opens at 11am."}
+{"id": "3", "source_id": "nowhere", "model": "m", "temperature": 0.7, "labels": [], "split": "train", "quality": "good", "response": "x"}
+"#,
+    )
+    .unwrap();
+    let out = agentwire()
+        .args(["import", "ragtruth", "--responses"])
+        .arg(&responses)
+        .arg("--sources")
+        .arg(&sources)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("imported 2 traces") && stderr.contains("responses.jsonl: line 3"),
+        "{stderr}"
+    );
+    let day = std::fs::read_dir(dir.path().join("traces"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let tenant = day.join("tenant=local");
+    assert!(tenant.join("ragtruth-1.jsonl.gz").is_file());
+    // Not an archive: its first line is not a span.
+    std::fs::write(
+        tenant.join("broken.jsonl.gz"),
+        gzip("{\"start_time_unix_nano\": \"user text\"}\n"),
+    )
+    .unwrap();
+
+    let scores = dir.path().join("scores.jsonl");
+    let out = agentwire()
+        .args(["score", "--traces"])
+        .arg(dir.path().join("traces"))
+        .arg("--out")
+        .arg(&scores)
+        .output()
+        .expect("run agentwire");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("broken.jsonl.gz: line 1") && stderr.contains("scored 2 traces"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("user text"),
+        "trace content in the report: {stderr}"
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let grounded: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["name"] == "groundedness")
+        .collect();
+    assert_eq!(grounded.len(), 2, "{records:?}");
+    assert!(
+        grounded
+            .iter()
+            .all(|r| r["source"] == "code" && r["tenant"] == "local")
+    );
+
+    let config = dir.path().join("scoring.toml");
+    std::fs::write(&config, "retrieval_tools = []\nscorers = [\"vibes\"]\n").unwrap();
+    let out = agentwire()
+        .args(["score", "--traces"])
+        .arg(dir.path().join("traces"))
+        .arg("--out")
+        .arg(&scores)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run agentwire");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("scoring.toml: line 2: scorers[0]: unknown scorer `vibes`"),
+        "{stderr}"
     );
 }

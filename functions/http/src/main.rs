@@ -1,8 +1,11 @@
 //! The Durable Streams API on Lambda: the same axum router `agentwire dev` serves, on
 //! DynamoDB. API Gateway buffers responses, so SSE is refused (use long-poll or WebSocket).
+//! OTLP/HTTP trace ingest (`POST /v1/traces`) is served beside it, into the bucket, and
+//! the scores API (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index.
 
 use agentwire_aws_stack::{Needs, Settings, Stack};
 use agentwire_streams_http::HttpConfig;
+use agentwire_traces_http::TracesConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,6 +20,21 @@ async fn main() -> anyhow::Result<()> {
         sse: false,
         ..HttpConfig::default()
     };
-    let app = agentwire_streams_http::router(stack.sessions()?, stack.auth().await?, config);
+    let traces = TracesConfig {
+        // The same Lambda request limit as appends.
+        max_body_bytes: config.max_body_bytes,
+        ..TracesConfig::default()
+    };
+    let auth = stack.auth().await?;
+    let app = agentwire_streams_http::router(stack.sessions()?, auth.clone(), config)
+        .merge(agentwire_traces_http::router(
+            stack.trace_archive(),
+            auth.clone(),
+            traces,
+        ))
+        .merge(agentwire_traces_http::scores_router(
+            stack.scores.clone(),
+            auth,
+        ));
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -18,6 +18,7 @@ macro_rules! trace_archive_contract {
             a_put_replaces_the_whole_object,
             neighbouring_keys_are_separate_objects,
             dot_and_empty_segments_never_reach_another_key,
+            listing_a_prefix_gives_its_keys_in_order,
         );
     };
     (@cases $archive:path; $($case:ident),* $(,)?) => {
@@ -157,4 +158,43 @@ pub async fn dot_and_empty_segments_never_reach_another_key(archive: &dyn TraceA
             "writing {key} changed {KEY}"
         );
     }
+}
+
+pub async fn listing_a_prefix_gives_its_keys_in_order(archive: &dyn TraceArchive) {
+    let list = |prefix: &'static str| async move {
+        archive
+            .list(prefix)
+            .await
+            .unwrap_or_else(|e| panic!("list {prefix}: {e}"))
+    };
+    assert!(list("traces/").await.is_empty(), "an empty archive");
+    for key in [
+        "traces/dt=2026-11-27/tenant=acme/b.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=zeta/a.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/b.jsonl.gz",
+        "traces/dt=2026-11-26/tenant=acme/a.jsonl.gz",
+        "scores/dt=2026-11-26/tenant=acme/a.jsonl.gz",
+    ] {
+        put(archive, key, b"x").await;
+    }
+    assert_eq!(
+        list("traces/dt=2026-11-26/").await,
+        [
+            "traces/dt=2026-11-26/tenant=acme/a.jsonl.gz",
+            "traces/dt=2026-11-26/tenant=acme/b.jsonl.gz",
+            "traces/dt=2026-11-26/tenant=zeta/a.jsonl.gz",
+        ]
+    );
+    // A prefix ending mid-segment matches by characters, as S3's does.
+    assert_eq!(
+        list("traces/dt=2026-11-2").await.len(),
+        4,
+        "every traces/ key of both days"
+    );
+    assert_eq!(
+        list("traces/dt=2026-11-26/tenant=acme/b").await,
+        ["traces/dt=2026-11-26/tenant=acme/b.jsonl.gz"]
+    );
+    assert!(list("traces/dt=2026-11-28/").await.is_empty());
+    assert_eq!(list("scores/").await.len(), 1);
 }

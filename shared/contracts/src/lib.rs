@@ -1,6 +1,7 @@
 //! The contracts of the ports, as async tests every implementation runs: the
 //! [`SessionLog`] here, the connection registry in [`registry`], the trace archive in
-//! [`archive`], the claim-check blob store in [`blobs`] and the client push in [`push`].
+//! [`archive`], the claim-check blob store in [`blobs`], the client push in [`push`] and the
+//! score index in [`scores`].
 //!
 //! A backend's test file calls [`session_log_contract!`] with an async function that returns
 //! a fresh [`Subject`]; each case below becomes one `#[tokio::test]` there.
@@ -10,6 +11,7 @@ pub mod archive;
 pub mod blobs;
 pub mod push;
 pub mod registry;
+pub mod scores;
 
 use std::any::Any;
 use std::collections::BTreeSet;

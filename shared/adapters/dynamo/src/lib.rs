@@ -4,11 +4,13 @@
 mod activity;
 mod connections;
 mod item;
+mod scores;
 mod stream;
 mod table;
 
 pub use activity::DynamoActivityIndex;
 pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
+pub use scores::{DynamoScoreIndex, SCORES_INDEX};
 pub use stream::session_changes;
 
 use std::sync::Arc;
@@ -126,9 +128,11 @@ impl DynamoSessionLog {
         }
     }
 
-    /// Creates the table (pay per request) if it does not exist; for local engines and tests.
+    /// Creates the table (pay per request, with the `scores` index) if it does not exist;
+    /// for local engines and tests.
     pub async fn ensure_table(&self) -> Result<(), StorageError> {
-        table::ensure_pk_sk_table(&self.client, &self.table)
+        // The session table also holds score records, listed through its `scores` index.
+        table::ensure_session_table(&self.client, &self.table)
             .await
             .map(drop)
             .map_err(StorageError::new)

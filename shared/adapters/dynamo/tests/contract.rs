@@ -49,3 +49,53 @@ mod activity_index {
 
     activity_index_contract!(index);
 }
+
+/// The ScoreIndex contract, on DynamoDB Local (in the session table, with its `scores`
+/// index).
+mod score_index {
+    use std::sync::Arc;
+
+    use agentwire_contracts::score_index_contract;
+    use agentwire_dynamo::{DynamoScoreIndex, DynamoSessionLog, local_client};
+    use agentwire_scoring::ScoreIndex;
+
+    async fn index() -> (Arc<dyn ScoreIndex>, ()) {
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("scores-{:016x}", fastrand::u64(..));
+        DynamoSessionLog::new(local_client(&endpoint), &table)
+            .ensure_table()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Local must be running at {endpoint}: {e}"));
+        let index = DynamoScoreIndex::new(local_client(&endpoint), table);
+        index.ensure_index().await.expect("the scores index");
+        (Arc::new(index), ())
+    }
+
+    score_index_contract!(index);
+
+    /// A session table from before score records (no `scores` index) is refused with what
+    /// to do, rather than failing on the first listing.
+    #[tokio::test]
+    async fn an_older_table_without_the_index_is_refused_clearly() {
+        use agentwire_dynamo::DynamoConnectionRegistry;
+
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("old-{:016x}", fastrand::u64(..));
+        // A plain pk/sk table, as every table was before the index.
+        DynamoConnectionRegistry::new(local_client(&endpoint), &table)
+            .ensure_table()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Local must be running at {endpoint}: {e}"));
+        let error = DynamoScoreIndex::new(local_client(&endpoint), &table)
+            .ensure_index()
+            .await
+            .expect_err("no index");
+        let message = error.to_string();
+        assert!(
+            message.contains(&table) && message.contains("no scores index"),
+            "{error}"
+        );
+    }
+}

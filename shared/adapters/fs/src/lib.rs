@@ -97,4 +97,43 @@ impl TraceArchive for DirTraceArchive {
             Err(e) => Err(failed(&path, e)),
         }
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
+        // Walk only the directory the prefix's whole segments name, not the whole archive.
+        let dir_part = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(dir_part)?
+        };
+        let mut keys = Vec::new();
+        let mut pending = vec![start];
+        while let Some(dir) = pending.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(&dir, e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(|e| failed(&dir, e))? {
+                let path = entry.path();
+                let kind = entry.file_type().await.map_err(|e| failed(&path, e))?;
+                if kind.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key = relative
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                // Files being written aside are not objects yet.
+                if key.starts_with(prefix) && !key.ends_with(".partial") {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }

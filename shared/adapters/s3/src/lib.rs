@@ -144,4 +144,26 @@ impl TraceArchive for S3Bucket {
             .await
             .map_err(|e| ArchiveError(e.message))
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ArchiveError(failed("list", prefix, e).message))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        // S3 lists in UTF-8 binary order already; sorting keeps the promise on any server.
+        keys.sort();
+        Ok(keys)
+    }
 }

@@ -10,10 +10,12 @@
 mod activity;
 mod pool;
 mod schema;
+mod scores;
 mod store;
 
 pub use activity::SqliteActivityIndex;
 pub use pool::ReadPool;
+pub use scores::SqliteScoreIndex;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -35,3 +35,23 @@ mod activity_index {
 
     activity_index_contract!(index);
 }
+
+/// The ScoreIndex contract, on SQLite (in the session log's file, beside the sessions).
+mod score_index {
+    use std::sync::Arc;
+
+    use agentwire_contracts::score_index_contract;
+    use agentwire_scoring::ScoreIndex;
+    use agentwire_sqlite::{SqliteScoreIndex, SqliteSessionLog};
+
+    async fn index() -> (Arc<dyn ScoreIndex>, (tempfile::TempDir, SqliteSessionLog)) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        // The log opens the file first, as `agentwire dev` does.
+        let log = SqliteSessionLog::open(&path).expect("open the log");
+        let index = SqliteScoreIndex::open(&path).expect("open");
+        (Arc::new(index), (dir, log))
+    }
+
+    score_index_contract!(index);
+}

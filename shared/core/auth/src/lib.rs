@@ -89,6 +89,9 @@ pub enum Role {
     Writer,
     /// Everything, including deleting sessions.
     Admin,
+    /// A telemetry exporter: send OpenTelemetry traces (`POST /v1/traces`) and nothing
+    /// else; it can neither read nor append to any session, over HTTP or WebSocket.
+    Ingest,
 }
 
 impl Role {
@@ -98,8 +101,10 @@ impl Role {
         match self {
             Role::Reader => matches!(action, Read),
             Role::Controller => matches!(action, Read | Control),
-            Role::Writer => matches!(action, Read | Append | Control),
+            // An agent that writes its sessions may also export its other traces.
+            Role::Writer => matches!(action, Read | Append | Control | Ingest),
             Role::Admin => true,
+            Role::Ingest => matches!(action, Ingest),
         }
     }
 }
@@ -111,6 +116,7 @@ impl fmt::Display for Role {
             Role::Controller => "controller",
             Role::Writer => "writer",
             Role::Admin => "admin",
+            Role::Ingest => "ingest",
         })
     }
 }
@@ -123,8 +129,9 @@ impl std::str::FromStr for Role {
             "controller" => Ok(Role::Controller),
             "writer" => Ok(Role::Writer),
             "admin" => Ok(Role::Admin),
+            "ingest" => Ok(Role::Ingest),
             other => Err(format!(
-                "unknown role {other:?}: expected reader, controller, writer or admin"
+                "unknown role {other:?}: expected reader, controller, writer, admin or ingest"
             )),
         }
     }
@@ -141,6 +148,9 @@ pub enum Action {
     Control,
     /// Delete a session.
     Delete,
+    /// Send OpenTelemetry traces into the trace archive (OTLP/HTTP `POST /v1/traces`); the
+    /// session is the one the traces name.
+    Ingest,
 }
 
 impl fmt::Display for Action {
@@ -150,6 +160,7 @@ impl fmt::Display for Action {
             Action::Append => "append to",
             Action::Control => "control",
             Action::Delete => "delete",
+            Action::Ingest => "ingest traces of",
         })
     }
 }
@@ -461,13 +472,18 @@ mod tests {
     fn roles_form_the_documented_table() {
         use Action::*;
         let table = [
-            (Role::Reader, [true, false, false, false]),
-            (Role::Controller, [true, false, true, false]),
-            (Role::Writer, [true, true, true, false]),
-            (Role::Admin, [true, true, true, true]),
+            (Role::Reader, [true, false, false, false, false]),
+            (Role::Controller, [true, false, true, false, false]),
+            (Role::Writer, [true, true, true, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Ingest, [false, false, false, false, true]),
         ];
         for (role, allowed) in table {
-            for (action, want) in [Read, Append, Control, Delete].into_iter().zip(allowed) {
+            assert_eq!(role.to_string().parse::<Role>(), Ok(role), "{role} parses");
+            for (action, want) in [Read, Append, Control, Delete, Ingest]
+                .into_iter()
+                .zip(allowed)
+            {
                 assert_eq!(role.allows(action), want, "{role} {action}");
             }
         }

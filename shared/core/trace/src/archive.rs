@@ -7,7 +7,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use time::OffsetDateTime;
 
-use agentwire_session::path::encode_segment;
+use agentwire_session::path::{encode_segment, percent_decode};
 
 use crate::span::Span;
 
@@ -81,6 +81,58 @@ pub fn object_key(tenant: &str, session: &str, archived_at_ms: i64) -> String {
         encode_segment(tenant),
         encode_segment(session),
     )
+}
+
+/// The parts of a key [`object_key`] made, under any prefix (`traces/`, `scores/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey {
+    /// `traces`, `scores`, ….
+    pub prefix: String,
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Decoded.
+    pub tenant: String,
+    /// Decoded.
+    pub session: String,
+}
+
+impl ObjectKey {
+    /// Reads `<prefix>/dt=<day>/tenant=<tenant>/<session>.jsonl.gz`; `None` for any other
+    /// shape, or a name that does not decode.
+    pub fn parse(key: &str) -> Option<ObjectKey> {
+        let mut parts = key.split('/');
+        let prefix = parts.next()?;
+        let day = parts.next()?.strip_prefix("dt=")?;
+        let tenant = parts.next()?.strip_prefix("tenant=")?;
+        let session = parts.next()?.strip_suffix(".jsonl.gz")?;
+        let valid_day = day.len() == 10
+            && day.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if parts.next().is_some() || prefix.is_empty() || !valid_day || session.is_empty() {
+            return None;
+        }
+        Some(ObjectKey {
+            prefix: prefix.to_owned(),
+            day: day.to_owned(),
+            tenant: percent_decode(tenant).filter(|t| !t.is_empty())?,
+            session: percent_decode(session)?,
+        })
+    }
+
+    /// The key of the same trace's object under `prefix` (its scores under `scores`).
+    pub fn under(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}/dt={}/tenant={}/{}.jsonl.gz",
+            self.day,
+            encode_segment(&self.tenant),
+            encode_segment(&self.session)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +212,36 @@ mod tests {
             decode_jsonl_gz(&bytes),
             Err(TraceError::Decode { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn keys_parse_back_into_their_parts() {
+        let key = object_key("a/b=c", "../x/y z é", 1_750_031_999_999);
+        let parsed = ObjectKey::parse(&key).unwrap();
+        assert_eq!(
+            parsed,
+            ObjectKey {
+                prefix: "traces".into(),
+                day: "2025-06-15".into(),
+                tenant: "a/b=c".into(),
+                session: "../x/y z é".into(),
+            }
+        );
+        assert_eq!(parsed.under("traces"), key);
+        assert_eq!(
+            parsed.under("scores"),
+            "scores/dt=2025-06-15/tenant=a%2Fb%3Dc/..%2Fx%2Fy%20z%20%C3%A9.jsonl.gz"
+        );
+        for bad in [
+            "traces/dt=2025-06-15/tenant=acme/s.jsonl",
+            "traces/dt=2025-6-15/tenant=acme/s.jsonl.gz",
+            "traces/tenant=acme/s.jsonl.gz",
+            "traces/dt=2025-06-15/tenant=/s.jsonl.gz",
+            "traces/dt=2025-06-15/tenant=acme/x/s.jsonl.gz",
+            "traces/dt=2025-06-15/tenant=acme/.jsonl.gz",
+        ] {
+            assert_eq!(ObjectKey::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -277,7 +277,7 @@ impl<'a, 'c> Builder<'a, 'c> {
                     owner,
                 );
                 self.drafts[index].touch(event, offset, time);
-                message(&mut self.drafts[index], kind, event);
+                message(&mut self.drafts[index], kind, event, time);
             }
             ("tool.call" | "tool.result", Some(id)) => {
                 let index = Self::span(
@@ -449,7 +449,7 @@ impl<'a, 'c> Builder<'a, 'c> {
 }
 
 /// Reads a `message.*` event into its chat span.
-fn message(draft: &mut Draft, kind: &str, event: &Parsed) {
+fn message(draft: &mut Draft, kind: &str, event: &Parsed, time: u64) {
     if draft.role.is_none() {
         draft.role = event.str("role").map(str::to_owned);
     }
@@ -464,6 +464,10 @@ fn message(draft: &mut Draft, kind: &str, event: &Parsed) {
         }
         "message.delta" => {
             if let Some(text) = event.data("text").and_then(Value::as_str) {
+                // Time to first token is measured to the first delta that carried text.
+                if draft.text.is_empty() && !text.is_empty() {
+                    draft.set("agentwire.first_token_unix_nano", time);
+                }
                 draft.text.push_str(text);
             }
         }
@@ -528,10 +532,16 @@ fn tool(draft: &mut Draft, kind: &str, event: &Parsed) {
             let mut data = data?.as_object()?.clone();
             data.remove("tool");
             data.remove("name");
+            data.remove("retrieval");
             Some(Value::Object(data))
         });
         if let Some(arguments) = arguments.or_else(|| data.cloned()) {
             draft.set("gen_ai.tool.call.arguments", arguments.to_string());
+        }
+        // The producer says its result is retrieved context (scorers check answers
+        // against it).
+        if event.data("retrieval").and_then(Value::as_bool) == Some(true) {
+            draft.set("agentwire.tool.retrieval", true);
         }
     } else {
         if let Some(result) = data {
@@ -835,6 +845,11 @@ mod tests {
         let output = json_in(&m1.attributes, "gen_ai.output.messages");
         assert_eq!(output[0]["parts"][0]["content"], "Let me search.");
         assert_eq!(output[0]["finish_reason"], "cancelled");
+        // The first delta with text, not the message's start (1010).
+        assert_eq!(
+            m1.attributes["agentwire.first_token_unix_nano"],
+            1_020_000_000u64
+        );
         assert_eq!(m1.kind, SpanKind::Client);
         assert_eq!(m1.status, SpanStatus::Error);
         assert_eq!(m1.attributes["error.type"], "cancelled");
@@ -1010,6 +1025,21 @@ mod tests {
         // `root/a/b` has no `root/a` span: the nearest agent up its path is the root.
         let b = named(&spans, "invoke_agent root/a/b");
         assert_eq!(b.parent_span_id.as_deref(), Some(spans[0].span_id.as_str()));
+    }
+
+    #[test]
+    fn a_call_marked_as_retrieval_is_marked_on_its_span() {
+        let spans = trace(&stored(&[
+            json!({"type": "tool.call", "id": "r", "data": {"tool": "search", "retrieval": true, "q": "x"}}),
+            json!({"type": "tool.result", "id": "r", "data": {"result": ["doc"]}}),
+            json!({"type": "tool.call", "id": "p", "data": {"tool": "fetch"}}),
+        ]));
+        assert_eq!(spans[1].attributes["agentwire.tool.retrieval"], true);
+        assert_eq!(
+            json_in(&spans[1].attributes, "gen_ai.tool.call.arguments"),
+            json!({"q": "x"})
+        );
+        assert!(!spans[2].attributes.contains_key("agentwire.tool.retrieval"));
     }
 
     #[test]

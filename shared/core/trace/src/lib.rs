@@ -18,7 +18,8 @@
 //!   message under the root). Text from the deltas' `data.text` in `gen_ai.output.messages`
 //!   (`gen_ai.input.messages` for role `user`), `agentwire.message.role`, finish reason;
 //!   status error when it ended stopped (a cancel) or with a failure reason or `error`.
-//!   `gen_ai.request.model`, `gen_ai.response.model` and `gen_ai.usage.*` when present.
+//!   `gen_ai.request.model`, `gen_ai.response.model` and `gen_ai.usage.*` when present;
+//!   `agentwire.first_token_unix_nano`, the time of its first delta with text.
 //! - **tool**, `execute_tool <name>`, one per `tool.call`/`tool.result` id: under the
 //!   message its `parent` names if its own agent wrote it, else its agent. Name from
 //!   `data.tool`, `gen_ai.tool.call.arguments` and `.result` as JSON; status error when the
@@ -36,7 +37,7 @@ mod build;
 mod ports;
 mod span;
 
-pub use archive::{TraceError, decode_jsonl_gz, encode_jsonl_gz, object_key};
+pub use archive::{ObjectKey, TraceError, decode_jsonl_gz, encode_jsonl_gz, object_key};
 pub use build::{SessionEvent, TraceContext, build_trace};
 pub use ports::{ActivityIndex, ArchiveError, TraceArchive};
-pub use span::{Span, SpanEvent, SpanKind, SpanStatus, trace_id};
+pub use span::{Span, SpanEvent, SpanKind, SpanStatus, span_id, trace_id};

@@ -18,6 +18,10 @@ pub trait TraceArchive: Send + Sync {
 
     /// The object at `key`, if there is one.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError>;
+
+    /// The keys of every object whose key starts with `prefix`, in key order (a day's
+    /// traces: `traces/dt=2025-06-15/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ArchiveError>;
 }
 
 /// Sessions with activity not archived yet, and when each was last active, so an idle

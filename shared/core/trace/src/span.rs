@@ -69,8 +69,10 @@ pub fn trace_id(tenant: &str, session: &str) -> String {
     hex(&digest[..16])
 }
 
-/// The id of the span with stable `key` within `trace_id`.
-pub(crate) fn span_id(trace_id: &str, key: &str) -> String {
+/// The id of the span with stable `key` within `trace_id`: the first 8 bytes of a SHA-256
+/// over both, so every door that derives its spans' keys deterministically (the archiver,
+/// the importers) gives the same ids on every run.
+pub fn span_id(trace_id: &str, key: &str) -> String {
     let digest = Sha256::new()
         .chain_update(trace_id)
         .chain_update(b"\0")

@@ -184,6 +184,15 @@ impl Realtime {
                 return response(status, Some(e.to_string()));
             }
         };
+        // A connection is for following sessions: a role that may read none (`ingest`)
+        // has no use for one, so it is refused up front rather than holding a socket.
+        if !principal.claims.role.allows(Action::Read) {
+            let refused = AuthError::RoleForbids {
+                role: principal.claims.role,
+                action: Action::Read,
+            };
+            return response(403, Some(refused.to_string()));
+        }
         if let (Auth::Insecure { .. }, Some(user)) = (&self.auth, query.first("user")) {
             // Without tokens there is no identity; let local clients name themselves.
             principal.claims.user = Some(user.to_owned());

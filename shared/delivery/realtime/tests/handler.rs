@@ -201,6 +201,19 @@ async fn connect_needs_a_valid_token() {
 }
 
 #[tokio::test]
+async fn an_ingest_token_cannot_connect() {
+    let w = world().await;
+    let refused = w
+        .realtime
+        .handle(connect_event(&token("chat-*", Role::Ingest)))
+        .await;
+    assert_eq!(refused.status_code, 403);
+    let body = format!("{:?}", refused.body);
+    assert!(body.contains("role ingest may not read"), "{body}");
+    assert!(w.registry.get(CONNECTION).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn one_connection_follows_two_sessions() {
     let w = world().await;
     assert_eq!(

@@ -249,3 +249,35 @@ async fn a_tenant_named_with_a_slash_never_shares_another_tenants_sessions() {
         "acme data"
     );
 }
+
+#[tokio::test]
+async fn an_ingest_token_can_neither_read_nor_write_sessions() {
+    let s = Server::new();
+    let admin = token("acme", "*", Role::Admin, 60);
+    assert_eq!(
+        s.send("PUT", "/v1/stream/a", Some(&admin), "").await.0,
+        StatusCode::CREATED
+    );
+    let ingest = token("acme", "*", Role::Ingest, 60);
+    for (method, body) in [
+        ("GET", ""),
+        ("HEAD", ""),
+        ("POST", "hello"),
+        ("PUT", ""),
+        ("DELETE", ""),
+    ] {
+        let (status, text) = s.send(method, "/v1/stream/a", Some(&ingest), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}: {text}");
+        if method != "HEAD" {
+            assert!(text.contains("role ingest may not"), "{method}: {text}");
+        }
+    }
+    let (status, _) = s
+        .send("GET", "/v1/stream/a?offset=-1", Some(&admin), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "the session is still there");
+    let (_, text) = s
+        .send("GET", "/v1/stream/a?offset=-1", Some(&admin), "")
+        .await;
+    assert!(!text.contains("hello"), "nothing was appended: {text}");
+}

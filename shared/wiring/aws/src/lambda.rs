@@ -6,14 +6,18 @@
 //! a [`JobError::Permanent`] one is logged and answered, so the same doomed run is not
 //! repeated.
 
+use std::sync::Arc;
+
 use agentwire_archive::Archiver;
 use agentwire_jobs::{Job, JobError, JobReport};
+use agentwire_scorer::{RESCORE_EVERY, Rescore, ScorerJob};
 use agentwire_session::{Clock, SessionChange, SystemClock};
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::s3::S3Event;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
-use tracing::error;
+use tracing::{error, info, warn};
 
 /// What invoked the archiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +102,161 @@ pub async fn serve_archiver(archiver: &Archiver) -> Result<(), lambda_runtime::E
     .await
 }
 
+/// What invoked the scorer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScorerEvent {
+    /// New objects: from S3 event notifications (`Records`, keys URL-encoded), or S3's
+    /// `Object Created` event through EventBridge (the template's route; its key is the
+    /// object's name as is). The keys of the objects created, and why any record of the
+    /// batch carried no usable key.
+    Created {
+        keys: Vec<String>,
+        refused: Vec<String>,
+    },
+    /// The schedule: the nightly re-score of the day that ended.
+    Schedule,
+}
+
+/// An S3 event's object key as the object is named: S3 sends it URL-encoded, with `+`
+/// for a space (so a literal `+` arrives as `%2B`).
+pub fn decode_s3_key(key: &str) -> Result<String, String> {
+    let spaced = key.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| format!("the S3 key {key:?} does not decode to UTF-8"))
+}
+
+impl ScorerEvent {
+    /// Tells the two event shapes apart; anything else is refused with what it was.
+    pub fn parse(event: Value) -> Result<ScorerEvent, String> {
+        if event.get("Records").is_some() {
+            let event: S3Event = serde_json::from_value(event)
+                .map_err(|e| format!("not an S3 event notification: {e}"))?;
+            let (mut keys, mut refused) = (Vec::new(), Vec::new());
+            for (i, record) in event.records.iter().enumerate() {
+                let name = record.event_name.as_deref().unwrap_or_default();
+                // Deletes (and tests S3 sends when a notification is set up) score nothing.
+                if !name.starts_with("ObjectCreated:") {
+                    continue;
+                }
+                match record.s3.object.key.as_deref().map(decode_s3_key) {
+                    Some(Ok(key)) => keys.push(key),
+                    Some(Err(reason)) => refused.push(format!("record {i}: {reason}")),
+                    None => refused.push(format!("record {i}: no object key")),
+                }
+            }
+            return Ok(ScorerEvent::Created { keys, refused });
+        }
+        if event.get("detail-type").is_some() {
+            let event: EventBridgeEvent = serde_json::from_value(event)
+                .map_err(|e| format!("not an EventBridge event: {e}"))?;
+            if event.source != "aws.s3" {
+                return Ok(ScorerEvent::Schedule);
+            }
+            if event.detail_type != "Object Created" {
+                return Err(format!(
+                    "an S3 event of type {:?}: only Object Created is scored",
+                    event.detail_type
+                ));
+            }
+            return Ok(
+                match event.detail.pointer("/object/key").and_then(Value::as_str) {
+                    Some(key) => ScorerEvent::Created {
+                        keys: vec![key.to_owned()],
+                        refused: Vec::new(),
+                    },
+                    None => ScorerEvent::Created {
+                        keys: Vec::new(),
+                        refused: vec!["an Object Created event without detail.object.key".into()],
+                    },
+                },
+            );
+        }
+        Err("expected S3 event notifications (Records), S3's Object Created through EventBridge, or an EventBridge schedule (detail-type)".into())
+    }
+}
+
+/// One scorer invocation. New objects are scored one by one: a trace that cannot be
+/// scored (not a trace, a bad tenant configuration) is reported and skipped, while a
+/// storage failure fails the invocation so Lambda retries it (scoring again replaces, so
+/// the traces already done are not duplicated). The schedule re-scores yesterday.
+pub async fn score(job: &Arc<ScorerJob>, event: Value) -> Result<Value, Diagnostic> {
+    let event = ScorerEvent::parse(event).map_err(|message| Diagnostic {
+        error_type: "BadEvent".into(),
+        error_message: message,
+    })?;
+    let result = match event {
+        ScorerEvent::Created { keys, refused } => {
+            let mut report = JobReport::default();
+            for reason in refused {
+                warn!(reason, "S3 record skipped");
+                report.details.push(format!("skipped: {reason}"));
+            }
+            let (mut scored, mut skipped) = (0usize, report.details.len());
+            let mut failure = None;
+            for key in &keys {
+                match job.score_key(key).await {
+                    Ok(done) => {
+                        scored += 1;
+                        info!(key, records = done.records, "trace scored");
+                        report.details.push(format!(
+                            "scored {} ({} records)",
+                            done.trace_key, done.records
+                        ));
+                    }
+                    Err(e) if e.is_retryable() => {
+                        failure = Some(JobError::Retryable(e.to_string()));
+                        break;
+                    }
+                    Err(e) => {
+                        skipped += 1;
+                        warn!(error = %e, "trace skipped");
+                        report.details.push(format!("skipped: {e}"));
+                    }
+                }
+            }
+            report.summary = format!("scored {scored} traces, skipped {skipped}");
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(report),
+            }
+        }
+        ScorerEvent::Schedule => {
+            Rescore::new(job.clone(), RESCORE_EVERY)
+                .run(SystemClock.now_ms())
+                .await
+        }
+    };
+    outcome("scorer", result)
+}
+
+/// Serves the scorer on Lambda: S3 notifications of new traces and its nightly schedule.
+pub async fn serve_scorer(job: Arc<ScorerJob>) -> Result<(), lambda_runtime::Error> {
+    let job = &job;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        score(job, event.payload)
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_keys_are_url_decoded_with_plus_for_space() {
+        assert_eq!(
+            decode_s3_key("traces/dt=2026-12-01/tenant=acme/my+chat%2B1%C3%A9.jsonl.gz"),
+            Ok("traces/dt=2026-12-01/tenant=acme/my chat+1\u{e9}.jsonl.gz".into())
+        );
+        // The archive's own escapes survive one level of decoding.
+        assert_eq!(
+            decode_s3_key("traces/dt=2026-12-01/tenant=a%252Fb/x.jsonl.gz"),
+            Ok("traces/dt=2026-12-01/tenant=a%2Fb/x.jsonl.gz".into())
+        );
+        assert!(decode_s3_key("traces/%FF.jsonl.gz").is_err());
+    }
 
     #[test]
     fn only_retryable_failures_fail_the_invocation() {
@@ -139,6 +295,23 @@ mod schedule {
             .find_map(|line| line.trim().strip_prefix("Schedule: "))
             .expect("a Schedule event");
         let job = agentwire_jobs::Schedule::every(agentwire_archive::SWEEP_EVERY);
+        assert_eq!(schedule, job.expression());
+    }
+
+    /// The template's re-score schedule is the scorer's own.
+    #[test]
+    fn the_template_schedules_the_rescore_as_the_job_does() {
+        let path = format!(
+            "{}/../../../infra/template.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let template = std::fs::read_to_string(&path).expect("the template");
+        let scorer = &template[template.find("  ScorerFunction:").expect("ScorerFunction")..];
+        let schedule = scorer
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Schedule: "))
+            .expect("a Schedule event");
+        let job = agentwire_jobs::Schedule::every(agentwire_scorer::RESCORE_EVERY);
         assert_eq!(schedule, job.expression());
     }
 }

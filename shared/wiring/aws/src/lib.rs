@@ -14,10 +14,14 @@ use std::time::Duration;
 use agentwire_apigw_push::ApiGatewayPush;
 use agentwire_archive::Archiver;
 use agentwire_auth::{Auth, Signer};
-use agentwire_dynamo::{DynamoActivityIndex, DynamoConnectionRegistry, DynamoSessionLog};
+use agentwire_dynamo::{
+    DynamoActivityIndex, DynamoConnectionRegistry, DynamoScoreIndex, DynamoSessionLog,
+};
 use agentwire_realtime::{Fanout, Realtime};
 use agentwire_s3::S3Bucket;
-use agentwire_session::Sessions;
+use agentwire_scorer::ScorerJob;
+use agentwire_session::{Sessions, SystemClock};
+use agentwire_trace::TraceArchive;
 use aws_config::BehaviorVersion;
 use tracing::info;
 
@@ -208,6 +212,8 @@ pub struct Stack {
     pub log: Arc<DynamoSessionLog>,
     pub bucket: S3Bucket,
     pub activity: Arc<DynamoActivityIndex>,
+    /// Score records, in the session table and its `scores` index.
+    pub scores: Arc<DynamoScoreIndex>,
     /// Present when the settings had [`Needs::delivery`].
     pub delivery: Option<Delivery>,
     secret: Option<SecretSource>,
@@ -287,7 +293,11 @@ impl Stack {
                 DynamoSessionLog::new(dynamodb.clone(), &settings.sessions_table)
                     .with_blobs(Arc::new(bucket.clone())),
             ),
-            activity: Arc::new(DynamoActivityIndex::new(dynamodb, &settings.sessions_table)),
+            activity: Arc::new(DynamoActivityIndex::new(
+                dynamodb.clone(),
+                &settings.sessions_table,
+            )),
+            scores: Arc::new(DynamoScoreIndex::new(dynamodb, &settings.sessions_table)),
             bucket,
             delivery,
             secret: settings.secret.clone(),
@@ -352,19 +362,40 @@ impl Stack {
         ))
     }
 
+    /// The trace archive: `traces/…` objects in the bucket, which the archiver and OTLP
+    /// ingest (`POST /v1/traces`) write.
+    pub fn trace_archive(&self) -> Arc<dyn TraceArchive> {
+        Arc::new(self.bucket.clone())
+    }
+
     /// The archiver, writing traces to the bucket.
     pub fn archiver(&self) -> Archiver {
         Archiver::new(
             self.log.clone(),
-            Arc::new(self.bucket.clone()),
+            self.trace_archive(),
             self.activity.clone(),
             self.idle,
         )
     }
 
-    /// Creates the tables and the bucket when missing: for local engines only.
+    /// The scorer job: reads traces (and tenants' `config/`) from the bucket, writes
+    /// `scores/` there and indexes the records in the session table.
+    pub fn scorer(&self) -> Arc<ScorerJob> {
+        Arc::new(ScorerJob::new(
+            self.trace_archive(),
+            self.scores.clone(),
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// Creates the tables (with the scores index) and the bucket when missing: for local
+    /// engines only.
     pub async fn ensure_local_resources(&self) -> Result<(), String> {
         self.log.ensure_table().await.map_err(|e| e.to_string())?;
+        self.scores
+            .ensure_index()
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(delivery) = &self.delivery {
             delivery
                 .registry

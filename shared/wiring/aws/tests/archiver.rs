@@ -355,3 +355,275 @@ fn collect(root: &std::path::Path, dir: &std::path::Path, found: &mut Vec<std::p
         }
     }
 }
+
+/// A session answered from a retrieval tool's result, as the archiver writes it.
+fn retrieval_trace(tenant: &str, session: &str) -> Bytes {
+    let events = [
+        json!({"type": "message.start", "id": "u1", "role": "user", "ts": 1000}),
+        json!({"type": "message.delta", "id": "u1", "data": {"text": "How many trains run to Porto a day?"}, "ts": 1000}),
+        json!({"type": "message.end", "id": "u1", "role": "user", "ts": 1000}),
+        json!({"type": "tool.call", "id": "c1", "data": {"tool": "search_timetable", "retrieval": true, "query": "Porto"}, "ts": 1100}),
+        json!({"type": "tool.result", "id": "c1", "data": ["Fourteen trains run from Lisbon to Porto every day."], "ts": 1300}),
+        json!({"type": "message.start", "id": "m1", "role": "assistant", "ts": 1400}),
+        json!({"type": "message.delta", "id": "m1", "data": {"text": "Fourteen trains run from Lisbon to Porto every day."}, "ts": 1500}),
+        json!({"type": "message.end", "id": "m1", "ts": 1600}),
+    ];
+    let raw: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+    let offsets: Vec<String> = (0..raw.len()).map(|i| format!("{i:016}_{i:016}")).collect();
+    let stored: Vec<agentwire_trace::SessionEvent> = raw
+        .iter()
+        .zip(&offsets)
+        .map(|(json, offset)| agentwire_trace::SessionEvent {
+            offset,
+            json,
+            at_ms: None,
+        })
+        .collect();
+    let ctx = agentwire_trace::TraceContext {
+        tenant,
+        session,
+        archived_at_ms: 1_764_584_100_000, // 2026-12-01
+    };
+    let spans = agentwire_trace::build_trace(&ctx, &stored);
+    Bytes::from(agentwire_trace::encode_jsonl_gz(&spans).unwrap())
+}
+
+/// The scorer on the AWS adapters: an S3 notification of a new trace (the fixture, its key
+/// URL-encoded as S3 sends it) writes `scores/` to S3 and indexes the records in DynamoDB;
+/// the same event again changes nothing; a second tenant's trace of the same id stays
+/// its own.
+#[tokio::test]
+async fn a_new_trace_in_s3_is_scored_into_scores_and_the_index() {
+    use agentwire_scoring::{ScoreFilter, ScoreIndex};
+
+    let (_, stack) = stack().await;
+    let archive = stack.trace_archive();
+    let trace_key = "traces/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz";
+    archive
+        .put(trace_key, retrieval_trace("acme", "trip 42"))
+        .await
+        .unwrap();
+    let scorer = stack.scorer();
+    let event = fixture("s3-put-trace.json");
+    let answer = lambda::score(&scorer, event.clone()).await.unwrap();
+    assert_eq!(
+        answer["details"][0].as_str().unwrap().split(' ').nth(1),
+        Some(trace_key),
+        "{answer}"
+    );
+
+    let scores_key = "scores/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz";
+    let body = archive
+        .get(scores_key)
+        .await
+        .unwrap()
+        .expect("scores/ in S3");
+    let written = agentwire_scorer::decode_records(&body).unwrap();
+    let grounded = written
+        .iter()
+        .find(|r| r.name == "groundedness")
+        .unwrap_or_else(|| panic!("no groundedness in {written:?}"));
+    assert_eq!(grounded.label.as_deref(), Some("grounded"), "{grounded:?}");
+    assert!(
+        written
+            .iter()
+            .all(|r| r.tenant == "acme" && r.session == "trip 42")
+    );
+    let trace_id = grounded.trace_id.clone();
+
+    let by_identity = |mut records: Vec<agentwire_scoring::ScoreRecord>| {
+        records
+            .sort_by(|a, b| (a.source, &a.name, &a.span_id).cmp(&(b.source, &b.name, &b.span_id)));
+        records
+    };
+    // serde_json (without its `float_roundtrip` feature) may read a value back 1 ULP off:
+    // compare the values apart, the index's being the exact ones.
+    let without_values = |records: &[agentwire_scoring::ScoreRecord]| {
+        records
+            .iter()
+            .map(|r| agentwire_scoring::ScoreRecord {
+                value: 0.0,
+                ..r.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let indexed = stack.scores.trace("acme", &trace_id).await.unwrap();
+    let from_s3 = by_identity(written.clone());
+    assert_eq!(
+        without_values(&indexed),
+        without_values(&from_s3),
+        "the index holds what S3 holds"
+    );
+    for (index, s3) in indexed.iter().zip(&from_s3) {
+        assert!(
+            (index.value - s3.value).abs() <= f64::EPSILON * s3.value.abs().max(1.0),
+            "{}: {} in the index, {} in S3",
+            index.name,
+            index.value,
+            s3.value
+        );
+    }
+
+    // Delivered again (at least once): still one set.
+    lambda::score(&scorer, event).await.unwrap();
+    let again = stack.scores.trace("acme", &trace_id).await.unwrap();
+    assert_eq!(again.len(), written.len());
+    let listed = stack
+        .scores
+        .list(
+            "acme",
+            &ScoreFilter {
+                limit: 100,
+                ..ScoreFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.records.len(),
+        written.len(),
+        "no duplicates in the listing"
+    );
+
+    // Another tenant's trace with the same trace id (OTLP clients choose their ids; these
+    // spans even claim to be acme's): scored as the key's tenant, kept apart. Its record
+    // comes through EventBridge (the template's route), key as is.
+    let zeta_key = "traces/dt=2026-12-01/tenant=zeta/trip%2042.jsonl.gz";
+    archive
+        .put(zeta_key, retrieval_trace("acme", "trip 42"))
+        .await
+        .unwrap();
+    let mut zeta_event = fixture("eventbridge-s3-object-created.json");
+    zeta_event["detail"]["object"]["key"] = json!(zeta_key);
+    lambda::score(&scorer, zeta_event).await.unwrap();
+    let zeta = stack.scores.trace("zeta", &trace_id).await.unwrap();
+    assert_eq!(zeta.len(), written.len());
+    assert!(zeta.iter().all(|r| r.tenant == "zeta"));
+    assert_eq!(stack.scores.trace("acme", &trace_id).await.unwrap(), again);
+    let acme = stack
+        .scores
+        .list(
+            "acme",
+            &ScoreFilter {
+                limit: 100,
+                ..ScoreFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        acme.records.iter().all(|r| r.tenant == "acme"),
+        "zeta's records leaked"
+    );
+}
+
+/// One bad trace in a batch is reported and skipped while the others are scored; a storage
+/// failure fails the invocation, so Lambda retries it.
+#[tokio::test]
+async fn a_bad_trace_is_skipped_and_a_storage_failure_fails_the_invocation() {
+    use agentwire_scoring::ScoreIndex;
+    use std::sync::Arc;
+
+    let (settings, stack) = stack().await;
+    let archive = stack.trace_archive();
+    let good = "traces/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz";
+    let bad = "traces/dt=2026-12-01/tenant=acme/garbage.jsonl.gz";
+    archive
+        .put(good, retrieval_trace("acme", "trip 42"))
+        .await
+        .unwrap();
+    archive
+        .put(bad, Bytes::from_static(b"not gzip"))
+        .await
+        .unwrap();
+    let mut event = fixture("s3-put-trace.json");
+    let mut second = event["Records"][0].clone();
+    second["s3"]["object"]["key"] = json!("traces/dt%3D2026-12-01/tenant%3Dacme/garbage.jsonl.gz");
+    let mut missing = event["Records"][0].clone();
+    missing["s3"]["object"]["key"] = json!("traces/dt%3D2026-12-01/tenant%3Dacme/gone.jsonl.gz");
+    event["Records"] = json!([second, missing, event["Records"][0].clone()]);
+    let answer = lambda::score(&stack.scorer(), event.clone()).await.unwrap();
+    let details: Vec<&str> = answer["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 3, "{answer}");
+    assert!(
+        details[0].starts_with("skipped: ") && details[0].contains(bad),
+        "{details:?}"
+    );
+    assert!(
+        details[1].starts_with("skipped: ") && details[1].contains("gone"),
+        "{details:?}"
+    );
+    assert!(
+        details[2].starts_with(&format!("scored {good}")),
+        "{details:?}"
+    );
+    assert_eq!(answer["summary"], "scored 1 traces, skipped 2");
+    let scores = archive
+        .get("scores/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz")
+        .await
+        .unwrap()
+        .expect("the good trace was scored");
+    let trace_id = agentwire_scorer::decode_records(&scores).unwrap()[0]
+        .trace_id
+        .clone();
+    assert!(
+        !stack
+            .scores
+            .trace("acme", &trace_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The index's table is not there: DynamoDB fails, and so does the invocation.
+    let dynamodb = agentwire_dynamo::local_client(settings.dynamodb_endpoint.as_deref().unwrap());
+    let broken = Arc::new(agentwire_scorer::ScorerJob::new(
+        archive,
+        Arc::new(agentwire_dynamo::DynamoScoreIndex::new(
+            dynamodb,
+            "no-such-table",
+        )),
+        Arc::new(agentwire_session::SystemClock),
+    ));
+    let failure = lambda::score(&broken, event).await.unwrap_err();
+    assert_eq!(failure.error_type, "Retryable", "{failure:?}");
+}
+
+#[test]
+fn scorer_events_are_told_apart() {
+    use agentwire_aws_stack::lambda::ScorerEvent;
+    assert_eq!(
+        ScorerEvent::parse(fixture("s3-put-trace.json")),
+        Ok(ScorerEvent::Created {
+            keys: vec!["traces/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz".into()],
+            refused: vec![],
+        })
+    );
+    assert_eq!(
+        ScorerEvent::parse(fixture("eventbridge-s3-object-created.json")),
+        Ok(ScorerEvent::Created {
+            keys: vec!["traces/dt=2026-12-01/tenant=acme/trip%2042.jsonl.gz".into()],
+            refused: vec![],
+        })
+    );
+    assert_eq!(
+        ScorerEvent::parse(fixture("eventbridge-schedule.json")),
+        Ok(ScorerEvent::Schedule)
+    );
+    // A deletion scores nothing.
+    let mut removed = fixture("s3-put-trace.json");
+    removed["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+    assert_eq!(
+        ScorerEvent::parse(removed),
+        Ok(ScorerEvent::Created {
+            keys: vec![],
+            refused: vec![]
+        })
+    );
+    assert!(ScorerEvent::parse(json!({"hello": 1})).is_err());
+}

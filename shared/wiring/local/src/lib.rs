@@ -23,10 +23,13 @@ use agentwire_local_gateway::LocalPush;
 use agentwire_realtime::{
     ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
 };
+use agentwire_scorer::{RESCORE_EVERY, Rescore, ScorerJob, ScoringArchive};
+use agentwire_scoring::ScoreIndex;
 use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
-use agentwire_sqlite::{ReadPool, SqliteActivityIndex, SqliteSessionLog};
+use agentwire_sqlite::{ReadPool, SqliteActivityIndex, SqliteScoreIndex, SqliteSessionLog};
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{ActivityIndex, TraceArchive};
+use agentwire_traces_http::TracesConfig;
 
 pub use expiry::ExpirySweep;
 pub use serve::{ServeLimits, accept, default_max_connections, serve};
@@ -47,6 +50,8 @@ pub struct LocalSettings {
     pub change_window: Duration,
     /// The SQLite log's reader connections: how many at most, and when idle ones close.
     pub read_pool: ReadPool,
+    /// How often the day that just ended is re-scored.
+    pub rescore_every: Duration,
 }
 
 impl LocalSettings {
@@ -59,6 +64,7 @@ impl LocalSettings {
             expiry_sweep: Duration::from_secs(60),
             change_window: Duration::from_secs(1),
             read_pool: ReadPool::default(),
+            rescore_every: RESCORE_EVERY,
         }
     }
 
@@ -97,6 +103,8 @@ pub struct Parts {
     pub poll: Option<Duration>,
     pub archive: Arc<dyn TraceArchive>,
     pub activity: Arc<dyn ActivityIndex>,
+    /// Where score records are indexed per trace.
+    pub scores: Arc<dyn ScoreIndex>,
     /// The SQLite log, when sessions are in SQLite: its expiry sweep is a job.
     pub sqlite: Option<Arc<SqliteSessionLog>>,
 }
@@ -109,6 +117,15 @@ pub struct LocalStack {
     /// The local gateway's sockets.
     pub sockets: Arc<LocalPush>,
     pub archiver: Arc<Archiver>,
+    /// The trace archive the archiver and OTLP ingest (`POST /v1/traces`) write to: every
+    /// trace written through it is scored.
+    pub archive: Arc<dyn TraceArchive>,
+    /// The scoring side of `archive`: [`ScoringArchive::settled`] waits for the scorer.
+    pub scoring: Arc<ScoringArchive>,
+    /// The scorer job (also run nightly as the `rescore` job).
+    pub scorer: Arc<ScorerJob>,
+    /// The score index `GET /v1/traces/{id}/scores` and `GET /v1/scores` read.
+    pub scores: Arc<dyn ScoreIndex>,
     /// Every job, as `agentwire job list` shows them.
     pub jobs: Vec<Arc<dyn Job>>,
     clock: Arc<dyn Clock>,
@@ -157,10 +174,19 @@ impl LocalStack {
         settings: &LocalSettings,
         clock: Arc<dyn Clock>,
     ) -> LocalStack {
+        // Scores are written beside the traces, through the plain archive; traces are
+        // written through the scoring one, which hands each to the scorer.
+        let scorer = Arc::new(ScorerJob::new(
+            parts.archive.clone(),
+            parts.scores.clone(),
+            clock.clone(),
+        ));
+        let scoring = ScoringArchive::new(parts.archive.clone(), scorer.clone());
+        let archive: Arc<dyn TraceArchive> = scoring.clone();
         let archiver = Arc::new(
             Archiver::new(
                 parts.log.clone(),
-                parts.archive,
+                archive.clone(),
                 parts.activity,
                 settings.idle,
             )
@@ -182,7 +208,10 @@ impl LocalStack {
         if let Some(poll) = parts.poll {
             sessions = sessions.with_poll_interval(poll);
         }
-        let mut jobs: Vec<Arc<dyn Job>> = vec![archiver.clone()];
+        let mut jobs: Vec<Arc<dyn Job>> = vec![
+            archiver.clone(),
+            Arc::new(Rescore::new(scorer.clone(), settings.rescore_every)),
+        ];
         if let Some(sqlite) = parts.sqlite {
             jobs.push(Arc::new(ExpirySweep::new(sqlite, settings.expiry_sweep)));
         }
@@ -192,6 +221,10 @@ impl LocalStack {
             client_push: parts.client_push,
             sockets,
             archiver,
+            archive,
+            scoring,
+            scorer,
+            scores: parts.scores,
             jobs,
             clock,
             log: parts.log,
@@ -199,8 +232,9 @@ impl LocalStack {
         }
     }
 
-    /// The app `agentwire dev` serves: the Durable Streams API and the WebSocket gateway
-    /// at `/ws` (callers add the management API and the web page).
+    /// The app `agentwire dev` serves: the Durable Streams API, OTLP/HTTP trace ingest at
+    /// `POST /v1/traces` (with the same body limit and body timeout as `http`) and the
+    /// WebSocket gateway at `/ws` (callers add the management API and the web page).
     pub fn app(&self, auth: Auth, http: HttpConfig) -> axum::Router {
         let realtime = Realtime::new(
             self.sessions.clone(),
@@ -208,9 +242,25 @@ impl LocalStack {
             self.client_push.clone(),
             auth.clone(),
         );
-        agentwire_streams_http::router(self.sessions.clone(), auth, http).merge(
-            agentwire_local_gateway::router(realtime, self.sockets.clone()),
-        )
+        let traces = TracesConfig {
+            max_body_bytes: http.max_body_bytes,
+            body_timeout: http.body_timeout,
+            ..TracesConfig::default()
+        };
+        agentwire_streams_http::router(self.sessions.clone(), auth.clone(), http)
+            .merge(agentwire_traces_http::router(
+                self.archive.clone(),
+                auth.clone(),
+                traces,
+            ))
+            .merge(agentwire_traces_http::scores_router(
+                self.scores.clone(),
+                auth,
+            ))
+            .merge(agentwire_local_gateway::router(
+                realtime,
+                self.sockets.clone(),
+            ))
     }
 
     /// Runs every job on its schedule until [`Scheduler::stop`].
@@ -265,6 +315,7 @@ fn embedded_parts(
         }
     };
     let activity = SqliteActivityIndex::open(&db).map_err(|e| storage(&db, e))?;
+    let scores = SqliteScoreIndex::open(&db).map_err(|e| storage(&db, e))?;
     Ok(Parts {
         log,
         registry: Arc::new(InMemoryConnectionRegistry::default()),
@@ -273,6 +324,7 @@ fn embedded_parts(
         poll: None,
         archive: Arc::new(DirTraceArchive::new(settings.archive_root())),
         activity: Arc::new(activity),
+        scores: Arc::new(scores),
         sqlite,
     })
 }

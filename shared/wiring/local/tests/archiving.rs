@@ -189,11 +189,13 @@ fn clock_now(clock: &ManualClock) -> i64 {
 }
 
 #[tokio::test]
-async fn the_jobs_are_the_archiver_and_the_expiry_sweep() {
+async fn the_jobs_are_the_archiver_the_rescore_and_the_expiry_sweep() {
     let dir = tempfile::tempdir().unwrap();
     let stack = LocalStack::open(&LocalSettings::new(dir.path())).unwrap();
     let names: Vec<_> = stack.jobs.iter().map(|job| job.name()).collect();
-    assert_eq!(names, ["archiver", "expiry"]);
+    assert_eq!(names, ["archiver", "rescore", "expiry"]);
+    let rescore = agentwire_jobs::find(&stack.jobs, "rescore").unwrap();
+    assert_eq!(rescore.schedule().expression(), "rate(1 day)");
     let expiry = agentwire_jobs::find(&stack.jobs, "expiry").unwrap();
     assert_eq!(expiry.schedule().expression(), "rate(1 minute)");
     let report = expiry.run(0).await.unwrap();
@@ -240,4 +242,133 @@ async fn a_session_created_closed_is_archived_and_closing_the_stack_flushes_the_
         .collect();
     found.sort();
     assert_eq!(found, ["born-closed.jsonl.gz", "closed-at-exit.jsonl.gz"]);
+}
+
+/// `GET path` on the app `agentwire dev` serves, without a token (the insecure stack).
+async fn get(app: &axum::Router, path: &str) -> (u16, Value) {
+    use tower::ServiceExt;
+    let request = http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+    (status, value)
+}
+
+#[tokio::test]
+async fn an_archived_session_is_scored_and_its_scores_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::open(&settings(dir.path())).unwrap();
+    let name = "local/museum";
+    create(&stack.sessions, name).await;
+    append(
+        &stack.sessions,
+        name,
+        &[
+            json!({"type": "message.start", "id": "u1", "role": "user"}),
+            json!({"type": "message.delta", "id": "u1", "data": {"text": "When does the city museum open on Sundays?"}}),
+            json!({"type": "message.end", "id": "u1", "role": "user"}),
+            json!({"type": "tool.call", "id": "c1", "agent": "guide", "data": {"tool": "search", "retrieval": true, "query": "museum hours"}}),
+            json!({"type": "tool.result", "id": "c1", "agent": "guide", "data": {"result": ["The city museum opens at 9am on Sundays and closes at 5pm."]}}),
+            json!({"type": "message.start", "id": "m1", "agent": "guide", "role": "assistant"}),
+            json!({"type": "message.delta", "id": "m1", "agent": "guide", "data": {"text": "The city museum opens at 11am on Sundays."}}),
+            json!({"type": "message.end", "id": "m1", "agent": "guide"}),
+        ],
+        true,
+    )
+    .await;
+    let found = traces(dir.path(), Duration::from_secs(5)).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    stack.scoring.settled().await;
+
+    let trace_key = found[0].to_str().unwrap().to_owned();
+    let scores_file = dir.path().join(trace_key.replacen("traces/", "scores/", 1));
+    let records = agentwire_scorer::decode_records(&std::fs::read(&scores_file).unwrap()).unwrap();
+    let grounded = records
+        .iter()
+        .find(|r| r.name == "groundedness")
+        .expect("a groundedness record");
+    // The scorer read the retrieved context: the answer's hour is not in it.
+    assert!(
+        !grounded.evidence.is_empty() && grounded.value < 1.0,
+        "11am is not in the context: {grounded:?}"
+    );
+    assert_eq!(grounded.session, "museum");
+    assert_eq!(grounded.tenant, "local");
+    let trace_id = agentwire_trace::trace_id("local", "museum");
+    assert_eq!(grounded.trace_id, trace_id);
+
+    let app = stack.app(
+        agentwire_auth::Auth::insecure("local").unwrap(),
+        agentwire_streams_http::HttpConfig::default(),
+    );
+    let (status, body) = get(&app, &format!("/v1/traces/{trace_id}/scores")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scores"].as_array().unwrap().len(), records.len());
+    let (status, body) = get(&app, "/v1/scores?name=groundedness").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scores"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["scores"][0]["trace_id"], trace_id.as_str());
+    let (_, body) = get(&app, "/v1/scores?name=groundedness&label=no-such-label").await;
+    assert_eq!(body["scores"], json!([]));
+    let (status, body) = get(&app, "/v1/scores?colour=red").await;
+    assert_eq!(status, 400);
+    assert!(body.as_str().unwrap().contains("colour"), "{body}");
+    let (status, _) = get(&app, "/v1/traces/not-a-trace/scores").await;
+    assert_eq!(status, 400);
+
+    // Re-scoring replaces: the same records, not twice as many.
+    stack.scorer.score_key(&trace_key).await.unwrap();
+    let again = stack.scores.trace("local", &trace_id).await.unwrap();
+    assert_eq!(again.len(), records.len());
+}
+
+#[tokio::test]
+async fn a_trace_sent_over_otlp_is_scored_too() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::open(&settings(dir.path())).unwrap();
+    let app = stack.app(
+        agentwire_auth::Auth::insecure("local").unwrap(),
+        agentwire_streams_http::HttpConfig::default(),
+    );
+    let text = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
+    let messages = |role: &str, content: &str| {
+        json!([{"role": role, "parts": [{"type": "text", "content": content}]}]).to_string()
+    };
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "name": "chat gpt-4o",
+        "startTimeUnixNano": "1750000000000000000",
+        "endTimeUnixNano": "1750000001000000000",
+        "attributes": [
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.conversation.id", "otlp-conv"),
+            text("gen_ai.input.messages", &messages("user", "Write to ana@example.com")),
+            text("gen_ai.output.messages", &messages("assistant", "Sent to ana@example.com.")),
+        ],
+    }]}]}]});
+    let request = http::Request::post("/v1/traces")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    stack.scoring.settled().await;
+
+    let (status, body) = get(&app, "/v1/scores?name=rules.no_pii_email").await;
+    assert_eq!(status, 200, "{body}");
+    let records = body["scores"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{body}");
+    assert_eq!(records[0]["session"], "otlp-conv");
+    assert_eq!(
+        records[0]["label"], "violated",
+        "the reply holds an email address"
+    );
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Scorer quality on labelled data, end to end through the product's own commands:
+# `agentwire import` writes the archive layout, `agentwire score` scores it as the scorer
+# job does, and `agentwire-quality` compares the records with the datasets' labels, beside
+# baselines computed in the same run. Writes EVALS-run.md (copy the tables into EVALS.md).
+#
+#   bash tests/quality/run.sh [DATA_DIR]    # default: ../shared/data beside the checkout
+#
+# DATA_DIR holds ragtruth-qa/{responses,sources}-train.jsonl and
+# tau-bench/gpt-4o-airline-dev.json.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+data="$(cd "${1:-$root/../shared/data}" && pwd)"
+
+cargo build --release --locked -p agentwire -p agentwire-quality
+aw="$root/target/release/agentwire"
+quality="$root/target/release/agentwire-quality"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+out="$root/EVALS-run.md"
+
+echo "=== RAGTruth QA (train split): groundedness against the labelled hallucinations"
+"$aw" import ragtruth --responses "$data/ragtruth-qa/responses-train.jsonl" \
+  --sources "$data/ragtruth-qa/sources-train.jsonl" --out "$work/ragtruth"
+"$aw" score --traces "$work/ragtruth/traces" --out "$work/ragtruth.jsonl"
+"$quality" ragtruth --traces "$work/ragtruth" --scores "$work/ragtruth.jsonl" \
+  --markdown "$work/ragtruth.md"
+
+echo "=== tau-bench airline (dev half): tool_use against the runs' rewards"
+tau="$data/tau-bench/gpt-4o-airline-dev.json"
+"$aw" import tau-bench --file "$tau" --out "$work/tau"
+"$aw" import tau-bench --file "$tau" --without-expected-actions --out "$work/tau-bare"
+"$aw" score --traces "$work/tau/traces" --out "$work/tau.jsonl"
+"$aw" score --traces "$work/tau-bare/traces" --out "$work/tau-bare.jsonl"
+"$quality" tau-bench --traces "$work/tau" --scores "$work/tau.jsonl" \
+  --scores-without "$work/tau-bare.jsonl" --markdown "$work/tau.md"
+
+echo "=== speed: every deterministic scorer on the RAGTruth traces, one core"
+"$quality" bench --traces "$work/ragtruth/traces" | tee "$work/bench.md"
+
+{
+  echo "# Scorer quality run, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)"
+  echo
+  echo "## RAGTruth QA train: groundedness"
+  cat "$work/ragtruth.md"
+  echo
+  echo "## tau-bench airline dev: tool_use"
+  cat "$work/tau.md"
+  echo
+  echo "## Speed"
+  cat "$work/bench.md"
+} >"$out"
+echo "written: $out"
