@@ -98,11 +98,14 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
                 })
             })
             .collect();
+        // A scorer that panicked would leave its files neither scored nor skipped: say so.
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
+            .map(|w| w.join())
+            .collect::<Result<Vec<_>, _>>()
+            .map(|done| done.into_iter().flatten().collect())
+    })
+    .map_err(|_| anyhow::anyhow!("a scoring thread panicked; no records were written"))?;
     progress.finish_and_clear();
     results.sort_by_key(|(i, _)| *i);
 

@@ -98,6 +98,17 @@ impl Ingest {
             })?,
             None => Vec::new(),
         };
+        // An object without the OTLP session root is an agentwire session's archive: merging
+        // into it would let an ingest token rewrite a durable session's trace, and the
+        // archiver's next write would drop the merged spans anyway.
+        let root_id = otlp::session_root_id(tenant, session);
+        if !stored.is_empty()
+            && !stored
+                .iter()
+                .any(|s| s.span_id == root_id && s.parent_span_id.is_none())
+        {
+            return Err(Failure::Taken { key });
+        }
         let merged = otlp::merge_session(tenant, session, stored, spans);
         let body = encode_jsonl_gz(&merged).map_err(|e| Failure::Internal(e.to_string()))?;
         self.archive
@@ -115,6 +126,10 @@ enum Failure {
     Unreadable {
         key: String,
         reason: String,
+    },
+    /// The session's object is an agentwire session's archived trace: its spans are rejected.
+    Taken {
+        key: String,
     },
     Internal(String),
 }
@@ -343,6 +358,13 @@ pub(crate) async fn handle(
                 ingested.rejected_spans += count as i64;
                 ingested.errors.push(format!(
                     "session {:?}: its archive object {key} cannot be read ({reason}); its spans were not stored",
+                    session.session
+                ));
+            }
+            Err(Failure::Taken { key }) => {
+                ingested.rejected_spans += count as i64;
+                ingested.errors.push(format!(
+                    "session {:?}: {key} is the archived trace of an agentwire session of that name; name the OpenTelemetry conversation differently (gen_ai.conversation.id or session.id); its spans were not stored",
                     session.session
                 ));
             }

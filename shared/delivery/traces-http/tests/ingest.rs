@@ -288,7 +288,13 @@ async fn a_protobuf_request_lands_in_the_archive_as_one_session_trace() {
     let spans = s.archive.spans(key);
     assert_eq!(spans.len(), 3, "the session root and both spans");
     assert_root(&spans, "conv-7");
-    assert_eq!(spans[0].trace_id, "01".repeat(16));
+    // The session's id, not the OTLP trace's (which its other spans keep): no other
+    // session's scores share it.
+    assert_eq!(
+        spans[0].trace_id,
+        agentwire_trace::trace_id("acme", "conv-7")
+    );
+    assert_eq!(spans[1].trace_id, "01".repeat(16));
     assert_eq!(
         spans[0].name, "invoke_agent support",
         "named after the agent it runs"
@@ -926,4 +932,40 @@ async fn only_roles_that_may_ingest_get_in() {
         s.protobuf(&request(genai_chat()), &token("*", role)).await;
     }
     assert_eq!(s.archive.keys().len(), 1);
+}
+
+#[tokio::test]
+async fn spans_naming_an_archived_agentwire_session_are_rejected_and_change_nothing() {
+    let s = Server::start().await;
+    // What the archiver wrote for the durable session `conv-7`.
+    let event = br#"{"type": "message.start", "id": "u1", "role": "user", "ts": 1750000000000}"#;
+    let archived = agentwire_trace::build_trace(
+        &agentwire_trace::TraceContext {
+            tenant: "acme",
+            session: "conv-7",
+            archived_at_ms: 1_750_000_000_000,
+        },
+        &[agentwire_trace::SessionEvent {
+            offset: "0000000000000000_0000000000000001",
+            json: event,
+            at_ms: None,
+        }],
+    );
+    let key = "traces/dt=2025-06-15/tenant=acme/conv-7.jsonl.gz";
+    let body = Bytes::from(agentwire_trace::encode_jsonl_gz(&archived).unwrap());
+    s.archive.put(key, body.clone()).await.unwrap();
+
+    let response = s
+        .protobuf(&request(genai_chat()), &token("*", Role::Ingest))
+        .await;
+    let partial = response.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(
+        partial
+            .error_message
+            .contains("archived trace of an agentwire session"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(s.archive.get(key).await.unwrap(), Some(body), "unchanged");
 }

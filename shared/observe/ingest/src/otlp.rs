@@ -14,8 +14,8 @@
 //!
 //! **The session root.** OTLP traces have no span standing for the whole session, which
 //! the archive's model requires: [`merge_session`] adds one, `invoke_agent <agent>`, with
-//! span id [`session_root_id`] (stable per tenant and session), the trace id of the
-//! session's first stored trace, `agentwire.source = "otlp"` and
+//! span id [`session_root_id`] (stable per tenant and session), the trace id
+//! `agentwire_trace::trace_id(tenant, session)` (as the archiver gives a session), `agentwire.source = "otlp"` and
 //! `agentwire.otlp.trace_ids` (a JSON array of the OTLP trace ids in the object), and hangs
 //! every OTLP root span (no parent) under it. It runs from the earliest span's start to the
 //! latest span's end.
@@ -1053,12 +1053,10 @@ pub fn session_root_id(tenant: &str, session: &str) -> String {
 /// (see the module doc). Root first, then by start time.
 pub fn merge_session(tenant: &str, session: &str, stored: Vec<Span>, new: Vec<Span>) -> Vec<Span> {
     let root_id = session_root_id(tenant, session);
-    let mut root_trace: Option<String> = None;
     let mut spans: Vec<Span> = Vec::new();
     let mut at: HashMap<(String, String), usize> = HashMap::new();
     for span in stored.into_iter().chain(new) {
         if span.span_id == root_id && span.parent_span_id.is_none() {
-            root_trace.get_or_insert(span.trace_id);
             continue;
         }
         let key = (span.trace_id.clone(), span.span_id.clone());
@@ -1077,9 +1075,10 @@ pub fn merge_session(tenant: &str, session: &str, stored: Vec<Span>, new: Vec<Sp
             trace_ids.push(&span.trace_id);
         }
     }
-    let trace_id = root_trace
-        .or_else(|| trace_ids.first().map(|t| (*t).to_owned()))
-        .unwrap_or_else(|| agentwire_trace::trace_id(tenant, session));
+    // The session's own id, as the archiver derives a session's: the OTLP traces under it
+    // keep theirs, and no two sessions' objects share the id their scores are indexed by
+    // (a span naming another session's trace id cannot reach that session's scores).
+    let trace_id = agentwire_trace::trace_id(tenant, session);
     let start = spans
         .iter()
         .map(|s| s.start_time_unix_nano)

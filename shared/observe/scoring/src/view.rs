@@ -24,7 +24,7 @@
 //! - **usage** per model call, and the dataset's expected actions and reward when the trace
 //!   came from a dataset.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use agentwire_trace::{Span, SpanStatus};
 use serde_json::{Map, Value};
@@ -168,7 +168,7 @@ impl TraceView {
         let mut messages = Vec::new();
         let mut tool_calls = Vec::new();
         let mut usage = Vec::new();
-        let mut resent: HashSet<(String, String)> = HashSet::new();
+        let mut resent: Seen = HashMap::new();
         for span in &order {
             match operation(span) {
                 Operation::Chat => {
@@ -377,7 +377,10 @@ fn message_text(message: &Value) -> String {
     }
 }
 
-fn read_messages(span: &Span, out: &mut Vec<Message>, resent: &mut HashSet<(String, String)>) {
+/// How many times each (role, text) was read from model calls so far.
+type Seen = HashMap<(String, String), usize>;
+
+fn read_messages(span: &Span, out: &mut Vec<Message>, resent: &mut Seen) {
     let own_role = span
         .attributes
         .get("agentwire.message.role")
@@ -462,14 +465,25 @@ fn read_messages(span: &Span, out: &mut Vec<Message>, resent: &mut HashSet<(Stri
             }
             out.push(message);
         }
-        // A model call: the history it was sent (new messages only), then its reply.
+        // A model call: the history it was sent (new messages only), then its reply. The
+        // n-th occurrence of a message in a history is new when fewer than n were read
+        // before, so a user saying "yes" again is read again, a resent "yes" is not.
         None => {
+            let mut in_history: Seen = HashMap::new();
             for input in list("gen_ai.input.messages") {
                 let role = input.get("role").and_then(Value::as_str).unwrap_or("user");
                 let text = message_text(&input);
-                if text.is_empty() || !resent.insert((role.to_owned(), text.clone())) {
+                if text.is_empty() {
                     continue;
                 }
+                let key = (role.to_owned(), text.clone());
+                let nth = in_history.entry(key.clone()).or_default();
+                *nth += 1;
+                let read = resent.entry(key).or_default();
+                if *nth <= *read {
+                    continue;
+                }
+                *read += 1;
                 out.push(make(role, text, false));
             }
             for output in list("gen_ai.output.messages") {
@@ -478,7 +492,7 @@ fn read_messages(span: &Span, out: &mut Vec<Message>, resent: &mut HashSet<(Stri
                     .and_then(Value::as_str)
                     .unwrap_or("assistant");
                 let text = message_text(&output);
-                resent.insert((role.to_owned(), text.clone()));
+                *resent.entry((role.to_owned(), text.clone())).or_default() += 1;
                 out.push(make(role, text, true));
             }
         }
@@ -752,6 +766,38 @@ mod tests {
         );
         assert_eq!(view.question().unwrap().text, "and now?");
         assert_eq!(view.context_text(), ["doc one"]);
+    }
+
+    #[test]
+    fn a_message_said_again_is_read_again_though_its_first_saying_is_resent() {
+        let user =
+            |text: &str| json!({"role": "user", "parts": [{"type": "text", "content": text}]});
+        let bot =
+            |text: &str| json!({"role": "assistant", "parts": [{"type": "text", "content": text}]});
+        let spans = vec![
+            span("1", 0, json!({"gen_ai.operation.name": "invoke_agent"})),
+            span(
+                "2",
+                10,
+                json!({
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.input.messages": messages(json!([user("yes")])),
+                    "gen_ai.output.messages": messages(json!([bot("Book it?")])),
+                }),
+            ),
+            span(
+                "3",
+                50,
+                json!({
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.input.messages": messages(json!([user("yes"), bot("Book it?"), user("yes")])),
+                    "gen_ai.output.messages": messages(json!([bot("Booked.")])),
+                }),
+            ),
+        ];
+        let view = TraceView::from_spans(&spans, &ViewOptions::default()).unwrap();
+        let texts: Vec<&str> = view.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["yes", "Book it?", "yes", "Booked."]);
     }
 
     #[test]
