@@ -11,6 +11,9 @@ arch=--x86-64
 bins=(agentwire-http agentwire-websocket agentwire-archiver agentwire-scorer)
 args=()
 for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
+# The HTTP function bundles the grading page: build it first.
+[ -d clients/node_modules ] || npm ci --prefix clients --no-audit --no-fund
+npm run build --prefix clients
 cargo lambda build --release --locked "$arch" "${args[@]}"
 # The goal is under 8 MiB each; over it is reported, not fatal (the deploy still works:
 # Lambda's limit for a zipped package is 50 MB).

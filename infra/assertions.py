@@ -376,16 +376,52 @@ def _(t: Template) -> None:
         expect(param["MaxValue"] < INTEGRATION_LIMIT_MS, f"LongPollTimeoutMs MaxValue is {param['MaxValue']}")
 
 
-@check("HttpFunction serves ANY /v1/stream/{proxy+}, POST /v1/traces, the scores API and GET /healthz on the HttpApi, payload 2.0")
+# The grading API's routes (shared/delivery/grading-http/src/lib.rs): the router answers
+# every path under a queue, so one greedy route carries claims, items, drafts and grades.
+GRADING_ROUTES = [
+    ("PUT", "/v1/rubrics/{name}/{version}"), ("GET", "/v1/rubrics/{name}"),
+    ("GET", "/v1/queues"), ("POST", "/v1/queues"), ("GET", "/v1/queues/{queue}"),
+    ("ANY", "/v1/queues/{queue}/{proxy+}"),
+    # The grading page, bundled into the function (functions/http/src/page.rs).
+    ("GET", "/grade"), ("GET", "/grade/{proxy+}"),
+]
+
+
+@check("HttpFunction serves ANY /v1/stream/{proxy+}, POST /v1/traces, the scores API, the grading API and GET /healthz on the HttpApi, payload 2.0")
 def _(t: Template) -> None:
     events = t.props("HttpFunction").get("Events", {}).values()
     routes = {(e["Properties"].get("Method", "").upper(), e["Properties"].get("Path")): e["Properties"]
               for e in events if e.get("Type") == "HttpApi"}
     for route in [("ANY", "/v1/stream/{proxy+}"), ("POST", "/v1/traces"),
-                  ("GET", "/v1/traces/{trace_id}/scores"), ("GET", "/v1/scores"), ("GET", "/healthz")]:
+                  ("GET", "/v1/traces/{trace_id}/scores"), ("GET", "/v1/scores"), ("GET", "/healthz"),
+                  *GRADING_ROUTES]:
         expect(route in routes, f"no HttpApi route {route}")
         expect(str(routes[route].get("PayloadFormatVersion")) == "2.0", f"{route} is not payload 2.0")
         expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")
+
+
+def allowed(t: Template, function: str, action: str, resource: Any) -> bool:
+    """Whether an Allow statement of `function` grants `action` on exactly `resource`."""
+    return any(
+        s.get("Effect") == "Allow"
+        and action in [str(a) for a in as_list(s.get("Action", []))]
+        and resource in as_list(s.get("Resource"))
+        for where, s in statements(t) if where == function
+    )
+
+
+@check("HttpFunction may run the grading store and write human scores on SessionsTable (item actions, Query, BatchWriteItem) and read traces/, config/ and the bucket's listing")
+def _(t: Template) -> None:
+    table = {"Fn::GetAtt": ["SessionsTable", "Arn"]}
+    missing = [a for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                           "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+               if not allowed(t, "HttpFunction", a, table)]
+    expect(not missing, f"HttpFunction lacks {missing} on SessionsTable")
+    for prefix in ("traces/", "config/"):
+        resource = {"Fn::Sub": "${Bucket.Arn}/" + prefix + "*"}
+        expect(allowed(t, "HttpFunction", "s3:GetObject", resource), f"HttpFunction cannot s3:GetObject {prefix}*")
+    expect(allowed(t, "HttpFunction", "s3:ListBucket", {"Fn::GetAtt": ["Bucket", "Arn"]}),
+           "HttpFunction cannot s3:ListBucket the Bucket")
 
 
 @check("HttpApi CORS exposes every header that shared/delivery/streams-http/src/headers.rs EXPOSED lists")

@@ -2,7 +2,7 @@
 # Every test: the Rust workspace (unit, contract, handler and end-to-end tests; the AWS
 # adapters against DynamoDB Local and moto's S3 server), the Durable Streams conformance
 # suite against `agentwire dev` on SQLite and on the AWS adapters, the SAM template's
-# offline checks, the browser client's unit tests, and the demo chat in Chromium.
+# offline checks, the browser client's unit tests, and the demo chat and the grading page in Chromium.
 # Installs what is missing (npm packages, Python venvs; Debian's chromium when run as
 # root). DynamoDB Local runs on the machine's Java 17.
 set -euo pipefail
@@ -38,6 +38,9 @@ start_aws_engines
 step "SAM template: cfn-lint, sam validate --lint, our assertions (offline)"
 bash infra/check.sh
 
+step "browser client and grading page: build (the HTTP function bundles the page)"
+npm run build --prefix clients
+
 step "Rust tests"
 # With the AWS adapters compiled into the binary, so the conformance runs below reuse it.
 cargo test --workspace --locked --features agentwire/aws
@@ -51,8 +54,7 @@ AGENTWIRE_FUZZ_SECONDS="${AGENTWIRE_FUZZ_SECONDS:-6}" \
 step "cost benchmark, smoke run (the real figures: bash tests/bench/cost.sh)"
 cargo run --locked --quiet -p agentwire-cost -- --tokens 100 --rates 150 --subscribers 1
 
-step "browser client: build, typecheck, unit tests"
-npm run build --prefix clients
+step "browser client: typecheck, unit tests"
 npm run typecheck --prefix clients
 npm test --prefix clients
 
@@ -91,5 +93,5 @@ conformance sqlite
 conformance aws --backend aws --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" \
   --s3-endpoint "$AGENTWIRE_S3_ENDPOINT" --dynamodb-table conformance
 
-step "demo chat in Chromium (screenshot: artifacts/demo-mid-reply.png)"
+step "demo chat and grading page in Chromium (screenshots under artifacts/)"
 npm run test:browser --prefix clients

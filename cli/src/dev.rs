@@ -54,6 +54,15 @@ pub struct DevArgs {
     #[arg(long, env = "AGENTWIRE_WEB_DIR", default_value = "clients/demo/dist")]
     web_dir: PathBuf,
 
+    /// Directory of the grading page served at `/grade/` (built by `npm run build --prefix
+    /// clients`); graders open it with their token as `#token=…`.
+    #[arg(
+        long,
+        env = "AGENTWIRE_GRADING_DIR",
+        default_value = "clients/grading/dist"
+    )]
+    grading_dir: PathBuf,
+
     /// Session the built-in demo agent answers in (the demo page's default).
     #[arg(long, env = "AGENTWIRE_DEMO_SESSION", default_value = "demo")]
     demo_session: String,
@@ -214,7 +223,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             stack.sockets.clone(),
         ));
     }
-    let app = app.fallback_service(web_page(&args.web_dir));
+    let app = app
+        .merge(grading_page(&args.grading_dir))
+        .fallback_service(web_page(&args.web_dir));
 
     // Stdout carries this one line first so scripts and tests can find the port.
     crate::say(format_args!("agentwire dev listening on http://{addr}"));
@@ -395,6 +406,11 @@ async fn aws(
         archive: Arc::new(stack.bucket.clone()),
         activity: stack.activity.clone(),
         scores: stack.scores.clone(),
+        // Grades stay in the data directory's SQLite file beside the demo's other local state.
+        grading: Arc::new(
+            agentwire_sqlite::SqliteGradingStore::open(local.database())
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", local.database().display()))?,
+        ),
         sqlite: None,
     };
     Ok(LocalStack::assemble(
@@ -447,6 +463,25 @@ fn web_page(dir: &std::path::Path) -> axum::routing::MethodRouter {
         dir.display()
     );
     axum::routing::get(move || async move { note })
+}
+
+/// The grading page at `/grade/` (`/grade` redirects there, so its relative links
+/// resolve), or a note on how to build it.
+fn grading_page(dir: &std::path::Path) -> axum::Router {
+    let redirect = axum::routing::get(|| async { axum::response::Redirect::permanent("/grade/") });
+    let page = if dir.join("index.html").exists() {
+        axum::routing::get_service(tower_http::services::ServeDir::new(dir))
+    } else {
+        let note = format!(
+            "agentwire dev is running; the grading page is not built ({} has no index.html).\n\
+             Build it with `npm ci --prefix clients && npm run build --prefix clients`, or point --grading-dir at it.\n",
+            dir.display()
+        );
+        axum::routing::get(move || async move { note })
+    };
+    axum::Router::new()
+        .route("/grade", redirect)
+        .nest_service("/grade/", page)
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,5 +1,7 @@
 //! `agentwire`: run the durable-session stack locally.
 
+mod agreement;
+mod calibrate;
 mod demo_agent;
 mod dev;
 mod import;
@@ -34,6 +36,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Score archived traces with the deterministic scorers, into JSON lines of records.
     Score(score::ScoreArgs),
+    /// Agreement among graders per criterion (kappas, Krippendorff's alpha) from JSON-lines grades.
+    Agreement(agreement::AgreementArgs),
+    /// Tune a scorer's threshold to the graders' consensus, checked on held-back items.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -57,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     let cli = match cli.command {
         Command::Token(args) => return token::run(args),
         Command::Score(args) => return score::run(args),
+        Command::Calibrate(args) => return calibrate::run(args),
         command => Cli { command },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,6 +81,9 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(job::run(args))
         }
         Command::Import(args) => runtime.block_on(import::run(args)),
-        Command::Token(_) | Command::Score(_) => unreachable!("handled above"),
+        Command::Agreement(args) => agreement::run(args),
+        Command::Token(_) | Command::Score(_) | Command::Calibrate(_) => {
+            unreachable!("handled above")
+        }
     }
 }

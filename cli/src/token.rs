@@ -8,10 +8,12 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// Session name, or a prefix ending in `*` (`*` alone: every session of the tenant).
-    #[arg(long, default_value = "*")]
+    /// For a grader: the annotation queue (or a prefix ending in `*`) it may grade.
+    #[arg(long, visible_alias = "sessions", default_value = "*")]
     session: String,
 
-    /// reader, controller, writer, admin or ingest (may only send OpenTelemetry traces).
+    /// reader, controller, writer, admin, ingest (may only send OpenTelemetry traces) or
+    /// grader (may only grade the queues --session names; needs --user).
     #[arg(long, default_value = "reader")]
     role: Role,
 
@@ -19,7 +21,8 @@ pub struct TokenArgs {
     #[arg(long, env = "AGENTWIRE_TENANT", default_value = "local", value_parser = tenant)]
     tenant: String,
 
-    /// Who holds the token (shown in presence).
+    /// Who holds the token (shown in presence); for a grader, the grader name the queue
+    /// lists, which its grades are credited to.
     #[arg(long)]
     user: Option<String>,
 
@@ -33,6 +36,11 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+    if args.role == Role::Grader && args.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        anyhow::bail!(
+            "a grader token needs --user <grader>: the name the queue lists, which its grades are credited to"
+        );
+    }
     let secret = crate::secret::load_or_create(&args.data_dir)?;
     println!(
         "{}",

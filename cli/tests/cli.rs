@@ -37,6 +37,8 @@ fn dev_help_names_every_setting_and_its_env_var() {
         "--read-queue-ms",
         "--sqlite-readers",
         "--sqlite-reader-idle-seconds",
+        "--grading-dir",
+        "AGENTWIRE_GRADING_DIR",
     ] {
         assert!(help.contains(setting), "missing {setting} in:\n{help}");
     }
@@ -400,7 +402,58 @@ fn token_mints_an_ingest_role_and_names_it_among_the_roles() {
         .expect("run agentwire");
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("admin or ingest"), "{stderr}");
+    assert!(stderr.contains("admin, ingest or grader"), "{stderr}");
+}
+
+#[test]
+fn token_mints_grader_tokens_only_with_a_user() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ok = agentwire()
+        .args([
+            "token",
+            "--tenant",
+            "acme",
+            "--role",
+            "grader",
+            "--sessions",
+            "review-1",
+            "--user",
+            "alice",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let token = String::from_utf8_lossy(&ok.stdout).trim().to_string();
+    let secret = std::fs::read_to_string(dir.path().join("secret")).expect("the secret");
+    let claims = agentwire_auth::Signer::new(secret.trim().as_bytes().to_vec())
+        .verify(&token, 0)
+        .expect("a valid token");
+    assert_eq!(claims.role, agentwire_auth::Role::Grader);
+    assert_eq!(claims.tenant, "acme");
+    assert_eq!(claims.sessions, "review-1");
+    assert_eq!(claims.user.as_deref(), Some("alice"));
+    let anonymous = agentwire()
+        .args([
+            "token",
+            "--role",
+            "grader",
+            "--sessions",
+            "review-1",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(!anonymous.status.success());
+    assert!(anonymous.stdout.is_empty(), "no token is printed");
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(stderr.contains("--user"), "{stderr}");
 }
 
 #[test]
@@ -533,4 +586,514 @@ fn import_then_score_writes_records_and_names_bad_input_by_file_and_line() {
         stderr.contains("scoring.toml: line 2: scorers[0]: unknown scorer `vibes`"),
         "{stderr}"
     );
+}
+
+/// Grades for `agentwire agreement`: two criteria, three graders (one grade missing) and a
+/// scorer named `judge`, as (item, grader, criterion, value).
+const AGREEMENT_GRADES: &[(&str, &str, &str, u8)] = &[
+    ("t1", "ana", "correct", 5),
+    ("t1", "bo", "correct", 4),
+    ("t1", "cy", "correct", 5),
+    ("t2", "ana", "correct", 2),
+    ("t2", "bo", "correct", 2),
+    ("t2", "cy", "correct", 3),
+    ("t3", "ana", "correct", 1),
+    ("t3", "bo", "correct", 1),
+    ("t4", "ana", "correct", 4),
+    ("t4", "bo", "correct", 5),
+    ("t4", "cy", "correct", 4),
+    ("t5", "ana", "correct", 3),
+    ("t5", "bo", "correct", 3),
+    ("t5", "cy", "correct", 1),
+    ("t6", "ana", "correct", 2),
+    ("t6", "bo", "correct", 1),
+    ("t6", "cy", "correct", 2),
+    ("t1", "judge", "correct", 4),
+    ("t2", "judge", "correct", 2),
+    ("t3", "judge", "correct", 2),
+    ("t4", "judge", "correct", 4),
+    ("t5", "judge", "correct", 3),
+    ("t6", "judge", "correct", 1),
+    ("t1", "ana", "tone", 1),
+    ("t1", "bo", "tone", 1),
+    ("t1", "cy", "tone", 2),
+    ("t2", "ana", "tone", 3),
+    ("t2", "bo", "tone", 3),
+    ("t2", "cy", "tone", 3),
+    ("t3", "ana", "tone", 2),
+    ("t3", "bo", "tone", 1),
+    ("t3", "cy", "tone", 2),
+];
+
+#[test]
+fn agreement_json_is_the_libraries_statistics_per_criterion() {
+    use agentwire_agreement::{GradeTable, Options, Scale, Value};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let grades = dir.path().join("grades.jsonl");
+    let lines: Vec<String> = AGREEMENT_GRADES
+        .iter()
+        .map(|(item, grader, criterion, value)| {
+            serde_json::json!({"item": item, "grader": grader, "criterion": criterion, "value": value})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&grades, lines.join("\n") + "\n\n").expect("write grades");
+    let out = agentwire()
+        .args([
+            "agreement",
+            "--scale",
+            "ordinal",
+            "--json",
+            "--resamples",
+            "200",
+            "--scorer",
+            "judge",
+            "--grades",
+        ])
+        .arg(&grades)
+        .output()
+        .expect("run agentwire");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(printed.len(), 2, "one line per criterion");
+
+    let options = Options {
+        resamples: 200,
+        ..Options::default()
+    };
+    for (line, criterion) in printed.iter().zip(["correct", "tone"]) {
+        let mut table = GradeTable::new(criterion);
+        let mut judge = Vec::new();
+        for (item, grader, _, value) in AGREEMENT_GRADES.iter().filter(|g| g.2 == criterion) {
+            let value = Value::Number(f64::from(*value));
+            if *grader == "judge" {
+                judge.push((item.to_string(), value));
+            } else {
+                table.add(*item, *grader, value).expect("grade");
+            }
+        }
+        let mut want = agentwire_agreement::agreement_with(&table, Scale::Ordinal, &options)
+            .expect("agreement");
+        if !judge.is_empty() {
+            want.scorers.push(
+                agentwire_agreement::scorer_agreement(
+                    &table,
+                    "judge",
+                    &judge,
+                    Scale::Ordinal,
+                    &options,
+                )
+                .expect("scorer"),
+            );
+        }
+        assert_eq!(
+            line,
+            &serde_json::to_value(&want).expect("json"),
+            "{criterion}"
+        );
+        for key in [
+            "criterion",
+            "items",
+            "graders",
+            "krippendorff_alpha",
+            "fleiss_kappa",
+            "pairwise",
+        ] {
+            assert!(line.get(key).is_some(), "{criterion}: no {key} in {line}");
+        }
+        assert_eq!(
+            line["graders"], 3,
+            "the scorer is not counted among the graders"
+        );
+        assert!(line["krippendorff_alpha"]["value"].is_f64(), "{line}");
+        assert!(line["krippendorff_alpha"]["ci"]["low"].is_f64(), "{line}");
+    }
+    assert_eq!(printed[0]["items"], 6);
+    assert_eq!(printed[0]["pairwise"][0]["a"], "ana");
+    assert_eq!(printed[0]["pairwise"][0]["items"], 6);
+    assert_eq!(printed[0]["scorers"][0]["scorer"], "judge");
+
+    let out = agentwire()
+        .args(["agreement", "--scale", "ordinal", "--grades"])
+        .arg(&grades)
+        .output()
+        .expect("run agentwire");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for shown in [
+        "criterion \"correct\"",
+        "Krippendorff's alpha (ordinal)",
+        "Fleiss' kappa",
+        "ana  bo",
+        "disagreements:",
+    ] {
+        assert!(text.contains(shown), "no {shown:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn agreement_names_the_bad_line_and_prints_no_result() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = r#"{"item":"t1","grader":"ana","criterion":"correct","value":4}"#;
+    for (scale, bad, problem) in [
+        (
+            "ordinal",
+            r#"{"item":"t1","grader":"bo","criterion":"correct","value":"good"}"#,
+            "line 2: value \"good\" is not a number; --scale ordinal needs numeric codes",
+        ),
+        (
+            "nominal",
+            r#"{"item":"t1","grader":"bo","criterion":"correct","value":null}"#,
+            "line 2: \"value\" must be a string or a number",
+        ),
+        (
+            "nominal",
+            r#"{"item":"t1","grader":"ana","criterion":"correct","value":3}"#,
+            "line 2: item \"t1\" already has a grade from \"ana\" for criterion \"correct\" (line 1)",
+        ),
+        (
+            "nominal",
+            r#"{"item":"t1","grader":"bo","value":3}"#,
+            "line 2: missing \"criterion\"",
+        ),
+        ("nominal", "{not json", "line 2: not JSON"),
+    ] {
+        let grades = dir.path().join("grades.jsonl");
+        std::fs::write(&grades, format!("{good}\n{bad}\n{good}\n")).expect("write grades");
+        let out = agentwire()
+            .args(["agreement", "--json", "--scale", scale, "--grades"])
+            .arg(&grades)
+            .output()
+            .expect("run agentwire");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr.contains(problem), "want {problem:?} in: {stderr}");
+        assert!(stderr.contains("grades.jsonl"), "names the file: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "printed a result: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// One `Connection: close` request to `dev`; returns the whole reply as text.
+fn request(dev: &Dev, head: &str, body: &str) -> String {
+    use std::io::Write;
+    let mut stream = dev.connect();
+    write!(
+        stream,
+        "{head}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    String::from_utf8_lossy(&read_to_close(&mut stream).expect("a reply")).into_owned()
+}
+
+#[test]
+fn dev_serves_the_grading_page_at_grade_and_the_grading_api() {
+    let page = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        page.path().join("index.html"),
+        "<title>grading page</title>",
+    )
+    .expect("write");
+    std::fs::write(page.path().join("app.js"), "// grading app").expect("write");
+    let dir = page.path().to_str().expect("utf-8 path");
+    let dev = Dev::start(&["--grading-dir", dir]);
+
+    let reply = request(&dev, "GET /grade HTTP/1.1", "");
+    assert!(reply.starts_with("HTTP/1.1 308"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("location: /grade/"),
+        "{reply}"
+    );
+    let reply = request(&dev, "GET /grade/ HTTP/1.1", "");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("grading page"), "{reply}");
+    let reply = request(&dev, "GET /grade/app.js HTTP/1.1", "");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("// grading app"), "{reply}");
+
+    // The grading API is served beside the others, on the data directory's SQLite file.
+    let rubric = r#"{"name":"r","version":1,"criteria":[{"key":"ok","title":"OK?","scale":{"kind":"pass_fail"}}]}"#;
+    let reply = request(&dev, "PUT /v1/rubrics/r/1 HTTP/1.1", rubric);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let reply = request(&dev, "GET /v1/rubrics/r HTTP/1.1", "");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let reply = request(&dev, "GET /v1/queues/none HTTP/1.1", "");
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(
+        reply.contains(r#"{"error":"no queue \"none\""}"#),
+        "{reply}"
+    );
+}
+
+/// Grades of `n` items by two graders who fail everything scored below 0.3, and the score
+/// records of a scorer whose values are spread evenly over [0, 1).
+fn calibration_files(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (mut grades, mut scores) = (String::new(), String::new());
+    for i in 0..n {
+        let item = format!("{i:032x}");
+        let value = i as f64 / n as f64;
+        let verdict = if value >= 0.3 { "pass" } else { "fail" };
+        for grader in ["ana", "bo"] {
+            let row = serde_json::json!({"item": item, "grader": grader, "criterion": "grounded", "value": verdict});
+            grades.push_str(&format!("{row}\n"));
+        }
+        let record = serde_json::json!({
+            "trace_id": item, "session": "s", "tenant": "local", "name": "groundedness",
+            "value": value, "source": "code", "scorer": "groundedness", "scorer_version": "1",
+            "trace_digest": "d", "scored_at_ms": 0
+        });
+        scores.push_str(&format!("{record}\n"));
+    }
+    let (g, s) = (dir.join("grades.jsonl"), dir.join("scores.jsonl"));
+    std::fs::write(&g, grades).expect("write grades");
+    std::fs::write(&s, scores).expect("write scores");
+    (g, s)
+}
+
+#[test]
+fn calibrate_moves_the_threshold_to_the_graders_line_and_writes_it_only_when_it_helps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (grades, scores) = calibration_files(dir.path(), 200);
+    let config = dir.path().join("scoring.toml");
+    std::fs::write(&config, "# ours\n[groundedness]\nthreshold = 0.7\n").expect("write config");
+    let out_file = dir.path().join("tuned.toml");
+    let out = agentwire()
+        .args([
+            "calibrate",
+            "--scorer",
+            "groundedness",
+            "--criterion",
+            "grounded",
+            "--json",
+        ])
+        .arg("--grades")
+        .arg(&grades)
+        .arg("--scores")
+        .arg(&scores)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("run agentwire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["items"], 200);
+    assert_eq!(report["threshold_before"], 0.7);
+    let after = report["threshold_after"].as_f64().expect("a threshold");
+    assert!((after - 0.3).abs() < 0.05, "{report}");
+    assert_eq!(report["improves"], true);
+    // A held-back item can fall between the two tuning items the threshold splits.
+    let (before, after_kappa) = (
+        report["held_back_kappa_before"].as_f64().unwrap(),
+        report["held_back_kappa_after"].as_f64().unwrap(),
+    );
+    assert!(after_kappa > 0.9 && before < 0.5, "{report}");
+    assert_eq!(
+        report["tuned_on"].as_u64().unwrap() + report["held_back"].as_u64().unwrap(),
+        200
+    );
+    let tuned = std::fs::read_to_string(&out_file).expect("the tuned configuration");
+    assert!(
+        tuned.starts_with("# groundedness.threshold 0.7000 -> "),
+        "{tuned}"
+    );
+    assert!(
+        tuned.contains("# ours\n[groundedness]\nthreshold = "),
+        "{tuned}"
+    );
+
+    // Already at the graders' line: nothing to gain on the held-back items, nothing written.
+    std::fs::write(&config, format!("[groundedness]\nthreshold = {after}\n")).expect("write");
+    std::fs::remove_file(&out_file).expect("remove");
+    let out = agentwire()
+        .args([
+            "calibrate",
+            "--scorer",
+            "groundedness",
+            "--criterion",
+            "grounded",
+        ])
+        .arg("--grades")
+        .arg(&grades)
+        .arg("--scores")
+        .arg(&scores)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("run agentwire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not help"));
+    assert!(!out_file.exists());
+}
+
+#[test]
+fn calibrate_names_a_bad_grade_line_and_a_scorer_it_cannot_tune() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (grades, scores) = calibration_files(dir.path(), 40);
+    let mut text = std::fs::read_to_string(&grades).expect("read");
+    text.push_str(r#"{"item":"x","grader":"ana","criterion":"grounded","value":"maybe"}"#);
+    std::fs::write(&grades, text).expect("write");
+    let run = |scorer: &str| {
+        agentwire()
+            .args(["calibrate", "--scorer", scorer, "--criterion", "grounded"])
+            .arg("--grades")
+            .arg(&grades)
+            .arg("--scores")
+            .arg(&scores)
+            .output()
+            .expect("run agentwire")
+    };
+    let out = run("groundedness");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 81: value \"maybe\" is not `pass` or `fail`"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = run("tool_use");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scorer `tool_use` has no threshold to tune"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn calibrate_on_a_queue_writes_the_tenants_next_configuration_version() {
+    use agentwire_grading::{
+        Answer, Criterion, GradingStore, Rubric, Scale, ScorerLink, plan_items,
+    };
+    use agentwire_scoring::{ScoreIndex, ScoreRecord, Source};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("sessions.db");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = agentwire_sqlite::SqliteGradingStore::open(&db).expect("grading store");
+        let index = agentwire_sqlite::SqliteScoreIndex::open(&db).expect("score index");
+        let rubric = Rubric {
+            name: "answers".into(),
+            version: 1,
+            title: String::new(),
+            criteria: vec![Criterion {
+                key: "grounded".into(),
+                title: "Grounded?".into(),
+                guidance: String::new(),
+                scale: Scale::PassFail,
+                justification_required: false,
+                scorers: vec![ScorerLink {
+                    name: "groundedness".into(),
+                    threshold: 0.5,
+                }],
+            }],
+        };
+        store.put_rubric("local", &rubric).await.expect("rubric");
+        let spec: agentwire_grading::QueueSpec = serde_json::from_value(serde_json::json!({
+            "name": "week", "rubric": {"name": "answers", "version": 1},
+            "graders": ["ana"], "per_item": 1
+        }))
+        .expect("spec");
+        let n = 120;
+        let traces: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("{i:032x}"), format!("s{i}")))
+            .collect();
+        store
+            .create_queue("local", &spec, &plan_items(&spec, &traces))
+            .await
+            .expect("queue");
+        for (i, (trace, session)) in traces.iter().enumerate() {
+            let value = i as f64 / n as f64;
+            let claim = store
+                .claim("local", "week", "ana", 1_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&claim.item.trace_id, trace);
+            let verdict = if value >= 0.3 { "pass" } else { "fail" };
+            let grade = agentwire_grading::Grade {
+                queue: "week".into(),
+                trace_id: trace.clone(),
+                session: session.clone(),
+                grader: "ana".into(),
+                rubric: rubric.reference(),
+                answers: [(
+                    "grounded".to_string(),
+                    Answer {
+                        value: verdict.into(),
+                        justification: None,
+                    },
+                )]
+                .into(),
+                graded_ms: 2_000,
+            };
+            store.submit("local", &grade, 2_000).await.expect("submit");
+            let record = ScoreRecord {
+                trace_id: trace.clone(),
+                span_id: None,
+                session: session.clone(),
+                tenant: "local".into(),
+                name: "groundedness".into(),
+                value,
+                label: None,
+                source: Source::Code,
+                explanation: None,
+                evidence: Vec::new(),
+                scorer: "groundedness".into(),
+                scorer_version: "1".into(),
+                trace_digest: "d".into(),
+                scored_at_ms: 0,
+            };
+            index
+                .replace("local", trace, Source::Code, &[record])
+                .await
+                .expect("index");
+        }
+    });
+    let out = agentwire()
+        .args([
+            "calibrate",
+            "--scorer",
+            "groundedness",
+            "--queue",
+            "week",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("written version 1"), "{stdout}");
+    let config = dir.path().join("config/tenant=local");
+    let live = std::fs::read_to_string(config.join("scoring.toml")).expect("the live file");
+    let kept = std::fs::read_to_string(config.join("scoring/v000001.toml")).expect("version 1");
+    assert_eq!(live, kept);
+    assert!(live.contains("on queue week of tenant local"), "{live}");
+    let tuned = agentwire_scoring::ScoringConfig::parse(&live).expect("a valid configuration");
+    // Within the gap between two tuning items around the graders' line.
+    assert!((tuned.groundedness.threshold - 0.3).abs() < 0.05, "{live}");
 }

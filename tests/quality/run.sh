@@ -25,7 +25,13 @@ echo "=== RAGTruth QA (train split): groundedness against the labelled hallucina
   --sources "$data/ragtruth-qa/sources-train.jsonl" --out "$work/ragtruth"
 "$aw" score --traces "$work/ragtruth/traces" --out "$work/ragtruth.jsonl"
 "$quality" ragtruth --traces "$work/ragtruth" --scores "$work/ragtruth.jsonl" \
-  --markdown "$work/ragtruth.md"
+  --markdown "$work/ragtruth.md" --grades-out "$work/ragtruth-grades.jsonl"
+
+echo "=== RAGTruth QA (train split): calibrating groundedness on the labels as expert grades"
+"$aw" calibrate --scorer groundedness --criterion grounded --grades "$work/ragtruth-grades.jsonl" \
+  --scores "$work/ragtruth.jsonl" --out "$work/scoring-calibrated.toml" | tee "$work/calibrate.txt"
+"$aw" calibrate --scorer groundedness --criterion grounded --grades "$work/ragtruth-grades.jsonl" \
+  --scores "$work/ragtruth.jsonl" --json >"$work/calibrate.json"
 
 echo "=== tau-bench airline (dev half): tool_use against the runs' rewards"
 tau="$data/tau-bench/gpt-4o-airline-dev.json"
@@ -44,6 +50,12 @@ echo "=== speed: every deterministic scorer on the RAGTruth traces, one core"
   echo
   echo "## RAGTruth QA train: groundedness"
   cat "$work/ragtruth.md"
+  echo
+  echo "## RAGTruth QA train: calibrating groundedness (labels as expert grades)"
+  echo
+  echo '```'
+  cat "$work/calibrate.txt"
+  echo '```'
   echo
   echo "## tau-bench airline dev: tool_use"
   cat "$work/tau.md"

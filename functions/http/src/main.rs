@@ -1,11 +1,14 @@
 //! The Durable Streams API on Lambda: the same axum router `agentwire dev` serves, on
 //! DynamoDB. API Gateway buffers responses, so SSE is refused (use long-poll or WebSocket).
-//! OTLP/HTTP trace ingest (`POST /v1/traces`) is served beside it, into the bucket, and
-//! the scores API (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index.
+//! OTLP/HTTP trace ingest (`POST /v1/traces`) is served beside it, into the bucket, the
+//! scores API (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index, and
+//! the grading API (`/v1/rubrics`, `/v1/queues`) on the session table
+//! (`Stack::http_app` builds them all); the grading page is served at `/grade/`.
+
+mod page;
 
 use agentwire_aws_stack::{Needs, Settings, Stack};
 use agentwire_streams_http::HttpConfig;
-use agentwire_traces_http::TracesConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,21 +23,8 @@ async fn main() -> anyhow::Result<()> {
         sse: false,
         ..HttpConfig::default()
     };
-    let traces = TracesConfig {
-        // The same Lambda request limit as appends.
-        max_body_bytes: config.max_body_bytes,
-        ..TracesConfig::default()
-    };
-    let auth = stack.auth().await?;
-    let app = agentwire_streams_http::router(stack.sessions()?, auth.clone(), config)
-        .merge(agentwire_traces_http::router(
-            stack.trace_archive(),
-            auth.clone(),
-            traces,
-        ))
-        .merge(agentwire_traces_http::scores_router(
-            stack.scores.clone(),
-            auth,
-        ));
+    let app = stack
+        .http_app(stack.auth().await?, config)?
+        .merge(page::router());
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

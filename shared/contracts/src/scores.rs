@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use agentwire_scoring::{Evidence, MAX_PAGE, ScoreFilter, ScoreIndex, ScoreRecord, Source};
+use agentwire_scoring::{
+    Evidence, IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScoreRecord, Source,
+};
 
 /// Generates one `#[tokio::test]` per case. `$index` is an async fn returning
 /// `(Arc<dyn ScoreIndex>, keep)`, where `keep` lives until the case ends.
@@ -20,6 +22,9 @@ macro_rules! score_index_contract {
             listing_is_newest_first_and_pages_cover_every_record_once,
             a_page_is_capped_at_max_page,
             records_round_trip_exactly,
+            upsert_adds_beside_the_traces_other_records,
+            upsert_replaces_the_record_with_the_same_key,
+            upsert_refuses_a_record_of_another_tenant_or_trace,
         );
     };
     (@cases $index:path; $($case:ident),* $(,)?) => {
@@ -64,6 +69,13 @@ async fn replace(
         .replace(tenant, trace, source, records)
         .await
         .unwrap_or_else(|e| panic!("replace {tenant}/{trace}: {e}"));
+}
+
+async fn upsert(index: &dyn ScoreIndex, tenant: &str, trace: &str, records: &[ScoreRecord]) {
+    index
+        .upsert(tenant, trace, records)
+        .await
+        .unwrap_or_else(|e| panic!("upsert {tenant}/{trace}: {e}"));
 }
 
 async fn trace(index: &dyn ScoreIndex, tenant: &str, trace: &str) -> Vec<ScoreRecord> {
@@ -615,4 +627,135 @@ pub async fn records_round_trip_exactly(index: &dyn ScoreIndex) {
         vec![full, bare, negative],
         "the listing's records are whole too"
     );
+}
+
+/// A human grade's record: `<criterion>/<grader>`, labelled.
+fn human(trace: &str, name: &str, label: &str, value: f64, at_ms: i64) -> ScoreRecord {
+    let mut r = record("acme", trace, Source::Human, name, at_ms);
+    r.label = Some(label.to_owned());
+    r.value = value;
+    r
+}
+
+pub async fn upsert_adds_beside_the_traces_other_records(index: &dyn ScoreIndex) {
+    let code = vec![
+        record("acme", "t1", Source::Code, "groundedness", 1_000),
+        record("acme", "t1", Source::Code, "tool_use", 1_000),
+    ];
+    replace(index, "acme", "t1", Source::Code, &code).await;
+    let ann = human("t1", "quality.correct/ann", "pass", 1.0, 2_000);
+    replace(
+        index,
+        "acme",
+        "t1",
+        Source::Human,
+        std::slice::from_ref(&ann),
+    )
+    .await;
+    // Another grader's records, one of them by span: added, nothing else touched.
+    let bob = human("t1", "quality.correct/bob", "fail", 0.0, 3_000);
+    let mut bob_span = human("t1", "quality.clarity/bob", "4", 0.75, 3_000);
+    bob_span.span_id = Some("s1".into());
+    upsert(index, "acme", "t1", &[bob.clone(), bob_span.clone()]).await;
+    let got = trace(index, "acme", "t1").await;
+    let mut expected = vec![
+        code[0].clone(),
+        code[1].clone(),
+        ann.clone(),
+        bob_span,
+        bob.clone(),
+    ];
+    expected.sort_by(|a, b| (a.source, &a.name, &a.span_id).cmp(&(b.source, &b.name, &b.span_id)));
+    assert_eq!(got, expected);
+    // In the listing as `replace` would put them: by source, label, name and time.
+    let humans = list_all(
+        index,
+        "acme",
+        &ScoreFilter {
+            source: Some(Source::Human),
+            limit: 10,
+            ..ScoreFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(humans.len(), 3, "{:?}", ids(&humans));
+    let failing = list_all(
+        index,
+        "acme",
+        &ScoreFilter {
+            label: Some("fail".into()),
+            name: Some("quality.correct/bob".into()),
+            max_value: Some(0.5),
+            since_ms: Some(3_000),
+            limit: 10,
+            ..ScoreFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(failing, [bob]);
+    // Upserting nothing changes nothing.
+    upsert(index, "acme", "t1", &[]).await;
+    assert_eq!(trace(index, "acme", "t1").await.len(), 5);
+}
+
+pub async fn upsert_replaces_the_record_with_the_same_key(index: &dyn ScoreIndex) {
+    let other = human("t1", "quality.correct/ann", "pass", 1.0, 1_000);
+    let first = human("t1", "quality.correct/bob", "fail", 0.0, 1_000);
+    upsert(index, "acme", "t1", &[other.clone(), first]).await;
+    let regraded = human("t1", "quality.correct/bob", "pass", 1.0, 5_000);
+    upsert(index, "acme", "t1", std::slice::from_ref(&regraded)).await;
+    assert_eq!(
+        trace(index, "acme", "t1").await,
+        [other.clone(), regraded.clone()]
+    );
+    // The old record left the listing too (it was listed under its own time and label).
+    let all = list_all(
+        index,
+        "acme",
+        &ScoreFilter {
+            limit: 10,
+            ..ScoreFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        all,
+        [regraded.clone(), other.clone()],
+        "newest first, no stale entry"
+    );
+    let failing = list_all(
+        index,
+        "acme",
+        &ScoreFilter {
+            label: Some("fail".into()),
+            limit: 10,
+            ..ScoreFilter::default()
+        },
+    )
+    .await;
+    assert!(failing.is_empty(), "{:?}", ids(&failing));
+    // One key given twice in one call: the last one wins.
+    let mut last = regraded.clone();
+    last.label = Some("fail".into());
+    last.value = 0.0;
+    upsert(index, "acme", "t1", &[regraded, last.clone()]).await;
+    assert_eq!(trace(index, "acme", "t1").await, [other, last]);
+}
+
+pub async fn upsert_refuses_a_record_of_another_tenant_or_trace(index: &dyn ScoreIndex) {
+    let own = human("t1", "quality.correct/ann", "pass", 1.0, 1_000);
+    let mut other_tenant = own.clone();
+    other_tenant.tenant = "globex".into();
+    let mut other_trace = own.clone();
+    other_trace.trace_id = "t2".into();
+    for stray in [other_tenant, other_trace] {
+        let result = index.upsert("acme", "t1", &[own.clone(), stray]).await;
+        assert!(matches!(result, Err(IndexError::Mismatch(_))), "{result:?}");
+    }
+    assert!(
+        trace(index, "acme", "t1").await.is_empty(),
+        "nothing was written"
+    );
+    assert!(trace(index, "acme", "t2").await.is_empty());
+    assert!(trace(index, "globex", "t1").await.is_empty());
 }

@@ -47,6 +47,11 @@ pub struct Args {
     /// Also write the table as Markdown.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Also write the labels as expert grades, JSON lines `{item, grader, criterion, value}`
+    /// (criterion `grounded`, `fail` when the answer has a labelled span), for
+    /// `agentwire agreement` and `agentwire calibrate`.
+    #[arg(long)]
+    grades_out: Option<PathBuf>,
 }
 
 /// One labelled answer and what the scorer said of it.
@@ -85,6 +90,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     items.retain(|i| i.value.is_some());
     if items.is_empty() {
         bail!("no labelled answer with a groundedness score");
+    }
+    if let Some(path) = &args.grades_out {
+        let mut lines = String::new();
+        for i in &items {
+            let value = if i.labelled.is_empty() {
+                "pass"
+            } else {
+                "fail"
+            };
+            let row = serde_json::json!({"item": i.trace_id, "grader": "ragtruth", "criterion": "grounded", "value": value});
+            lines.push_str(&row.to_string());
+            lines.push('\n');
+        }
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
     let table = report(&items, missing, timing);
     print!("{table}");

@@ -3,6 +3,7 @@
 
 mod activity;
 mod connections;
+mod grading;
 mod item;
 mod scores;
 mod stream;
@@ -10,6 +11,7 @@ mod table;
 
 pub use activity::DynamoActivityIndex;
 pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
+pub use grading::DynamoGradingStore;
 pub use scores::{DynamoScoreIndex, SCORES_INDEX};
 pub use stream::session_changes;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agentwire_scoring::{
     IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, ScoreRecord, Source, check_replace,
+    check_upsert,
 };
 use agentwire_session::path::encode_segment;
 use async_trait::async_trait;
@@ -134,20 +135,6 @@ fn key_of(item: &Item) -> Item {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
 /// A listing's cursor: the last returned item's keys in the index (`spk` is the tenant's).
 fn encode_cursor(item: &Item) -> Option<String> {
     let get = |k: &str| match item.get(k) {
@@ -155,13 +142,12 @@ fn encode_cursor(item: &Item) -> Option<String> {
         _ => None,
     };
     let keys = [get("ssk")?, get("pk")?, get("sk")?];
-    Some(hex(serde_json::json!(keys).to_string().as_bytes()))
+    Some(agentwire_scoring::encode_cursor(&keys))
 }
 
 fn decode_cursor(tenant: &str, text: &str) -> Result<Item, IndexError> {
     let bad = || IndexError::BadCursor(format!("not a score listing cursor: {text:?}"));
-    let bytes = unhex(text).ok_or_else(bad)?;
-    let [ssk, pk, sk]: [String; 3] = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let [ssk, pk, sk]: [String; 3] = agentwire_scoring::decode_cursor(text).ok_or_else(bad)?;
     Ok(Item::from([
         ("spk".into(), s(tenant_spk(tenant))),
         ("ssk".into(), s(ssk)),
@@ -365,6 +351,37 @@ impl ScoreIndex for DynamoScoreIndex {
         }
         Err(failed(format!(
             "replacing the scores of a trace conflicted with other writers {MAX_ATTEMPTS} times"
+        )))
+    }
+
+    async fn upsert(
+        &self,
+        tenant: &str,
+        trace_id: &str,
+        records: &[ScoreRecord],
+    ) -> Result<(), IndexError> {
+        check_upsert(tenant, trace_id, records)?;
+        // By key, with the same item (listing-index attributes included) `replace` writes;
+        // a key given twice is written once, the last one winning.
+        let mut new = BTreeMap::new();
+        for record in records {
+            new.insert(record_sk(record), record_item(record)?);
+        }
+        let puts: Vec<Item> = new.into_values().collect();
+        if puts.is_empty() {
+            return Ok(());
+        }
+        if puts.len() > MAX_TRANSACTION_ITEMS {
+            // Each put is whole on its own; only the group is not atomic.
+            return self.batch(puts, Vec::new()).await;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if self.transact(&puts, &[]).await? {
+                return Ok(());
+            }
+        }
+        Err(failed(format!(
+            "upserting scores of a trace conflicted with other writers {MAX_ATTEMPTS} times"
         )))
     }
 

@@ -99,3 +99,29 @@ mod score_index {
         );
     }
 }
+
+/// The GradingStore contract, on DynamoDB Local (in the session table: rubrics, queues,
+/// claims and grades under their own partitions).
+mod grading_store {
+    use std::sync::Arc;
+
+    use agentwire_contracts::grading_store_contract;
+    use agentwire_dynamo::{DynamoGradingStore, DynamoSessionLog, local_client};
+    use agentwire_grading::GradingStore;
+
+    async fn store() -> (Arc<dyn GradingStore>, ()) {
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("grading-{:016x}", fastrand::u64(..));
+        DynamoSessionLog::new(local_client(&endpoint), &table)
+            .ensure_table()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Local must be running at {endpoint}: {e}"));
+        (
+            Arc::new(DynamoGradingStore::new(local_client(&endpoint), table)),
+            (),
+        )
+    }
+
+    grading_store_contract!(store);
+}

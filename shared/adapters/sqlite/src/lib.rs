@@ -8,12 +8,14 @@
 //! beyond its size wait for a connection, and connections left idle are closed.
 
 mod activity;
+mod grading;
 mod pool;
 mod schema;
 mod scores;
 mod store;
 
 pub use activity::SqliteActivityIndex;
+pub use grading::SqliteGradingStore;
 pub use pool::ReadPool;
 pub use scores::SqliteScoreIndex;
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use agentwire_scoring::{
     IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, ScoreRecord, Source, check_replace,
+    check_upsert, decode_cursor, encode_cursor,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
@@ -80,14 +81,13 @@ impl Cursor {
             self.name,
             self.span_id
         ]);
-        hex(json.to_string().as_bytes())
+        encode_cursor(&json)
     }
 
     fn decode(text: &str) -> Result<Cursor, IndexError> {
         let bad = || IndexError::BadCursor(format!("not a score listing cursor: {text:?}"));
-        let bytes = unhex(text).ok_or_else(bad)?;
         let (scored_at_ms, trace_id, source, name, span_id): (i64, String, String, String, String) =
-            serde_json::from_slice(&bytes).map_err(|_| bad())?;
+            decode_cursor(text).ok_or_else(bad)?;
         Ok(Cursor {
             scored_at_ms,
             trace_id,
@@ -96,20 +96,6 @@ impl Cursor {
             span_id,
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// A stored row back as its record: the JSON, with the exact value.
@@ -194,6 +180,36 @@ impl SqliteScoreIndex {
     }
 }
 
+/// Writes `rows` (records with their JSON) by key, replacing a row with the same key.
+fn insert_rows(
+    tx: &rusqlite::Transaction,
+    tenant: &str,
+    trace_id: &str,
+    rows: &[(ScoreRecord, String)],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO scores
+           (tenant, trace_id, source, name, span_id, scored_at_ms, value,
+            value_bits, label, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for (r, json) in rows {
+        insert.execute(params![
+            tenant,
+            trace_id,
+            r.source.as_str(),
+            r.name,
+            r.span_id.clone().unwrap_or_default(),
+            r.scored_at_ms,
+            (!r.value.is_nan()).then_some(r.value),
+            r.value.to_bits() as i64,
+            r.label,
+            json,
+        ])?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ScoreIndex for SqliteScoreIndex {
     async fn replace(
@@ -217,28 +233,29 @@ impl ScoreIndex for SqliteScoreIndex {
                 "DELETE FROM scores WHERE tenant = ?1 AND trace_id = ?2 AND source = ?3",
                 params![tenant, trace_id, source.as_str()],
             )?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO scores
-                       (tenant, trace_id, source, name, span_id, scored_at_ms, value,
-                        value_bits, label, record)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?;
-                for (r, json) in &rows {
-                    insert.execute(params![
-                        tenant,
-                        trace_id,
-                        source.as_str(),
-                        r.name,
-                        r.span_id.clone().unwrap_or_default(),
-                        r.scored_at_ms,
-                        (!r.value.is_nan()).then_some(r.value),
-                        r.value.to_bits() as i64,
-                        r.label,
-                        json,
-                    ])?;
-                }
-            }
+            insert_rows(&tx, &tenant, &trace_id, &rows)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn upsert(
+        &self,
+        tenant: &str,
+        trace_id: &str,
+        records: &[ScoreRecord],
+    ) -> Result<(), IndexError> {
+        check_upsert(tenant, trace_id, records)?;
+        let rows = records
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|json| (r.clone(), json)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let (tenant, trace_id) = (tenant.to_owned(), trace_id.to_owned());
+        self.write(move |conn| {
+            // One transaction, and no delete: the trace's other records stay as they are.
+            let tx = conn.transaction()?;
+            insert_rows(&tx, &tenant, &trace_id, &rows)?;
             tx.commit()
         })
         .await

@@ -55,3 +55,93 @@ mod score_index {
 
     score_index_contract!(index);
 }
+
+/// The GradingStore contract, on SQLite (in the session log's file, beside the sessions).
+mod grading_store {
+    use std::sync::Arc;
+
+    use agentwire_contracts::grading_store_contract;
+    use agentwire_grading::GradingStore;
+    use agentwire_sqlite::{SqliteGradingStore, SqliteSessionLog};
+
+    async fn store() -> (Arc<dyn GradingStore>, (tempfile::TempDir, SqliteSessionLog)) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        // The log opens the file first, as `agentwire dev` does.
+        let log = SqliteSessionLog::open(&path).expect("open the log");
+        let store = SqliteGradingStore::open(&path).expect("open");
+        (Arc::new(store), (dir, log))
+    }
+
+    grading_store_contract!(store);
+}
+
+/// Claims stay atomic across connections: two stores (two writer connections, as two
+/// processes would have) on one file, graders claiming the one slot through both at once.
+mod grading_across_connections {
+    use std::sync::Arc;
+
+    use agentwire_grading::{GradingStore, QueueItem, QueueSpec, RubricRef};
+    use agentwire_sqlite::SqliteGradingStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_connections_never_give_one_slot_twice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let stores: Vec<Arc<dyn GradingStore>> = (0..2)
+            .map(|_| Arc::new(SqliteGradingStore::open(&path).expect("open")) as _)
+            .collect();
+        let graders: Vec<String> = (0..8).map(|g| format!("g{g}")).collect();
+        let spec = QueueSpec {
+            name: "q".into(),
+            title: String::new(),
+            rubric: RubricRef {
+                name: "r".into(),
+                version: 1,
+            },
+            graders: graders.clone(),
+            per_item: 1,
+            shared_share: 0.0,
+            blind: false,
+            deadline_ms: None,
+            lease_ms: 60_000,
+            adjudication: None,
+            source: serde_json::Value::Null,
+            created_ms: 0,
+        };
+        let items: Vec<QueueItem> = (0..3)
+            .map(|i| QueueItem {
+                trace_id: format!("{i:032x}"),
+                session: format!("s{i}"),
+                position: i,
+                slots: 1,
+            })
+            .collect();
+        stores[0]
+            .create_queue("acme", &spec, &items)
+            .await
+            .expect("create");
+        for round in 0..5i64 {
+            // Each round, every slot's lease from the round before has run out.
+            let now = 1_000_000 + round * 120_000;
+            let start = Arc::new(tokio::sync::Barrier::new(graders.len()));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, grader) in graders.iter().enumerate() {
+                let store = Arc::clone(&stores[i % 2]);
+                let (grader, start) = (grader.clone(), Arc::clone(&start));
+                tasks.spawn(async move {
+                    start.wait().await;
+                    store.claim("acme", "q", &grader, now).await
+                });
+            }
+            let mut won = Vec::new();
+            while let Some(result) = tasks.join_next().await {
+                if let Some(claim) = result.expect("task").expect("a claim fails only by losing") {
+                    won.push(claim.item.position);
+                }
+            }
+            won.sort();
+            assert_eq!(won, [0, 1, 2], "round {round}: each slot given once");
+        }
+    }
+}

@@ -92,6 +92,11 @@ pub enum Role {
     /// A telemetry exporter: send OpenTelemetry traces (`POST /v1/traces`) and nothing
     /// else; it can neither read nor append to any session, over HTTP or WebSocket.
     Ingest,
+    /// A domain expert grading annotation queues ([`Action::Grade`]) and nothing else: the
+    /// claims' `s` names the queue (or a prefix ending in `*`), and `u` is the grader,
+    /// required ([`Signer::verify`] refuses a grader token without one). It reads the
+    /// traces of the items it claims through the grading API only, never a session.
+    Grader,
 }
 
 impl Role {
@@ -105,6 +110,7 @@ impl Role {
             Role::Writer => matches!(action, Read | Append | Control | Ingest),
             Role::Admin => true,
             Role::Ingest => matches!(action, Ingest),
+            Role::Grader => matches!(action, Grade),
         }
     }
 }
@@ -117,6 +123,7 @@ impl fmt::Display for Role {
             Role::Writer => "writer",
             Role::Admin => "admin",
             Role::Ingest => "ingest",
+            Role::Grader => "grader",
         })
     }
 }
@@ -130,8 +137,9 @@ impl std::str::FromStr for Role {
             "writer" => Ok(Role::Writer),
             "admin" => Ok(Role::Admin),
             "ingest" => Ok(Role::Ingest),
+            "grader" => Ok(Role::Grader),
             other => Err(format!(
-                "unknown role {other:?}: expected reader, controller, writer, admin or ingest"
+                "unknown role {other:?}: expected reader, controller, writer, admin, ingest or grader"
             )),
         }
     }
@@ -151,6 +159,9 @@ pub enum Action {
     /// Send OpenTelemetry traces into the trace archive (OTLP/HTTP `POST /v1/traces`); the
     /// session is the one the traces name.
     Ingest,
+    /// Claim, read and grade the items of an annotation queue; the "session" a grader
+    /// token's scope is checked against is the queue's name.
+    Grade,
 }
 
 impl fmt::Display for Action {
@@ -161,6 +172,7 @@ impl fmt::Display for Action {
             Action::Control => "control",
             Action::Delete => "delete",
             Action::Ingest => "ingest traces of",
+            Action::Grade => "grade",
         })
     }
 }
@@ -217,6 +229,9 @@ pub enum AuthError {
     OutOfScope(String),
     #[error("role {role} may not {action} sessions")]
     RoleForbids { role: Role, action: Action },
+    /// A grader token that names no grader (`u`): grades must say who gave them.
+    #[error("a grader token must name its grader (u): mint it with --user")]
+    GraderWithoutUser,
 }
 
 impl AuthError {
@@ -230,6 +245,7 @@ impl AuthError {
                 | AuthError::InvalidTenant(_)
                 | AuthError::BadSignature
                 | AuthError::Expired(_)
+                | AuthError::GraderWithoutUser
         )
     }
 }
@@ -300,6 +316,11 @@ impl Signer {
         claims.validate().map_err(AuthError::InvalidTenant)?;
         if claims.exp <= now_unix_s {
             return Err(AuthError::Expired(claims.exp));
+        }
+        // A grade is credited to `u`: without one it would be anonymous.
+        if claims.role == Role::Grader && claims.user.as_deref().is_none_or(|u| u.trim().is_empty())
+        {
+            return Err(AuthError::GraderWithoutUser);
         }
         Ok(claims)
     }
@@ -472,15 +493,18 @@ mod tests {
     fn roles_form_the_documented_table() {
         use Action::*;
         let table = [
-            (Role::Reader, [true, false, false, false, false]),
-            (Role::Controller, [true, false, true, false, false]),
-            (Role::Writer, [true, true, true, false, true]),
-            (Role::Admin, [true, true, true, true, true]),
-            (Role::Ingest, [false, false, false, false, true]),
+            (Role::Reader, [true, false, false, false, false, false]),
+            (Role::Controller, [true, false, true, false, false, false]),
+            (Role::Writer, [true, true, true, false, true, false]),
+            (Role::Admin, [true, true, true, true, true, true]),
+            (Role::Ingest, [false, false, false, false, true, false]),
+            (Role::Grader, [false, false, false, false, false, true]),
         ];
         for (role, allowed) in table {
             assert_eq!(role.to_string().parse::<Role>(), Ok(role), "{role} parses");
-            for (action, want) in [Read, Append, Control, Delete, Ingest]
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{role}\""), "{role} serializes by its name");
+            for (action, want) in [Read, Append, Control, Delete, Ingest, Grade]
                 .into_iter()
                 .zip(allowed)
             {
@@ -590,6 +614,47 @@ mod tests {
             built_by_hand.authenticate(None, 0),
             Err(AuthError::InvalidTenant(_))
         ));
+    }
+
+    #[test]
+    fn grader_tokens_must_name_their_grader() {
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let grader = claims("review-*", Role::Grader, 1_000);
+        assert_eq!(signer.verify(&signer.mint(&grader), 0), Ok(grader.clone()));
+        for user in [None, Some(String::new()), Some("  ".to_string())] {
+            let anonymous = Claims {
+                user,
+                ..grader.clone()
+            };
+            let refused = signer.verify(&signer.mint(&anonymous), 0).unwrap_err();
+            assert_eq!(refused, AuthError::GraderWithoutUser);
+            assert!(refused.is_unauthenticated(), "a 401");
+        }
+        // Other roles need no user.
+        let reader = Claims {
+            user: None,
+            ..claims("*", Role::Reader, 1_000)
+        };
+        assert!(signer.verify(&signer.mint(&reader), 0).is_ok());
+        // A grader can grade the queues its scope names, and do nothing to sessions.
+        let principal = Principal { claims: grader };
+        assert_eq!(principal.authorize("review-1", Action::Grade), Ok(()));
+        assert!(matches!(
+            principal.authorize("other", Action::Grade),
+            Err(AuthError::OutOfScope(_))
+        ));
+        for action in [
+            Action::Read,
+            Action::Append,
+            Action::Control,
+            Action::Delete,
+            Action::Ingest,
+        ] {
+            assert!(matches!(
+                principal.authorize("review-1", action),
+                Err(AuthError::RoleForbids { .. })
+            ));
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod configs;
 mod trigger;
 
 pub use codec::{RecordsError, decode_records, encode_records};
-pub use configs::{CONFIG_TTL, TenantConfigs, config_key};
+pub use configs::{CONFIG_TTL, TenantConfigs, config_key, save_version, version_key};
 pub use trigger::ScoringArchive;
 
 use std::sync::Arc;

@@ -192,6 +192,65 @@ impl ScoringConfig {
         Ok(config)
     }
 
+    /// The label threshold of scorer `name`, for the scorers that have one (calibration
+    /// tunes it).
+    pub fn threshold(&self, name: &str) -> Option<f64> {
+        match name {
+            "groundedness" => Some(self.groundedness.threshold),
+            _ => None,
+        }
+    }
+
+    /// `text` with `[<name>] threshold` set to `value`, everything else (comments
+    /// included) kept: the line replaced when the section has one, else added under the
+    /// section's header, else the section appended. The result is checked as a whole.
+    pub fn with_threshold(text: &str, name: &str, value: f64) -> Result<String, ConfigError> {
+        if ScoringConfig::default().threshold(name).is_none() {
+            return Err(ConfigError::new(
+                name,
+                format!("scorer `{name}` has no threshold to set"),
+            ));
+        }
+        let setting = format!("threshold = {value}");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let header =
+            |l: &str| l.trim().trim_end_matches(|c| c != ']').trim() == format!("[{name}]");
+        match lines.iter().position(|l| header(l)) {
+            Some(at) => {
+                let end = lines[at + 1..]
+                    .iter()
+                    .position(|l| l.trim_start().starts_with('['))
+                    .map_or(lines.len(), |i| at + 1 + i);
+                let existing = lines[at + 1..end].iter().position(|l| {
+                    l.trim_start()
+                        .strip_prefix("threshold")
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                });
+                match existing {
+                    Some(i) => lines[at + 1 + i] = setting,
+                    None => lines.insert(at + 1, setting),
+                }
+            }
+            None => {
+                if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                    lines.push(String::new());
+                }
+                lines.push(format!("[{name}]"));
+                lines.push(setting);
+            }
+        }
+        let mut out = lines.join("\n");
+        out.push('\n');
+        let parsed = crate::Scoring::parse(&out)?;
+        if parsed.config().threshold(name) != Some(value) {
+            return Err(ConfigError::new(
+                format!("{name}.threshold"),
+                "the file sets it in a form this edit does not recognise",
+            ));
+        }
+        Ok(out)
+    }
+
     /// Whether scorer `name` runs.
     pub fn enabled(&self, name: &str) -> bool {
         self.scorers
@@ -210,6 +269,45 @@ impl ScoringConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threshold_is_set_in_place_keeping_the_rest_of_the_file() {
+        let text = "# ours\nretrieval_tools = [\"search\"]\n\n[groundedness]\n# tuned by hand\nthreshold = 0.7\nsentence_threshold = 0.4\n\n[rules]\n";
+        let out = ScoringConfig::with_threshold(text, "groundedness", 0.42).unwrap();
+        assert_eq!(out, text.replace("threshold = 0.7", "threshold = 0.42"));
+        let config = ScoringConfig::parse(&out).unwrap();
+        assert_eq!(config.groundedness.sentence_threshold, 0.4);
+
+        // No line: added under the header; no section: appended; no file: just the section.
+        let out = ScoringConfig::with_threshold(
+            "[groundedness]\nsentence_threshold = 0.4\n",
+            "groundedness",
+            0.3,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "[groundedness]\nthreshold = 0.3\nsentence_threshold = 0.4\n"
+        );
+        let out =
+            ScoringConfig::with_threshold("retrieval_tools = []", "groundedness", 0.3).unwrap();
+        assert_eq!(
+            out,
+            "retrieval_tools = []\n\n[groundedness]\nthreshold = 0.3\n"
+        );
+        assert_eq!(
+            ScoringConfig::with_threshold("", "groundedness", 0.3).unwrap(),
+            "[groundedness]\nthreshold = 0.3\n"
+        );
+    }
+
+    #[test]
+    fn a_scorer_without_a_threshold_or_a_value_out_of_range_is_refused() {
+        let e = ScoringConfig::with_threshold("", "tool_use", 0.5).unwrap_err();
+        assert!(e.message.contains("no threshold"), "{e}");
+        let e = ScoringConfig::with_threshold("", "groundedness", 1.5).unwrap_err();
+        assert_eq!(e.field, "groundedness.threshold");
+    }
 
     #[test]
     fn fields_are_located_through_their_tables() {

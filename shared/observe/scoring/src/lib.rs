@@ -12,7 +12,10 @@ pub mod view;
 pub use config::{ConfigError, SCORERS, ScoringConfig};
 pub use record::{Evidence, RecordKey, ScoreRecord, Source};
 pub use scorers::{Outcome, Scorer, ScorerSet};
-pub use store::{IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, check_replace};
+pub use store::{
+    IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, check_replace, check_upsert,
+    decode_cursor, encode_cursor,
+};
 pub use view::{TraceView, ViewError, ViewOptions};
 
 use agentwire_trace::Span;

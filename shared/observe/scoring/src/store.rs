@@ -15,7 +15,8 @@ pub enum IndexError {
     /// [`ScoreFilter::after`] is not a cursor this index gave out: the caller's mistake.
     #[error("{0}")]
     BadCursor(String),
-    /// [`ScoreIndex::replace`] was given a record of another tenant, trace or source.
+    /// [`ScoreIndex::replace`] or [`ScoreIndex::upsert`] was given a record of another
+    /// tenant, trace (or, for `replace`, source).
     #[error("{0}")]
     Mismatch(String),
 }
@@ -41,6 +42,44 @@ pub fn check_replace(
         ))),
         None => Ok(()),
     }
+}
+
+/// Checks that every record given to [`ScoreIndex::upsert`] is of that tenant and trace
+/// (any source): a record filed under another trace's key would be read as that trace's.
+pub fn check_upsert(
+    tenant: &str,
+    trace_id: &str,
+    records: &[ScoreRecord],
+) -> Result<(), IndexError> {
+    match records
+        .iter()
+        .find(|r| r.tenant != tenant || r.trace_id != trace_id)
+    {
+        Some(stray) => Err(IndexError::Mismatch(format!(
+            "a record of {}/{} given to upsert into {tenant}/{trace_id}",
+            stray.tenant, stray.trace_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A listing position as an opaque cursor: its JSON, hex-encoded (safe in a URL, and
+/// nothing a client should read meaning into). Both indexes write their cursors this way.
+pub fn encode_cursor<T: serde::Serialize>(position: &T) -> String {
+    let json = serde_json::to_vec(position).unwrap_or_default();
+    json.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The position [`encode_cursor`] wrote, or `None` for text it did not write.
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Which records a listing returns: all given conditions hold.
@@ -83,6 +122,18 @@ pub trait ScoreIndex: Send + Sync {
         tenant: &str,
         trace_id: &str,
         source: Source,
+        records: &[ScoreRecord],
+    ) -> Result<(), IndexError>;
+
+    /// Writes each of `records` by its key (tenant, trace, source, name, span): a record
+    /// with the same key is replaced, every other record of the trace is left as it is (so
+    /// two writers adding different names never undo each other, unlike `replace`). Every
+    /// record must belong to `tenant` and `trace_id`, else [`IndexError::Mismatch`] and
+    /// nothing is written. Records with one key given twice: the last one wins.
+    async fn upsert(
+        &self,
+        tenant: &str,
+        trace_id: &str,
         records: &[ScoreRecord],
     ) -> Result<(), IndexError>;
 
@@ -130,6 +181,21 @@ mod tests {
             record("acme", "t1", Source::Human),
         ] {
             let error = check_replace("acme", "t1", Source::Code, &[own.clone(), stray]);
+            assert!(matches!(error, Err(IndexError::Mismatch(_))), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_traces_own_records_may_be_upserted_whatever_their_source() {
+        let code = record("acme", "t1", Source::Code);
+        let human = record("acme", "t1", Source::Human);
+        assert_eq!(check_upsert("acme", "t1", &[code.clone(), human]), Ok(()));
+        assert_eq!(check_upsert("acme", "t1", &[]), Ok(()));
+        for stray in [
+            record("globex", "t1", Source::Code),
+            record("acme", "t2", Source::Code),
+        ] {
+            let error = check_upsert("acme", "t1", &[code.clone(), stray]);
             assert!(matches!(error, Err(IndexError::Mismatch(_))), "{error:?}");
         }
     }

@@ -3,6 +3,9 @@
 //! clients, and the adapters of `shared/` wired into a [`Stack`]. Each function's `main` is
 //! `Settings::from_env` → `Stack::connect` → a handler or a job ([`lambda`]).
 //!
+//! [`Stack::http_app`] is the HTTP function's whole router (sessions, trace ingest, scores
+//! and the grading API), so tests on local engines exercise exactly what Lambda runs.
+//!
 //! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
 //! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
 
@@ -15,13 +18,17 @@ use agentwire_apigw_push::ApiGatewayPush;
 use agentwire_archive::Archiver;
 use agentwire_auth::{Auth, Signer};
 use agentwire_dynamo::{
-    DynamoActivityIndex, DynamoConnectionRegistry, DynamoScoreIndex, DynamoSessionLog,
+    DynamoActivityIndex, DynamoConnectionRegistry, DynamoGradingStore, DynamoScoreIndex,
+    DynamoSessionLog,
 };
+use agentwire_grading_http::GradingService;
 use agentwire_realtime::{Fanout, Realtime};
 use agentwire_s3::S3Bucket;
 use agentwire_scorer::ScorerJob;
 use agentwire_session::{Sessions, SystemClock};
+use agentwire_streams_http::HttpConfig;
 use agentwire_trace::TraceArchive;
+use agentwire_traces_http::TracesConfig;
 use aws_config::BehaviorVersion;
 use tracing::info;
 
@@ -214,6 +221,9 @@ pub struct Stack {
     pub activity: Arc<DynamoActivityIndex>,
     /// Score records, in the session table and its `scores` index.
     pub scores: Arc<DynamoScoreIndex>,
+    /// Rubrics, annotation queues, claims and grades, in the session table (its grades
+    /// also go into `scores`, as `human` records, through [`Stack::grading_service`]).
+    pub grading: Arc<DynamoGradingStore>,
     /// Present when the settings had [`Needs::delivery`].
     pub delivery: Option<Delivery>,
     secret: Option<SecretSource>,
@@ -297,7 +307,11 @@ impl Stack {
                 dynamodb.clone(),
                 &settings.sessions_table,
             )),
-            scores: Arc::new(DynamoScoreIndex::new(dynamodb, &settings.sessions_table)),
+            scores: Arc::new(DynamoScoreIndex::new(
+                dynamodb.clone(),
+                &settings.sessions_table,
+            )),
+            grading: Arc::new(DynamoGradingStore::new(dynamodb, &settings.sessions_table)),
             bucket,
             delivery,
             secret: settings.secret.clone(),
@@ -386,6 +400,45 @@ impl Stack {
             self.scores.clone(),
             Arc::new(SystemClock),
         ))
+    }
+
+    /// The grading API's service: the grading store, the score index its grades join as
+    /// `human` records, and the trace archive its item view reads conversations from.
+    pub fn grading_service(&self) -> GradingService {
+        GradingService::new(
+            self.grading.clone(),
+            self.scores.clone(),
+            self.trace_archive(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// The HTTP function's router: the Durable Streams API (`http`), OTLP/HTTP trace ingest
+    /// (`POST /v1/traces`, with `http`'s body limit), the scores API and the grading API
+    /// (`/v1/rubrics`, `/v1/queues`, bodies up to
+    /// [`agentwire_grading_http::DEFAULT_MAX_BODY_BYTES`]), all checking tokens with `auth`.
+    pub fn http_app(&self, auth: Auth, http: HttpConfig) -> Result<axum::Router, ConfigError> {
+        let traces = TracesConfig {
+            max_body_bytes: http.max_body_bytes,
+            ..TracesConfig::default()
+        };
+        Ok(
+            agentwire_streams_http::router(self.sessions()?, auth.clone(), http)
+                .merge(agentwire_traces_http::router(
+                    self.trace_archive(),
+                    auth.clone(),
+                    traces,
+                ))
+                .merge(agentwire_traces_http::scores_router(
+                    self.scores.clone(),
+                    auth.clone(),
+                ))
+                .merge(agentwire_grading_http::router(
+                    self.grading_service(),
+                    auth,
+                    agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
+                )),
+        )
     }
 
     /// Creates the tables (with the scores index) and the bucket when missing: for local

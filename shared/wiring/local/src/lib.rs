@@ -5,7 +5,8 @@
 //! By default everything is embedded: sessions in SQLite (`<data-dir>/sessions.db`),
 //! connections in memory, pushes to the local gateway's sockets, traces under
 //! `<data-dir>/traces/` at the keys S3 has on AWS, and the archiver's activity index in
-//! the same SQLite file. [`LocalStack::assemble`] takes other parts (the AWS adapters of
+//! the same SQLite file, as are the grading store's rubrics, queues and grades.
+//! [`LocalStack::assemble`] takes other parts (the AWS adapters of
 //! `agentwire dev --backend aws`) and wires them the same way.
 
 mod expiry;
@@ -18,6 +19,8 @@ use std::time::Duration;
 use agentwire_archive::{Archiver, ChangeFeed};
 use agentwire_auth::Auth;
 use agentwire_fs::DirTraceArchive;
+use agentwire_grading::GradingStore;
+use agentwire_grading_http::GradingService;
 use agentwire_jobs::{Job, Scheduler};
 use agentwire_local_gateway::LocalPush;
 use agentwire_realtime::{
@@ -26,7 +29,9 @@ use agentwire_realtime::{
 use agentwire_scorer::{RESCORE_EVERY, Rescore, ScorerJob, ScoringArchive};
 use agentwire_scoring::ScoreIndex;
 use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
-use agentwire_sqlite::{ReadPool, SqliteActivityIndex, SqliteScoreIndex, SqliteSessionLog};
+use agentwire_sqlite::{
+    ReadPool, SqliteActivityIndex, SqliteGradingStore, SqliteScoreIndex, SqliteSessionLog,
+};
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{ActivityIndex, TraceArchive};
 use agentwire_traces_http::TracesConfig;
@@ -105,6 +110,8 @@ pub struct Parts {
     pub activity: Arc<dyn ActivityIndex>,
     /// Where score records are indexed per trace.
     pub scores: Arc<dyn ScoreIndex>,
+    /// Rubrics, annotation queues and grades.
+    pub grading: Arc<dyn GradingStore>,
     /// The SQLite log, when sessions are in SQLite: its expiry sweep is a job.
     pub sqlite: Option<Arc<SqliteSessionLog>>,
 }
@@ -126,6 +133,8 @@ pub struct LocalStack {
     pub scorer: Arc<ScorerJob>,
     /// The score index `GET /v1/traces/{id}/scores` and `GET /v1/scores` read.
     pub scores: Arc<dyn ScoreIndex>,
+    /// The grading API's store (its grades also go into `scores`, as `human` records).
+    pub grading: Arc<dyn GradingStore>,
     /// Every job, as `agentwire job list` shows them.
     pub jobs: Vec<Arc<dyn Job>>,
     clock: Arc<dyn Clock>,
@@ -225,6 +234,7 @@ impl LocalStack {
             scoring,
             scorer,
             scores: parts.scores,
+            grading: parts.grading,
             jobs,
             clock,
             log: parts.log,
@@ -233,8 +243,9 @@ impl LocalStack {
     }
 
     /// The app `agentwire dev` serves: the Durable Streams API, OTLP/HTTP trace ingest at
-    /// `POST /v1/traces` (with the same body limit and body timeout as `http`) and the
-    /// WebSocket gateway at `/ws` (callers add the management API and the web page).
+    /// `POST /v1/traces` (with the same body limit and body timeout as `http`), the scores,
+    /// the grading API (`/v1/rubrics`, `/v1/queues`) and the WebSocket gateway at `/ws`
+    /// (callers add the management API and the web pages).
     pub fn app(&self, auth: Auth, http: HttpConfig) -> axum::Router {
         let realtime = Realtime::new(
             self.sessions.clone(),
@@ -255,7 +266,17 @@ impl LocalStack {
             ))
             .merge(agentwire_traces_http::scores_router(
                 self.scores.clone(),
+                auth.clone(),
+            ))
+            .merge(agentwire_grading_http::router(
+                GradingService::new(
+                    self.grading.clone(),
+                    self.scores.clone(),
+                    self.archive.clone(),
+                    self.clock.clone(),
+                ),
                 auth,
+                agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
             ))
             .merge(agentwire_local_gateway::router(
                 realtime,
@@ -316,6 +337,7 @@ fn embedded_parts(
     };
     let activity = SqliteActivityIndex::open(&db).map_err(|e| storage(&db, e))?;
     let scores = SqliteScoreIndex::open(&db).map_err(|e| storage(&db, e))?;
+    let grading = SqliteGradingStore::open(&db).map_err(|e| storage(&db, e))?;
     Ok(Parts {
         log,
         registry: Arc::new(InMemoryConnectionRegistry::default()),
@@ -325,6 +347,7 @@ fn embedded_parts(
         archive: Arc::new(DirTraceArchive::new(settings.archive_root())),
         activity: Arc::new(activity),
         scores: Arc::new(scores),
+        grading: Arc::new(grading),
         sqlite,
     })
 }

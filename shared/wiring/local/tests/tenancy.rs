@@ -128,3 +128,85 @@ async fn a_tenant_with_a_slash_is_refused_and_pushes_name_sessions_as_clients_do
         );
     }
 }
+
+/// One `Connection: close` HTTP request; the reply's status code.
+async fn status_of(addr: &str, method: &str, path: &str, token: &str, body: &str) -> u16 {
+    reply_of(addr, method, path, token, body).await.0
+}
+
+/// One `Connection: close` HTTP request; the reply's status code and its whole text.
+async fn reply_of(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("a reply within 5 s")
+        .expect("read");
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply}"));
+    (status, reply)
+}
+
+#[tokio::test]
+async fn a_grader_token_reaches_the_grading_api_and_no_session() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stack = LocalStack::open(&LocalSettings::new(dir.path())).expect("stack");
+    let url = serve(&stack).await;
+    let addr = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.strip_suffix("/ws"))
+        .expect("an address")
+        .to_owned();
+    create_with(
+        &stack.sessions,
+        "acme/chat",
+        json!({"type": "message.delta", "n": 1}),
+    )
+    .await;
+    // Even a grader token whose scope is every name of the tenant.
+    let grader = Signer::new(SECRET).mint(&Claims {
+        tenant: "acme".into(),
+        sessions: "*".into(),
+        role: Role::Grader,
+        user: Some("alice".into()),
+        exp: i64::MAX,
+    });
+    assert_eq!(
+        status_of(&addr, "GET", "/v1/stream/chat", &grader, "").await,
+        403
+    );
+    assert_eq!(
+        status_of(&addr, "POST", "/v1/stream/chat", &grader, "{}").await,
+        403
+    );
+    assert_eq!(
+        status_of(&addr, "POST", "/v1/traces", &grader, "{}").await,
+        403
+    );
+    assert_eq!(
+        status_of(&addr, "GET", "/v1/scores", &grader, "").await,
+        403
+    );
+    match tokio_tungstenite::connect_async(format!("{url}?token={grader}")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(other) => panic!("expected a 403 refusal, got {other}"),
+        Ok(_) => panic!("a grader token opened a WebSocket"),
+    }
+    // The grading API is served: an unknown queue is a 404, not a missing route.
+    let (status, reply) = reply_of(&addr, "POST", "/v1/queues/review/claim", &grader, "").await;
+    assert_eq!(status, 404, "{reply}");
+    assert!(
+        reply.contains(r#"{"error":"no queue \"review\""}"#),
+        "{reply}"
+    );
+}

@@ -1,12 +1,10 @@
 //! Appends too large for a DynamoDB item go to S3 whole (a claim check) and read back
 //! byte-exactly, on DynamoDB Local and a local S3 server.
 
-mod common;
-
+use crate::common::stack;
 use agentwire_aws_stack::{Settings, Stack};
 use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, ReadFrom};
 use bytes::Bytes;
-use common::stack;
 
 async fn read_all(stack: &Stack, name: &str) -> Vec<u8> {
     let sessions = stack.sessions().unwrap();

@@ -4,12 +4,11 @@
 
 use agentwire_archive::TraceArchive;
 use agentwire_aws_stack::lambda::{self, ArchiverEvent};
-mod common;
 
+use crate::common::stack;
 use agentwire_session::{AppendRequest, CreateStream, Mode, Payload, Sessions};
 use agentwire_trace::{Span, decode_jsonl_gz};
 use bytes::Bytes;
-use common::stack;
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
