@@ -406,11 +406,8 @@ async fn aws(
         archive: Arc::new(stack.bucket.clone()),
         activity: stack.activity.clone(),
         scores: stack.scores.clone(),
-        // Grades stay in the data directory's SQLite file beside the demo's other local state.
-        grading: Arc::new(
-            agentwire_sqlite::SqliteGradingStore::open(local.database())
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", local.database().display()))?,
-        ),
+        // Grades on the session table, as the HTTP function keeps them.
+        grading: stack.grading.clone(),
         sqlite: None,
     };
     Ok(LocalStack::assemble(
