@@ -423,14 +423,16 @@ test("a reload mid-item keeps the draft, on this device and on the server", asyn
   const { grades } = await ok("GET", "/v1/queues/reload/grades")
   assert.deepEqual(grades.map((g) => g.answers.grounded.justification), ["Rodin never painted the tower"])
 
-  // The first tab still shows the item; submitting there now is refused by the server,
-  // and its message is shown beside the form, answers kept.
+  // The first tab still shows the item; submitting other answers there now is refused by
+  // the server (the same answers again would be taken as a retry of the kept grade), and
+  // its message is shown beside the form, answers kept.
   await page.bringToFront()
   await page.keyboard.press("j")
-  await page.keyboard.press("1")
+  await page.keyboard.press("2")
   await page.keyboard.press("Enter")
   await page.waitForSelector('[data-testid="form-error"]:not([hidden])')
-  const again = await call("POST", `/v1/queues/reload/items/${traces[1]}/grade`, { rubric: { name: rubric.name, version: 1 }, answers: grades[0].answers }, grader("reload", "dana"))
+  const other_answers = { ...grades[0].answers, helpful: { value: grades[0].answers.helpful.value === "1" ? "2" : "1" } }
+  const again = await call("POST", `/v1/queues/reload/items/${traces[1]}/grade`, { rubric: { name: rubric.name, version: 1 }, answers: other_answers }, grader("reload", "dana"))
   assert.equal(again.status, 409, JSON.stringify(again.body))
   assert.ok((await page.textContent('[data-testid="form-error"]')).includes(again.body.error), "the server's words, beside the form")
   assert.equal(await page.inputValue('[data-testid="criterion"][data-key="grounded"] textarea'), "Rodin never painted the tower", "nothing typed is lost")
