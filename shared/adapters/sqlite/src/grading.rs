@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agentwire_grading::{
     Claim, Draft, Grade, GradingError, GradingStore, ItemState, QueueItem, QueueSpec, Rubric,
@@ -123,12 +122,7 @@ impl SqliteGradingStore {
         pool: ReadPool,
     ) -> Result<SqliteGradingStore, GradingError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(failed)?;
-        // The log's writer holds the write lock for a group commit at a time: wait for it.
-        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .map_err(failed)?;
-        conn.execute_batch(SCHEMA).map_err(failed)?;
+        let conn = crate::pool::open_writer(&path, SCHEMA).map_err(failed)?;
         Ok(SqliteGradingStore {
             path,
             writer: Arc::new(Mutex::new(conn)),

@@ -150,3 +150,17 @@ impl Drop for Pooled {
         self.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// A writer connection on the session log's file for a store kept beside the log, with
+/// `schema` applied: WAL, full sync, and a wait for the log's writer, which holds the write
+/// lock for a group commit at a time.
+pub(crate) fn open_writer(
+    path: &std::path::Path,
+    schema: &str,
+) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}

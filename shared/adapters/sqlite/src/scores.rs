@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agentwire_scoring::{
     IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, ScoreRecord, Source, check_replace,
@@ -126,12 +125,7 @@ impl SqliteScoreIndex {
         pool: ReadPool,
     ) -> Result<SqliteScoreIndex, IndexError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(failed)?;
-        // The log's writer holds the write lock for a group commit at a time: wait for it.
-        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .map_err(failed)?;
-        conn.execute_batch(SCHEMA).map_err(failed)?;
+        let conn = crate::pool::open_writer(&path, SCHEMA).map_err(failed)?;
         Ok(SqliteScoreIndex {
             path,
             writer: Arc::new(Mutex::new(conn)),
