@@ -23,6 +23,8 @@ FUNCTIONS = {
     "WebSocketFunction": "agentwire-websocket",
     "ArchiverFunction": "agentwire-archiver",
     "ScorerFunction": "agentwire-scorer",
+    # The scorer's bootstrap, run as the judge (AGENTWIRE_JOB=judge).
+    "JudgeFunction": "agentwire-scorer",
 }
 WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
@@ -339,6 +341,36 @@ def _(t: Template) -> None:
     expect("scores" in indexes, "SessionsTable has no scores index")
     keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["scores"]["KeySchema"]]
     expect(keys == [("spk", "HASH"), ("ssk", "RANGE")], f"scores index keys are {keys}")
+
+
+@check("JudgeFunction runs as the judge, fed by an encrypted SQS queue of the Bucket's scores/ events with a failure queue, and may invoke Bedrock and write judge/ only")
+def _(t: Template) -> None:
+    expect(t.function_env("JudgeFunction").get("AGENTWIRE_JOB") == "judge", "JudgeFunction is not run as the judge")
+    events = t.props("JudgeFunction").get("Events", {}).values()
+    sqs = [e["Properties"] for e in events if e.get("Type") == "SQS"]
+    expect(len(sqs) == 1, f"expected one SQS event, found {len(sqs)}")
+    expect(refs(sqs[0].get("Queue")) == {"JudgeQueue"}, "the SQS event is not JudgeQueue's")
+    expect(sqs[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "no partial batch failures")
+    queue = t.props("JudgeQueue")
+    redrive = queue.get("RedrivePolicy", {})
+    expect(refs(redrive.get("deadLetterTargetArn")) == {"JudgeFailures"}, "JudgeQueue has no failure queue")
+    expect(queue.get("SqsManagedSseEnabled") is True, "JudgeQueue is not encrypted")
+    timeout = t.function_prop("JudgeFunction", "Timeout")
+    expect(queue.get("VisibilityTimeout", 30) >= 6 * timeout, "the visibility timeout is under six times the function's timeout")
+    rule = t.props("ScoredRule")
+    pattern = rule.get("EventPattern", {})
+    expect(pattern.get("detail", {}).get("object", {}).get("key") == [{"prefix": "scores/"}], f"ScoredRule matches {pattern!r}")
+    expect(any(refs(target.get("Arn")) == {"JudgeQueue"} for target in rule.get("Targets", [])), "ScoredRule does not target JudgeQueue")
+    policies = [v["Properties"] for v in t.of_type("AWS::SQS::QueuePolicy").values() if "JudgeQueue" in refs(v["Properties"].get("Queues"))]
+    scoped = any(
+        s.get("Principal", {}).get("Service") == "events.amazonaws.com"
+        and "ScoredRule" in refs(s.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn"))
+        for p in policies for s in as_list(p.get("PolicyDocument", {}).get("Statement", []))
+    )
+    expect(scoped, "JudgeQueue does not take messages from ScoredRule only")
+    expect(allowed(t, "JudgeFunction", "s3:PutObject", {"Fn::Sub": "${Bucket.Arn}/judge/*"}), "JudgeFunction cannot write judge/")
+    expect(not allowed(t, "JudgeFunction", "s3:PutObject", {"Fn::Sub": "${Bucket.Arn}/scores/*"}), "JudgeFunction must not write scores/ (it would judge its own output)")
+    expect(any(where == "JudgeFunction" and "bedrock:InvokeModel" in as_list(s.get("Action")) for where, s in statements(t)), "JudgeFunction cannot invoke Bedrock")
 
 
 @check("bucket: public access blocked, encrypted, traces/ expire, blobs/ never do, TLS-only policy")

@@ -50,6 +50,8 @@ self_test() {
     bites "grading routes missing" "Path: /v1/queues/{queue}/{proxy+}" "Path: /v1/queues/{queue}/items"
     bites "grading store without BatchWriteItem" "                - dynamodb:BatchWriteItem" "                - dynamodb:BatchGetItem"
     bites "item view without the tenant's config/" 'Resource: !Sub "${Bucket.Arn}/config/\*"' 'Resource: !Sub "${Bucket.Arn}/scores/*"'
+    bites "judge writing scores/ (it would judge its own output)" 'Resource: !Sub "${Bucket.Arn}/judge/\*"' 'Resource: !Sub "${Bucket.Arn}/scores/*"'
+    bites "judge queue without a failure queue" "deadLetterTargetArn: !GetAtt JudgeFailures.Arn" "deadLetterTargetArn: !GetAtt JudgeQueue.Arn"
 }
 
 echo "==> venv"

@@ -332,4 +332,16 @@ fn scorer(s: &ScorerAgreement, out: &mut Vec<String>) {
     ] {
         out.push(format!("    {what:48}{}", estimate(e)));
     }
+    match s.trusted {
+        Some(true) => out.push(
+            "    trusted: agrees with the graders at least as well as they agree with each other"
+                .into(),
+        ),
+        Some(false) => out.push(
+            "    NOT TRUSTED: agrees with the graders less than they agree with each other".into(),
+        ),
+        None => {
+            out.push("    trust undefined: the leave-one-out comparison is not defined here".into())
+        }
+    }
 }

@@ -408,6 +408,8 @@ async fn aws(
         scores: stack.scores.clone(),
         // Grades on the session table, as the HTTP function keeps them.
         grading: stack.grading.clone(),
+        budget: stack.budget.clone(),
+        endpoints: stack.judge_endpoints(),
         sqlite: None,
     };
     Ok(LocalStack::assemble(

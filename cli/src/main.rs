@@ -6,6 +6,7 @@ mod demo_agent;
 mod dev;
 mod import;
 mod job;
+mod judge;
 mod score;
 mod secret;
 mod tail;
@@ -40,6 +41,8 @@ enum Command {
     Agreement(agreement::AgreementArgs),
     /// Tune a scorer's threshold to the graders' consensus, checked on held-back items.
     Calibrate(calibrate::CalibrateArgs),
+    /// Judge archived traces against a rubric through a model endpoint, within a budget.
+    Judge(judge::JudgeArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::Agreement(args) => agreement::run(args),
+        Command::Judge(args) => runtime.block_on(judge::run(args)),
         Command::Token(_) | Command::Score(_) | Command::Calibrate(_) => {
             unreachable!("handled above")
         }

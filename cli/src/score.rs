@@ -38,10 +38,10 @@ pub struct ScoreArgs {
 }
 
 /// A trace file and the tenant and session its path names.
-struct TraceFile {
-    path: PathBuf,
-    tenant: String,
-    session: Option<String>,
+pub(crate) struct TraceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) tenant: String,
+    pub(crate) session: Option<String>,
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
@@ -147,28 +147,36 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
 }
 
 /// The records of one file, or why it is not a trace (naming the line).
-fn score_file(
+pub(crate) fn score_file(
     scoring: &Scoring,
     file: &TraceFile,
     now_ms: i64,
 ) -> Result<Vec<ScoreRecord>, String> {
+    Ok(scoring.score_view(&view_of(scoring, file)?, now_ms))
+}
+
+/// One file's trace as the scorers see it, with the path's tenant (as the scorer job
+/// takes the key's) and session.
+pub(crate) fn view_of(
+    scoring: &Scoring,
+    file: &TraceFile,
+) -> Result<agentwire_scoring::TraceView, String> {
     let body = std::fs::read(&file.path).map_err(|e| e.to_string())?;
     let spans = decode_jsonl_gz(&body).map_err(|e| agentwire_scorer::without_content(&e))?;
     let mut view =
         agentwire_scoring::TraceView::from_spans(&spans, &scoring.config().view_options())
             .map_err(|e| e.to_string())?;
-    // The path's tenant, as the scorer job takes the key's.
     view.tenant = file.tenant.clone();
     if let Some(session) = &file.session
         && view.session == view.trace_id
     {
         view.session = session.clone();
     }
-    Ok(scoring.score_view(&view, now_ms))
+    Ok(view)
 }
 
 /// Every `*.jsonl.gz` under `root` (or `root` itself), in path order.
-fn trace_files(root: &Path, tenant: &str) -> anyhow::Result<Vec<TraceFile>> {
+pub(crate) fn trace_files(root: &Path, tenant: &str) -> anyhow::Result<Vec<TraceFile>> {
     let mut paths = Vec::new();
     if root.is_file() {
         paths.push(root.to_path_buf());

@@ -1062,6 +1062,7 @@ fn calibrate_on_a_queue_writes_the_tenants_next_configuration_version() {
                 scorer_version: "1".into(),
                 trace_digest: "d".into(),
                 scored_at_ms: 0,
+                usage: None,
             };
             index
                 .replace("local", trace, Source::Code, &[record])
@@ -1096,4 +1097,112 @@ fn calibrate_on_a_queue_writes_the_tenants_next_configuration_version() {
     let tuned = agentwire_scoring::ScoringConfig::parse(&live).expect("a valid configuration");
     // Within the gap between two tuning items around the graders' line.
     assert!((tuned.groundedness.threshold - 0.3).abs() < 0.05, "{live}");
+}
+
+#[test]
+fn judge_writes_judgements_reuses_them_on_a_rerun_and_keeps_to_its_budget() {
+    use agentwire_judge::fake::{FakeModel, Script};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let model = runtime.block_on(FakeModel::start(Script::answer_with(|_| {
+        serde_json::json!({"criteria": {"grounded": {"value": "pass", "explanation": "every hour is in the passages"}}})
+    })));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sources = dir.path().join("sources.jsonl");
+    std::fs::write(
+        &sources,
+        r#"{"source_id": "s1", "task_type": "QA", "source": "MARCO", "source_info": {"question": "when does the museum open", "passages": "passage 1:The museum opens at 9am.\n\n"}, "prompt": "p"}
+"#,
+    )
+    .unwrap();
+    let responses = dir.path().join("responses.jsonl");
+    let lines: String = (1..=4)
+        .map(|i| format!("{{\"id\": \"{i}\", \"source_id\": \"s1\", \"model\": \"m\", \"temperature\": 0.7, \"labels\": [], \"split\": \"train\", \"quality\": \"good\", \"response\": \"The museum opens at {i}am.\"}}\n"))
+        .collect();
+    std::fs::write(&responses, lines).unwrap();
+    let out = agentwire()
+        .args(["import", "ragtruth", "--responses"])
+        .arg(&responses)
+        .arg("--sources")
+        .arg(&sources)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rubric = dir.path().join("rubric.json");
+    std::fs::write(
+        &rubric,
+        r#"{"name": "answers", "version": 1, "criteria": [{"key": "grounded", "title": "Grounded?", "scale": {"kind": "pass_fail"}}]}"#,
+    )
+    .unwrap();
+    let judge = |out_file: &str, extra: &[&str]| {
+        agentwire()
+            .args(["judge", "--traces"])
+            .arg(dir.path().join("traces"))
+            .arg("--rubric")
+            .arg(&rubric)
+            .args([
+                "--endpoint",
+                &model.base_url(),
+                "--model",
+                "judge-model",
+                "--out",
+            ])
+            .arg(dir.path().join(out_file))
+            .args(extra)
+            .output()
+            .expect("run agentwire judge")
+    };
+    let read = |out_file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(out_file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let out = judge("judged.jsonl", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4 judged"), "{stderr}");
+    let judgements = read("judged.jsonl");
+    assert_eq!(judgements.len(), 4);
+    for j in &judgements {
+        assert_eq!(j["outcome"], "judged", "{j}");
+        assert_eq!(j["records"][0]["name"], "answers.grounded");
+        assert_eq!(j["records"][0]["source"], "judge");
+        assert!(j["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(model.requests(), 4);
+
+    // Again with the same --out: every verdict is reused, nothing is sent.
+    let out = judge("judged.jsonl", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("4 cached"),
+        "{stderr}"
+    );
+    assert_eq!(model.requests(), 4);
+
+    // A budget smaller than one call: nothing is sent, each trace says why.
+    let out = judge("poor.jsonl", &["--budget-tokens", "100"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        read("poor.jsonl")
+            .iter()
+            .all(|j| j["outcome"] == "skipped" && j["reason"] == "budget")
+    );
+    assert_eq!(model.requests(), 4);
+
+    // Bad input is refused, naming it, before anything is sent.
+    let out = judge("bad.jsonl", &["--sample", "1.5"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sample"), "{stderr}");
+    assert_eq!(model.requests(), 4);
 }

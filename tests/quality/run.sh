@@ -45,6 +45,9 @@ tau="$data/tau-bench/gpt-4o-airline-dev.json"
 echo "=== speed: every deterministic scorer on the RAGTruth traces, one core"
 "$quality" bench --traces "$work/ragtruth/traces" | tee "$work/bench.md"
 
+echo "=== speed: the LLM judge against a local OpenAI-compatible server, beside the endpoint alone"
+"$quality" judge-bench --traces "$work/ragtruth/traces" | tee "$work/judge-bench.md"
+
 {
   echo "# Scorer quality run, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)"
   echo
@@ -62,5 +65,8 @@ echo "=== speed: every deterministic scorer on the RAGTruth traces, one core"
   echo
   echo "## Speed"
   cat "$work/bench.md"
+  echo
+  echo "## The judge's speed"
+  cat "$work/judge-bench.md"
 } >"$out"
 echo "written: $out"

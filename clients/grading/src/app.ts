@@ -1006,6 +1006,19 @@ function criteriaOf(agreement: unknown): Obj[] {
   return values.map(([k, v]) => ({ criterion: k, ...(v as Obj) }));
 }
 
+/**
+ * Whether a scorer (a judge version) may stand in for a grader: the server's verdict from
+ * the fair leave-one-out comparison, in words so it does not rest on colour. None when the
+ * comparison is undefined.
+ */
+function trustBadge(s: Obj): HTMLElement | null {
+  if (typeof s.trusted !== "boolean") return null;
+  const figures = ` (κ with the other graders' consensus: ${fmt(estimate(s.scorer_vs_others_mean).value)}, the graders' own: ${fmt(estimate(s.graders_vs_others_mean).value)})`;
+  return s.trusted
+    ? el("span", { class: "badge", "data-testid": "trusted", title: `Trusted: agrees with the graders at least as well as they agree with each other${figures}`, text: "trusted" })
+    : el("span", { class: "badge bad", "data-testid": "not-trusted", title: `Not trusted: agrees with the graders less than they agree with each other${figures}`, text: "not trusted" });
+}
+
 function agreementTable(rows: Obj[]): HTMLElement {
   const head = el(
     "tr",
@@ -1057,6 +1070,7 @@ function agreementTable(rows: Obj[]): HTMLElement {
                   estimateNode(estimate(s.vs_consensus ?? s.kappa), "scorer-kappa"),
                   el("span", { class: "muted", text: " · graders' κ " }),
                   estimateNode(estimate(s.graders_mean_pairwise_kappa ?? row.mean_pairwise_kappa), "graders-kappa"),
+                  trustBadge(s),
                 ),
               ),
             )

@@ -550,6 +550,46 @@ test("the owner's page shows the agreement the statistics code computed for thos
   await context.close()
 })
 
+test("the owner's page says in words which judge versions are not trusted", async () => {
+  // The real figures for the queue, with two judge versions added to the answer the page
+  // gets: dev has no judge endpoint to write judge records with, so the page is shown
+  // what the server sends once one has (`judge:<model>/<prompt>/<rubric>@<version>`).
+  const real = await ok("GET", "/v1/queues/answers/agreement")
+  const grounded = criteriaOf(real).find((c) => c.criterion === "grounded")
+  const base = grounded.scorers.find((s) => s.scorer === "groundedness")
+  const judges = [
+    { ...base, scorer: "judge:gpt-4o-mini/judge-1/rag-answer@1", trusted: true },
+    { ...base, scorer: "judge:gpt-4o-mini/judge-2/rag-answer@1", trusted: false },
+    { ...base, scorer: "judge:gpt-4o-mini/judge-3/rag-answer@1", trusted: null },
+  ]
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+  await context.route("**/v1/queues/answers/agreement", async (route) => {
+    const response = await route.fetch()
+    const body = await response.json()
+    criteriaOf(body).find((c) => c.criterion === "grounded").scorers.push(...judges)
+    await route.fulfill({ response, json: body })
+  })
+  const page = await open(context, `owner&token=${admin}`)
+  await page.waitForSelector('[data-testid="owner-view"][data-loaded="true"]')
+  const row = '[data-testid="owner-queue"][data-queue="answers"] [data-testid="agreement-row"][data-criterion="grounded"]'
+  const badges = (scorer) =>
+    page.$$eval(`${row} [data-testid="scorer"][data-scorer="${scorer}"] .badge`, (nodes) =>
+      nodes.map((n) => ({ testid: n.dataset.testid, text: n.textContent, title: n.title, visible: n.getBoundingClientRect().width > 0 })),
+    )
+  const [trusted] = await badges(judges[0].scorer)
+  assert.deepEqual([trusted.testid, trusted.text, trusted.visible], ["trusted", "trusted", true])
+  const shown = await badges(judges[1].scorer)
+  assert.equal(shown.length, 1, JSON.stringify(shown))
+  assert.deepEqual([shown[0].testid, shown[0].text, shown[0].visible], ["not-trusted", "not trusted", true])
+  assert.match(shown[0].title, /agrees with the graders less than they agree with each other/)
+  assert.deepEqual(await badges(judges[2].scorer), [], "no verdict when the comparison is undefined")
+  // The linked code scorer gets the server's own verdict.
+  const want = typeof base.trusted === "boolean" ? [base.trusted ? "trusted" : "not-trusted"] : []
+  assert.deepEqual((await badges("groundedness")).map((b) => b.testid), want)
+  assert.deepEqual(page.errors, [])
+  await context.close()
+})
+
 test("a grader's token cannot open another queue: the page says so", async () => {
   const ann = grader("answers", "ann")
   for (const other of ["private", "no-such-queue"]) {

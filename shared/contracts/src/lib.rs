@@ -1,7 +1,8 @@
 //! The contracts of the ports, as async tests every implementation runs: the
 //! [`SessionLog`] here, the connection registry in [`registry`], the trace archive in
 //! [`archive`], the claim-check blob store in [`blobs`], the client push in [`push`], the
-//! score index in [`scores`], and the grading store in [`grading`].
+//! score index in [`scores`], the grading store in [`grading`], and the judge's budget
+//! ledger in [`budget`].
 //!
 //! A backend's test file calls [`session_log_contract!`] with an async function that returns
 //! a fresh [`Subject`]; each case below becomes one `#[tokio::test]` there.
@@ -9,6 +10,7 @@
 pub mod activity;
 pub mod archive;
 pub mod blobs;
+pub mod budget;
 pub mod grading;
 pub mod push;
 pub mod registry;

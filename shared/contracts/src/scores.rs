@@ -55,6 +55,7 @@ fn record(tenant: &str, trace: &str, source: Source, name: &str, at_ms: i64) -> 
         scorer_version: "1".to_owned(),
         trace_digest: "d1".to_owned(),
         scored_at_ms: at_ms,
+        usage: None,
     }
 }
 
@@ -592,6 +593,7 @@ pub async fn records_round_trip_exactly(index: &dyn ScoreIndex) {
         scorer_version: "2.1".into(),
         trace_digest: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
         scored_at_ms: 1_764_547_200_123,
+        usage: None,
     };
     let mut bare = record(
         "acme",

@@ -13,6 +13,7 @@
 
 mod archive;
 mod bench;
+mod judge_bench;
 mod metrics;
 mod ragtruth;
 mod tau_bench;
@@ -35,6 +36,8 @@ enum Command {
     Ragtruth(ragtruth::Args),
     /// How fast the scorers are, one core, beside reading the archive (the floor).
     Bench(bench::Args),
+    /// The judge's throughput and own cost per trace, against a local OpenAI-compatible server.
+    JudgeBench(judge_bench::Args),
     /// tool_use against tau-bench's rewards and expected actions.
     TauBench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ragtruth(args) => ragtruth::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::JudgeBench(args) => judge_bench::run(&args),
         Command::TauBench { args } => tau_bench::run(&args),
     }
 }

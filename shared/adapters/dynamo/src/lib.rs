@@ -2,6 +2,7 @@
 //! why appends are gapless and exactly-once.
 
 mod activity;
+mod budget;
 mod connections;
 mod grading;
 mod item;
@@ -10,6 +11,7 @@ mod stream;
 mod table;
 
 pub use activity::DynamoActivityIndex;
+pub use budget::DynamoBudgetLedger;
 pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
 pub use grading::DynamoGradingStore;
 pub use scores::{DynamoScoreIndex, SCORES_INDEX};

@@ -125,3 +125,29 @@ mod grading_store {
 
     grading_store_contract!(store);
 }
+
+/// The BudgetLedger contract, on DynamoDB Local (in the session table, one item per tenant
+/// and day under `budget#<tenant>`).
+mod budget_ledger {
+    use std::sync::Arc;
+
+    use agentwire_contracts::budget_ledger_contract;
+    use agentwire_dynamo::{DynamoBudgetLedger, DynamoSessionLog, local_client};
+    use agentwire_scoring::budget::BudgetLedger;
+
+    async fn ledger() -> (Arc<dyn BudgetLedger>, ()) {
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("budget-{:016x}", fastrand::u64(..));
+        DynamoSessionLog::new(local_client(&endpoint), &table)
+            .ensure_table()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Local must be running at {endpoint}: {e}"));
+        (
+            Arc::new(DynamoBudgetLedger::new(local_client(&endpoint), table)),
+            (),
+        )
+    }
+
+    budget_ledger_contract!(ledger);
+}

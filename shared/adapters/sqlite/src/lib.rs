@@ -8,6 +8,7 @@
 //! beyond its size wait for a connection, and connections left idle are closed.
 
 mod activity;
+mod budget;
 mod grading;
 mod pool;
 mod schema;
@@ -15,6 +16,7 @@ mod scores;
 mod store;
 
 pub use activity::SqliteActivityIndex;
+pub use budget::SqliteBudgetLedger;
 pub use grading::SqliteGradingStore;
 pub use pool::ReadPool;
 pub use scores::SqliteScoreIndex;

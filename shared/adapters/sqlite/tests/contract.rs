@@ -145,3 +145,65 @@ mod grading_across_connections {
         }
     }
 }
+
+/// The BudgetLedger contract, on SQLite (in the session log's file, beside the sessions).
+mod budget_ledger {
+    use std::sync::Arc;
+
+    use agentwire_contracts::budget_ledger_contract;
+    use agentwire_scoring::budget::{BudgetLedger, Caps, Charge};
+    use agentwire_sqlite::{SqliteBudgetLedger, SqliteSessionLog};
+
+    async fn ledger() -> (Arc<dyn BudgetLedger>, (tempfile::TempDir, SqliteSessionLog)) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        // The log opens the file first, as `agentwire dev` does.
+        let log = SqliteSessionLog::open(&path).expect("open the log");
+        let ledger = SqliteBudgetLedger::open(&path).expect("open");
+        (Arc::new(ledger), (dir, log))
+    }
+
+    budget_ledger_contract!(ledger);
+
+    /// Reservations stay atomic across connections: two ledgers (two writer connections,
+    /// as two processes would have) on one file, judges reserving through both at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_connections_never_pass_the_cap() {
+        const CAP: u64 = 301;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let ledgers: Vec<Arc<dyn BudgetLedger>> = (0..2)
+            .map(|_| Arc::new(SqliteBudgetLedger::open(&path).expect("open")) as _)
+            .collect();
+        let caps = Caps {
+            tokens: Some(CAP),
+            micro_usd: None,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8u64 {
+            let ledger = Arc::clone(&ledgers[i as usize % 2]);
+            let amount = Charge {
+                tokens: 4 + i % 3,
+                micro_usd: 1,
+            };
+            tasks.spawn(async move {
+                let mut accepted = 0;
+                while ledger
+                    .reserve("acme", "2026-03-14", amount, caps)
+                    .await
+                    .expect("reserve")
+                {
+                    accepted += amount.tokens;
+                }
+                accepted
+            });
+        }
+        let mut accepted = 0;
+        while let Some(result) = tasks.join_next().await {
+            accepted += result.expect("task");
+        }
+        let spent = ledgers[1].spent("acme", "2026-03-14").await.expect("spent");
+        assert_eq!(spent.tokens, accepted);
+        assert!(CAP - 4 < spent.tokens && spent.tokens <= CAP, "{spent:?}");
+    }
+}

@@ -37,3 +37,62 @@ pub trait ActivityIndex: Send + Sync {
     /// Forgets `session` if it was not active after `at_ms` (activity since then stays).
     async fn archived(&self, session: &str, at_ms: i64) -> Result<(), ArchiveError>;
 }
+
+/// The spans of the archived object of `session` that holds `trace_id`, or `None` when no
+/// object does. `hints_ms` are times the trace is likely archived near (a grade's, a
+/// score's): their days (and the days either side) are tried first, then every object of
+/// the session, newest day first. An object that does not decode is skipped.
+pub async fn find_trace(
+    archive: &dyn TraceArchive,
+    tenant: &str,
+    session: &str,
+    trace_id: &str,
+    hints_ms: &[i64],
+) -> Result<Option<Vec<crate::Span>>, ArchiveError> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut tried = std::collections::BTreeSet::new();
+    for hint in hints_ms {
+        for day in [0, -1, 1] {
+            let key = crate::object_key(tenant, session, hint.saturating_add(day * DAY_MS));
+            if tried.insert(key.clone())
+                && let Some(spans) = read_trace(archive, &key, trace_id).await?
+            {
+                return Ok(Some(spans));
+            }
+        }
+    }
+    let mut keys: Vec<String> = archive
+        .list("traces/")
+        .await?
+        .into_iter()
+        .filter(|key| {
+            crate::ObjectKey::parse(key).is_some_and(|k| k.tenant == tenant && k.session == session)
+        })
+        .filter(|key| !tried.contains(key))
+        .collect();
+    keys.reverse();
+    for key in keys {
+        if let Some(spans) = read_trace(archive, &key, trace_id).await? {
+            return Ok(Some(spans));
+        }
+    }
+    Ok(None)
+}
+
+async fn read_trace(
+    archive: &dyn TraceArchive,
+    key: &str,
+    trace_id: &str,
+) -> Result<Option<Vec<crate::Span>>, ArchiveError> {
+    let Some(body) = archive.get(key).await? else {
+        return Ok(None);
+    };
+    // An object that does not decode is no trace of this one's: the next may be.
+    let Ok(spans) = crate::decode_jsonl_gz(&body) else {
+        return Ok(None);
+    };
+    Ok(spans
+        .iter()
+        .any(|s| s.trace_id == trace_id)
+        .then_some(spans))
+}

@@ -7,16 +7,13 @@
 //! recorded, and the day before and after) are tried first, then every archived object of
 //! the session (one listing of `traces/`).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use agentwire_scoring::{ScoreRecord, ScoringConfig, TraceView, ViewOptions};
-use agentwire_trace::{ObjectKey, Span, TraceArchive, decode_jsonl_gz, object_key};
+use agentwire_trace::{Span, TraceArchive};
 use serde::Serialize;
 
 use agentwire_grading::GradingError;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// What the page shows of a trace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -98,53 +95,9 @@ pub(crate) async fn find_trace(
     trace_id: &str,
     hints_ms: &[i64],
 ) -> Result<Option<Vec<Span>>, GradingError> {
-    let mut tried = BTreeSet::new();
-    for hint in hints_ms {
-        for day in [0, -1, 1] {
-            let key = object_key(tenant, session, hint.saturating_add(day * DAY_MS));
-            if tried.insert(key.clone())
-                && let Some(spans) = read(archive, &key, trace_id).await?
-            {
-                return Ok(Some(spans));
-            }
-        }
-    }
-    // The slow path: every object of the session, newest day first.
-    let mut keys: Vec<String> = archive
-        .list("traces/")
+    agentwire_trace::find_trace(archive.as_ref(), tenant, session, trace_id, hints_ms)
         .await
-        .map_err(storage)?
-        .into_iter()
-        .filter(|key| {
-            ObjectKey::parse(key).is_some_and(|k| k.tenant == tenant && k.session == session)
-        })
-        .filter(|key| !tried.contains(key))
-        .collect();
-    keys.reverse();
-    for key in keys {
-        if let Some(spans) = read(archive, &key, trace_id).await? {
-            return Ok(Some(spans));
-        }
-    }
-    Ok(None)
-}
-
-async fn read(
-    archive: &Arc<dyn TraceArchive>,
-    key: &str,
-    trace_id: &str,
-) -> Result<Option<Vec<Span>>, GradingError> {
-    let Some(body) = archive.get(key).await.map_err(storage)? else {
-        return Ok(None);
-    };
-    // An object that does not decode is no trace of this item's: the next may be.
-    let Ok(spans) = decode_jsonl_gz(&body) else {
-        return Ok(None);
-    };
-    Ok(spans
-        .iter()
-        .any(|s| s.trace_id == trace_id)
-        .then_some(spans))
+        .map_err(storage)
 }
 
 /// The page's conversation from a trace view; the flagged ranges come from `records`

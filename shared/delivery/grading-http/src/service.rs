@@ -2,7 +2,7 @@
 //! view, and submitting a grade (check it, keep it, index its score records, send a
 //! disagreed item to adjudication). Handlers authenticate, parse and call these.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use agentwire_grading::{
@@ -827,7 +827,7 @@ impl GradingService {
 }
 
 /// Agreement on one criterion of a queue: the graders' (see `agentwire_agreement`), with
-/// each linked scorer treated as one more grader in `scorers`.
+/// each linked scorer and each judge version treated as one more grader in `scorers`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueAgreement {
     pub queue: String,
@@ -855,9 +855,9 @@ fn agreement_value(
 }
 
 impl GradingService {
-    /// Per criterion: the graders' agreement over the queue's grades, and each linked
-    /// scorer's agreement with them (its whole-trace record of that name, mapped onto the
-    /// criterion's scale by the link's threshold).
+    /// Per criterion: the graders' agreement over the queue's grades, each linked scorer's
+    /// agreement with them (its whole-trace record of that name, mapped onto the criterion's
+    /// scale by the link's threshold), and each judge version's (`judge:<scorer_version>`).
     pub async fn agreement(
         &self,
         tenant: &str,
@@ -867,14 +867,13 @@ impl GradingService {
         let rubric = self.queue_rubric(tenant, &spec).await?;
         let grades = self.store.grades(tenant, queue).await?;
         let mut traces: Vec<&str> = grades.iter().map(|g| g.trace_id.as_str()).collect();
+        traces.sort_unstable();
         traces.dedup();
-        let linked = rubric.criteria.iter().any(|c| !c.scorers.is_empty());
+        // Always read: any graded trace may carry judge records, linked scorers or not.
         let mut records: BTreeMap<String, Vec<ScoreRecord>> = BTreeMap::new();
-        if linked {
-            for trace in traces {
-                let of_trace = self.index.trace(tenant, trace).await.map_err(storage)?;
-                records.insert(trace.to_owned(), of_trace);
-            }
+        for trace in traces {
+            let of_trace = self.index.trace(tenant, trace).await.map_err(storage)?;
+            records.insert(trace.to_owned(), of_trace);
         }
         let count = grades.len();
         // The bootstrap is seconds of CPU on a big queue: off the async workers.
@@ -894,7 +893,9 @@ impl GradingService {
 }
 
 /// Each criterion's agreement over `grades`, with its linked scorers' records from
-/// `records` (by trace) as more graders.
+/// `records` (by trace) as more graders, and then every judge version found there: the
+/// whole-trace `judge` records named `<rubric>.<criterion>` whose scorer version ends in
+/// `/<rubric>@<version>` (this rubric version's), their labels read on the criterion's scale.
 fn criteria_agreement(
     rubric: &Rubric,
     grades: &[Grade],
@@ -949,6 +950,43 @@ fn criteria_agreement(
             let versus = agentwire_agreement::scorer_agreement(
                 &table,
                 &link.name,
+                &scored,
+                level,
+                &Options::default(),
+            )
+            .map_err(refused)?;
+            result.scorers.push(versus);
+        }
+        let name = format!("{}.{}", rubric.name, criterion.key);
+        let suffix = format!("/{}@{}", rubric.name, rubric.version);
+        let judged = |r: &&ScoreRecord| {
+            r.source == Source::Judge
+                && r.span_id.is_none()
+                && r.name == name
+                && r.scorer_version.ends_with(&suffix)
+        };
+        let versions: BTreeSet<&str> = records
+            .values()
+            .flatten()
+            .filter(judged)
+            .map(|r| r.scorer_version.as_str())
+            .collect();
+        for version in versions {
+            // A label off the scale (a judge answering "maybe" on pass/fail) is no answer.
+            let scored: Vec<(String, agentwire_agreement::Value)> = records
+                .iter()
+                .filter_map(|(trace, of_trace)| {
+                    let record = of_trace
+                        .iter()
+                        .filter(judged)
+                        .find(|r| r.scorer_version == version)?;
+                    let value = agreement_value(&criterion.scale, record.label.as_deref()?)?;
+                    Some((trace.clone(), value))
+                })
+                .collect();
+            let versus = agentwire_agreement::scorer_agreement(
+                &table,
+                &format!("judge:{version}"),
                 &scored,
                 level,
                 &Options::default(),

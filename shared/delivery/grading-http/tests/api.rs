@@ -130,6 +130,7 @@ impl Fixture {
                 scorer_version: "1".into(),
                 trace_digest: format!("digest-{i}"),
                 scored_at_ms: NOON_MS + 3_600_000 + i as i64,
+                usage: None,
             };
             index
                 .replace("acme", &trace, Source::Code, &[record])
@@ -884,4 +885,188 @@ async fn a_retried_grade_is_accepted_again_and_a_different_one_is_not() {
         "{grades}"
     );
     assert_eq!(grades["grades"][0]["answers"]["correct"]["value"], "pass");
+}
+
+/// A judge's whole-trace record for `support.<criterion>`, as the judge writes it.
+fn judge_record(i: usize, criterion: &str, label: &str, scorer_version: &str) -> ScoreRecord {
+    ScoreRecord {
+        trace_id: trace_id(i),
+        span_id: None,
+        session: format!("chat-{i}"),
+        tenant: "acme".into(),
+        name: format!("support.{criterion}"),
+        value: if label == "pass" { 1.0 } else { 0.0 },
+        label: Some(label.into()),
+        source: Source::Judge,
+        explanation: Some("the judge's reason".into()),
+        evidence: Vec::new(),
+        scorer: "judge".into(),
+        scorer_version: scorer_version.into(),
+        trace_digest: format!("digest-{i}"),
+        scored_at_ms: NOON_MS + 7_200_000,
+        usage: None,
+    }
+}
+
+#[tokio::test]
+async fn each_judge_version_is_one_more_grader_and_one_that_contradicts_them_is_not_trusted() {
+    const TRACES: usize = 8;
+    let f = Fixture::start(TRACES).await;
+    let rubric: Value = serde_json::from_str(RUBRIC).expect("rubric json");
+    f.put("/v1/rubrics/support/1", &f.admin(), rubric).await;
+    let traces: Vec<String> = (0..TRACES).map(trace_id).collect();
+    let (status, body) = f
+        .post(
+            "/v1/queues",
+            &f.admin(),
+            json!({"queue": {"name": "judged", "rubric": {"name": "support", "version": 1},
+                             "graders": ["alice", "bob"], "per_item": 2},
+                   "traces": traces}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Alice alternates pass/fail; bob agrees except on item 2.
+    let alice_says = |i: usize| if i.is_multiple_of(2) { "pass" } else { "fail" };
+    let opposite = |v: &str| if v == "pass" { "fail" } else { "pass" };
+    for who in ["alice", "bob"] {
+        let token = f.grader("judged", who);
+        for _ in 0..TRACES {
+            let (_, claim) = f.post("/v1/queues/judged/claim", &token, json!({})).await;
+            let trace = claim["claim"]["item"]["trace_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{who} claims an item: {claim}"))
+                .to_owned();
+            let i = traces
+                .iter()
+                .position(|t| *t == trace)
+                .expect("a queue trace");
+            let verdict = match (who, i) {
+                ("bob", 2) => opposite(alice_says(i)),
+                _ => alice_says(i),
+            };
+            let (status, body) = f
+                .post(
+                    &format!("/v1/queues/judged/items/{trace}/grade"),
+                    &token,
+                    grade(verdict, Some("why"), "3"),
+                )
+                .await;
+            assert_eq!(status, 201, "{who} grades {trace}: {body}");
+        }
+    }
+
+    // Judge prompt 1 on items 0-3 says what alice says; prompt 2 on items 4-7 says the
+    // opposite. Beside them: an answer off the scale, another rubric version's answer and a
+    // span's record, none of which is an answer of this rubric's judge.
+    const AGREES: &str = "gpt-4o-mini/judge-1/support@1";
+    const CONTRADICTS: &str = "gpt-4o-mini/judge-2/support@1";
+    for i in 0..TRACES {
+        let mut records = if i < 4 {
+            vec![
+                judge_record(i, "correct", alice_says(i), AGREES),
+                judge_record(i, "tone", "3", AGREES),
+            ]
+        } else {
+            vec![judge_record(
+                i,
+                "correct",
+                opposite(alice_says(i)),
+                CONTRADICTS,
+            )]
+        };
+        match i {
+            5 => records.push(judge_record(i, "tone", "very", AGREES)),
+            6 => records.push(judge_record(
+                i,
+                "tone",
+                "3",
+                "gpt-4o-mini/judge-1/support@2",
+            )),
+            _ => {}
+        }
+        if i >= 4 {
+            let mut on_span = judge_record(i, "correct", alice_says(i), AGREES);
+            on_span.span_id = Some("a000000000000001".into());
+            records.push(on_span);
+        }
+        f.index
+            .replace("acme", &trace_id(i), Source::Judge, &records)
+            .await
+            .expect("judge records");
+    }
+    let (status, body) = f.get("/v1/queues/judged/agreement", &f.admin()).await;
+    assert_eq!(status, 200, "{body}");
+    let scorers = |criterion: usize| -> Vec<Value> {
+        body["criteria"][criterion]["scorers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let correct = scorers(0);
+    let names: Vec<&str> = correct
+        .iter()
+        .filter_map(|s| s["scorer"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "groundedness",
+            "judge:gpt-4o-mini/judge-1/support@1",
+            "judge:gpt-4o-mini/judge-2/support@1"
+        ],
+        "{body}"
+    );
+    let (agrees, contradicts) = (&correct[1], &correct[2]);
+    assert_eq!(agrees["items"], 4, "{agrees}");
+    assert_eq!(agrees["trusted"], true, "{agrees}");
+    assert_eq!(contradicts["items"], 4, "{contradicts}");
+    assert_eq!(contradicts["trusted"], false, "{contradicts}");
+    assert!(
+        contradicts["scorer_vs_others_mean"]["value"].as_f64()
+            < contradicts["graders_vs_others_mean"]["value"].as_f64(),
+        "{contradicts}"
+    );
+
+    // The same figures the statistics code gives on the judge's labels.
+    let mut table = agentwire_agreement::GradeTable::new("correct");
+    for (i, trace) in traces.iter().enumerate() {
+        for who in ["alice", "bob"] {
+            let verdict = match (who, i) {
+                ("bob", 2) => opposite(alice_says(i)),
+                _ => alice_says(i),
+            };
+            table
+                .add(
+                    trace.clone(),
+                    who,
+                    agentwire_agreement::Value::Text(verdict.into()),
+                )
+                .unwrap();
+        }
+    }
+    let labels: Vec<(String, agentwire_agreement::Value)> = (0..4)
+        .map(|i| {
+            (
+                trace_id(i),
+                agentwire_agreement::Value::Text(alice_says(i).into()),
+            )
+        })
+        .collect();
+    let want = agentwire_agreement::scorer_agreement(
+        &table,
+        &format!("judge:{AGREES}"),
+        &labels,
+        agentwire_agreement::Scale::Nominal,
+        &agentwire_agreement::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(*agrees, serde_json::to_value(&want).unwrap());
+
+    // Ordinal labels are points on the scale; the off-scale one and the other rubric
+    // version's are left out.
+    let tone = scorers(1);
+    assert_eq!(tone.len(), 1, "{body}");
+    assert_eq!(tone[0]["scorer"], format!("judge:{AGREES}"));
+    assert_eq!(tone[0]["items"], 4, "{}", tone[0]);
 }

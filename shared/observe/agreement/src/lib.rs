@@ -40,7 +40,9 @@
 //! ordinal/interval: the lower median, so a value someone gave) and with each grader, beside
 //! the graders' kappa with each other; and the fair comparison, leave-one-out: each grader's
 //! kappa with the consensus of the *other* graders, next to the scorer's kappa with that same
-//! consensus on the same items. Plus alpha of the graders with and without the scorer.
+//! consensus on the same items. Plus alpha of the graders with and without the scorer. A
+//! scorer whose mean in that fair comparison is below the graders' is not `trusted`: it
+//! agrees with them less than they agree with each other.
 //!
 //! Cost: each statistic is O(items × graders² + categories) (no category-by-category matrix,
 //! so long numeric scales are cheap), and the bootstrap repeats all of them `resamples`
@@ -304,6 +306,10 @@ pub struct ScorerAgreement {
     pub alpha_graders: Estimate,
     /// ...and with the scorer as one more grader.
     pub alpha_with_scorer: Estimate,
+    /// Whether the scorer may stand in for a grader: `Some(false)` when it agrees with the
+    /// graders less than they agree with each other, by the fair leave-one-out comparison
+    /// (`scorer_vs_others_mean` < `graders_vs_others_mean`); `None` when either is undefined.
+    pub trusted: Option<bool>,
 }
 
 type Stat<'a> = Box<dyn Fn(&[usize]) -> Result<f64, Undefined> + 'a>;
@@ -664,6 +670,12 @@ pub fn scorer_agreement(
             scorer_kappa: take(sk),
         })
         .collect();
+    let graders_vs_others_mean = take(graders_mean);
+    let scorer_vs_others_mean = take(scorer_mean);
+    let trusted = match (scorer_vs_others_mean.value, graders_vs_others_mean.value) {
+        (Some(scorer), Some(graders)) => Some(scorer >= graders),
+        _ => None,
+    };
     Ok(ScorerAgreement {
         scorer: name.to_string(),
         items: (0..n).filter(|&i| d.cell(i, scorer).is_some()).count(),
@@ -671,10 +683,11 @@ pub fn scorer_agreement(
         mean_kappa_with_graders: take(with_graders),
         graders_mean_pairwise_kappa: take(graders_pairwise),
         leave_one_out,
-        graders_vs_others_mean: take(graders_mean),
-        scorer_vs_others_mean: take(scorer_mean),
+        graders_vs_others_mean,
+        scorer_vs_others_mean,
         alpha_graders: take(alpha_graders),
         alpha_with_scorer: take(alpha_with),
+        trusted,
     })
 }
 

@@ -524,3 +524,56 @@ fn a_scorer_that_copies_the_consensus_agrees_perfectly() {
     let ci = got.vs_consensus.ci.expect("interval");
     assert_eq!((ci.low, ci.high), (1.0, 1.0));
 }
+
+#[test]
+fn a_scorer_that_copies_a_grader_is_trusted_and_one_that_contradicts_them_is_not() {
+    // Three graders on pass/fail: g1 and g2 copy g0 except one item each.
+    let g0 = [
+        "pass", "fail", "pass", "pass", "fail", "pass", "fail", "fail",
+    ];
+    let mut table = GradeTable::new("c");
+    for (i, v) in g0.iter().enumerate() {
+        let flip = |v: &str| if v == "pass" { "fail" } else { "pass" };
+        for (g, value) in [
+            ("g0", *v),
+            ("g1", if i == 1 { flip(v) } else { v }),
+            ("g2", if i == 4 { flip(v) } else { v }),
+        ] {
+            table
+                .add(format!("i{i}"), g, Value::Text(value.to_string()))
+                .expect("grade");
+        }
+    }
+    let scored = |f: &dyn Fn(&'static str) -> &'static str| -> Vec<(String, Value)> {
+        g0.iter()
+            .enumerate()
+            .map(|(i, v)| (format!("i{i}"), Value::Text(f(v).to_string())))
+            .collect()
+    };
+    let options = Options {
+        resamples: 0,
+        ..Options::default()
+    };
+    let copy = scored(&|v| v);
+    let got = scorer_agreement(&table, "copy", &copy, Scale::Nominal, &options).expect("copy");
+    assert_eq!(got.trusted, Some(true), "{got:?}");
+
+    let opposite = scored(&|v| if v == "pass" { "fail" } else { "pass" });
+    let got =
+        scorer_agreement(&table, "opposite", &opposite, Scale::Nominal, &options).expect("opp");
+    assert!(
+        got.scorer_vs_others_mean.value < got.graders_vs_others_mean.value,
+        "{got:?}"
+    );
+    assert_eq!(got.trusted, Some(false));
+
+    // One grader: no leave-one-out consensus, so no verdict either way.
+    let mut alone = GradeTable::new("c");
+    for (i, v) in g0.iter().enumerate() {
+        alone
+            .add(format!("i{i}"), "g0", Value::Text(v.to_string()))
+            .expect("grade");
+    }
+    let got = scorer_agreement(&alone, "copy", &copy, Scale::Nominal, &options).expect("alone");
+    assert_eq!(got.trusted, None);
+}

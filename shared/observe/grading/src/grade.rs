@@ -92,6 +92,7 @@ impl Grade {
                     scorer_version: format!("{}@{}", rubric.name, rubric.version),
                     trace_digest: trace_digest.to_string(),
                     scored_at_ms: self.graded_ms,
+                    usage: None,
                 })
             })
             .collect()

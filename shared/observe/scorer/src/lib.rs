@@ -68,12 +68,30 @@ pub struct Scored {
     pub records: usize,
 }
 
+/// Told of every trace once its code records are stored: how the LLM judge hears of
+/// traces (in-process locally, a queue on AWS).
+#[async_trait]
+pub trait AfterScore: Send + Sync {
+    /// `trace_key` was scored. Must not fail the scoring: whatever goes wrong is the
+    /// hook's to record.
+    async fn scored(&self, trace_key: &str);
+}
+
+/// A trace read for scoring: its key, its view (tenant and session from the key), and
+/// the tenant's scoring.
+pub struct ReadTrace {
+    pub key: ObjectKey,
+    pub view: TraceView,
+    pub scoring: Arc<agentwire_scoring::Scoring>,
+}
+
 /// Scores archived traces into the score store and index.
 pub struct ScorerJob {
     archive: Arc<dyn TraceArchive>,
     index: Arc<dyn ScoreIndex>,
     configs: TenantConfigs,
     clock: Arc<dyn Clock>,
+    after: Option<Arc<dyn AfterScore>>,
 }
 
 impl ScorerJob {
@@ -87,11 +105,46 @@ impl ScorerJob {
             archive,
             index,
             clock,
+            after: None,
         }
+    }
+
+    /// Tells `hook` of every trace scored.
+    pub fn with_after(mut self, hook: Arc<dyn AfterScore>) -> ScorerJob {
+        self.after = Some(hook);
+        self
     }
 
     /// Scores the trace at `key`: its records replace the trace's code records.
     pub async fn score_key(&self, key: &str) -> Result<Scored, ScoreError> {
+        let ReadTrace {
+            key: parsed,
+            view,
+            scoring,
+        } = self.read(key).await?;
+        let records = scoring.score_view(&view, self.clock.now_ms());
+        let scores_key = parsed.under("scores");
+        let body = encode_records(&records).map_err(|e| ScoreError::Storage(e.to_string()))?;
+        self.archive
+            .put(&scores_key, Bytes::from(body))
+            .await
+            .map_err(|e| ScoreError::Storage(e.to_string()))?;
+        self.index
+            .replace(&parsed.tenant, &view.trace_id, Source::Code, &records)
+            .await
+            .map_err(|e| ScoreError::Storage(e.to_string()))?;
+        if let Some(after) = &self.after {
+            after.scored(key).await;
+        }
+        Ok(Scored {
+            trace_key: key.to_owned(),
+            scores_key,
+            records: records.len(),
+        })
+    }
+
+    /// Reads the trace at `key` as the scorers see it, with its tenant's scoring.
+    pub async fn read(&self, key: &str) -> Result<ReadTrace, ScoreError> {
         let parsed = ObjectKey::parse(key)
             .filter(|k| k.prefix == "traces")
             .ok_or_else(|| ScoreError::NotATraceKey {
@@ -133,21 +186,10 @@ impl ScorerJob {
         if view.session == view.trace_id {
             view.session = parsed.session.clone();
         }
-        let records = scoring.score_view(&view, self.clock.now_ms());
-        let scores_key = parsed.under("scores");
-        let body = encode_records(&records).map_err(|e| ScoreError::Storage(e.to_string()))?;
-        self.archive
-            .put(&scores_key, Bytes::from(body))
-            .await
-            .map_err(|e| ScoreError::Storage(e.to_string()))?;
-        self.index
-            .replace(&parsed.tenant, &view.trace_id, Source::Code, &records)
-            .await
-            .map_err(|e| ScoreError::Storage(e.to_string()))?;
-        Ok(Scored {
-            trace_key: key.to_owned(),
-            scores_key,
-            records: records.len(),
+        Ok(ReadTrace {
+            key: parsed,
+            view,
+            scoring,
         })
     }
 

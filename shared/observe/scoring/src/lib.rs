@@ -1,8 +1,11 @@
 //! Scoring traces (docs/ARCHITECTURE.md §9.3): the trace view every scorer reads
 //! ([`view`]), score records ([`record`]), a tenant's configuration ([`config`]), and the
 //! deterministic scorers ([`scorers`]). Pure logic: callers read the archive, and store
-//! what [`score_trace`] returns.
+//! what [`score_trace`] returns. Two ports live here because every store adapter
+//! implements them: the score index ([`store`]) and the LLM judge's daily spend
+//! ([`budget`]).
 
+pub mod budget;
 pub mod config;
 pub mod record;
 pub mod scorers;
@@ -10,7 +13,7 @@ pub mod store;
 pub mod view;
 
 pub use config::{ConfigError, SCORERS, ScoringConfig};
-pub use record::{Evidence, RecordKey, ScoreRecord, Source};
+pub use record::{Evidence, RecordKey, RecordUsage, ScoreRecord, Source};
 pub use scorers::{Outcome, Scorer, ScorerSet};
 pub use store::{
     IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, check_replace, check_upsert,
@@ -84,6 +87,7 @@ pub fn score_trace(view: &TraceView, set: &ScorerSet, scored_at_ms: i64) -> Vec<
                 scorer_version: scorer.version().to_owned(),
                 trace_digest: view.digest.clone(),
                 scored_at_ms,
+                usage: None,
             });
         }
     }

@@ -84,6 +84,17 @@ pub struct ScoreRecord {
     pub trace_digest: String,
     /// When the verdict was given, unix milliseconds.
     pub scored_at_ms: i64,
+    /// The model tokens the verdict cost (a judge's; one call answers every criterion of a
+    /// rubric, so that call's records carry the same figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<RecordUsage>,
+}
+
+/// Tokens a model call used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl ScoreRecord {
@@ -131,6 +142,16 @@ impl ScoreRecord {
             attributes.push(attribute(
                 "gen_ai.evaluation.explanation",
                 json!({"stringValue": explanation}),
+            ));
+        }
+        if let Some(usage) = &self.usage {
+            attributes.push(attribute(
+                "gen_ai.usage.input_tokens",
+                json!({"intValue": usage.input_tokens.to_string()}),
+            ));
+            attributes.push(attribute(
+                "gen_ai.usage.output_tokens",
+                json!({"intValue": usage.output_tokens.to_string()}),
             ));
         }
         let mut event = json!({
@@ -181,6 +202,7 @@ mod tests {
             scorer_version: "1".into(),
             trace_digest: "ab".into(),
             scored_at_ms: 1_750_000_000_000,
+            usage: None,
         }
     }
 

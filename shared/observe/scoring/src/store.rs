@@ -164,6 +164,7 @@ mod tests {
             scorer_version: "1".into(),
             trace_digest: "d".into(),
             scored_at_ms: 0,
+            usage: None,
         }
     }
 

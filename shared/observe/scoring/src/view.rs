@@ -45,7 +45,7 @@ pub enum ViewError {
 }
 
 /// A chat message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
     /// The span it was read from (several messages share one when a model call resent a
     /// history).
@@ -75,7 +75,7 @@ pub struct Annotation {
 }
 
 /// One tool call and its result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolCall {
     pub span_id: String,
     pub call_id: Option<String>,
@@ -119,7 +119,7 @@ pub struct Usage {
 }
 
 /// One trace as scorers read it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceView {
     pub trace_id: String,
     pub tenant: String,

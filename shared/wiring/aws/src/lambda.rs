@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use agentwire_archive::Archiver;
 use agentwire_jobs::{Job, JobError, JobReport};
+use agentwire_judge::job::JudgeJob;
 use agentwire_scorer::{RESCORE_EVERY, Rescore, ScorerJob};
 use agentwire_session::{Clock, SessionChange, SystemClock};
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::s3::S3Event;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
@@ -240,6 +242,62 @@ pub async fn serve_scorer(job: Arc<ScorerJob>) -> Result<(), lambda_runtime::Err
     .await
 }
 
+/// The trace key an SQS message of the judge queue names: the body is EventBridge's S3
+/// `Object Created` event for a `scores/` object (the scorer job's output), whose trace
+/// is the same key under `traces/`.
+pub fn judge_trace_key(body: &str) -> Result<String, String> {
+    let event: EventBridgeEvent =
+        serde_json::from_str(body).map_err(|e| format!("not an EventBridge event: {e}"))?;
+    let key = event
+        .detail
+        .pointer("/object/key")
+        .and_then(Value::as_str)
+        .ok_or("an S3 event without detail.object.key")?;
+    let parsed = agentwire_trace::ObjectKey::parse(key)
+        .filter(|k| k.prefix == "scores")
+        .ok_or_else(|| format!("{key}: not a scores/ key"))?;
+    Ok(parsed.under("traces"))
+}
+
+/// One batch of the judge queue. Each message's trace is judged; a storage failure
+/// reports that message as failed, so SQS redelivers it alone (and after
+/// `maxReceiveCount` moves it to the failure queue); anything else (a bad message, a bad
+/// `judge.toml`) is logged and the message is done: retrying cannot fix it. Endpoint
+/// failures, invalid replies and a spent budget are judgements, recorded, not failures.
+pub async fn judge_batch(job: &JudgeJob, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let key = match judge_trace_key(message.body.as_deref().unwrap_or_default()) {
+            Ok(key) => key,
+            Err(reason) => {
+                warn!(message = %id, reason, "judge message skipped");
+                continue;
+            }
+        };
+        match job.judge_key(&key).await {
+            Ok(judgements) => info!(key, rubrics = judgements.len(), "trace judged"),
+            Err(e) if e.is_retryable() => {
+                warn!(key, error = %e, "trace not judged; SQS redelivers it");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+            Err(e) => warn!(key, error = %e, "trace not judged"),
+        }
+    }
+    response
+}
+
+/// Serves the judge on Lambda: batches of its SQS queue.
+pub async fn serve_judge(job: Arc<JudgeJob>) -> Result<(), lambda_runtime::Error> {
+    let job = &job;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(judge_batch(job, event.payload).await)
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +314,27 @@ mod tests {
             Ok("traces/dt=2026-12-01/tenant=a%2Fb/x.jsonl.gz".into())
         );
         assert!(decode_s3_key("traces/%FF.jsonl.gz").is_err());
+    }
+
+    #[test]
+    fn a_judge_message_names_the_trace_of_its_scores_object() {
+        let body = json!({
+            "version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "1", "time": "2026-12-01T00:00:00Z", "region": "eu-west-1", "resources": [],
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "scores/dt=2026-12-01/tenant=acme/s%201.jsonl.gz"}}
+        })
+        .to_string();
+        assert_eq!(
+            judge_trace_key(&body),
+            Ok("traces/dt=2026-12-01/tenant=acme/s%201.jsonl.gz".into())
+        );
+        let traces = body.replace("scores/", "traces/");
+        assert!(
+            judge_trace_key(&traces)
+                .unwrap_err()
+                .contains("not a scores/ key")
+        );
+        assert!(judge_trace_key("{}").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
 //! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
 
+pub mod judge;
 pub mod lambda;
 
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use agentwire_apigw_push::ApiGatewayPush;
 use agentwire_archive::Archiver;
 use agentwire_auth::{Auth, Signer};
 use agentwire_dynamo::{
-    DynamoActivityIndex, DynamoConnectionRegistry, DynamoGradingStore, DynamoScoreIndex,
-    DynamoSessionLog,
+    DynamoActivityIndex, DynamoBudgetLedger, DynamoConnectionRegistry, DynamoGradingStore,
+    DynamoScoreIndex, DynamoSessionLog,
 };
 use agentwire_grading_http::GradingService;
 use agentwire_realtime::{Fanout, Realtime};
@@ -224,6 +225,8 @@ pub struct Stack {
     /// Rubrics, annotation queues, claims and grades, in the session table (its grades
     /// also go into `scores`, as `human` records, through [`Stack::grading_service`]).
     pub grading: Arc<DynamoGradingStore>,
+    /// The LLM judge's daily spend per tenant, in the session table.
+    pub budget: Arc<DynamoBudgetLedger>,
     /// Present when the settings had [`Needs::delivery`].
     pub delivery: Option<Delivery>,
     secret: Option<SecretSource>,
@@ -311,7 +314,11 @@ impl Stack {
                 dynamodb.clone(),
                 &settings.sessions_table,
             )),
-            grading: Arc::new(DynamoGradingStore::new(dynamodb, &settings.sessions_table)),
+            grading: Arc::new(DynamoGradingStore::new(
+                dynamodb.clone(),
+                &settings.sessions_table,
+            )),
+            budget: Arc::new(DynamoBudgetLedger::new(dynamodb, &settings.sessions_table)),
             bucket,
             delivery,
             secret: settings.secret.clone(),

@@ -22,6 +22,8 @@ use agentwire_fs::DirTraceArchive;
 use agentwire_grading::GradingStore;
 use agentwire_grading_http::GradingService;
 use agentwire_jobs::{Job, Scheduler};
+use agentwire_judge::BudgetLedger;
+use agentwire_judge::job::{Endpoints, JudgeInProcess, JudgeJob};
 use agentwire_local_gateway::LocalPush;
 use agentwire_realtime::{
     ClientPush, ConnectionRegistry, Fanout, InMemoryConnectionRegistry, Realtime,
@@ -30,7 +32,8 @@ use agentwire_scorer::{RESCORE_EVERY, Rescore, ScorerJob, ScoringArchive};
 use agentwire_scoring::ScoreIndex;
 use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
 use agentwire_sqlite::{
-    ReadPool, SqliteActivityIndex, SqliteGradingStore, SqliteScoreIndex, SqliteSessionLog,
+    ReadPool, SqliteActivityIndex, SqliteBudgetLedger, SqliteGradingStore, SqliteScoreIndex,
+    SqliteSessionLog,
 };
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{ActivityIndex, TraceArchive};
@@ -112,6 +115,10 @@ pub struct Parts {
     pub scores: Arc<dyn ScoreIndex>,
     /// Rubrics, annotation queues and grades.
     pub grading: Arc<dyn GradingStore>,
+    /// The LLM judge's daily spend per tenant.
+    pub budget: Arc<dyn BudgetLedger>,
+    /// How the judge reaches the endpoints tenants configure.
+    pub endpoints: Arc<dyn Endpoints>,
     /// The SQLite log, when sessions are in SQLite: its expiry sweep is a job.
     pub sqlite: Option<Arc<SqliteSessionLog>>,
 }
@@ -135,6 +142,8 @@ pub struct LocalStack {
     pub scores: Arc<dyn ScoreIndex>,
     /// The grading API's store (its grades also go into `scores`, as `human` records).
     pub grading: Arc<dyn GradingStore>,
+    /// The LLM judge: every scored trace of a tenant with a `judge.toml` is judged.
+    pub judge: Arc<JudgeJob>,
     /// Every job, as `agentwire job list` shows them.
     pub jobs: Vec<Arc<dyn Job>>,
     clock: Arc<dyn Clock>,
@@ -185,11 +194,25 @@ impl LocalStack {
     ) -> LocalStack {
         // Scores are written beside the traces, through the plain archive; traces are
         // written through the scoring one, which hands each to the scorer.
-        let scorer = Arc::new(ScorerJob::new(
+        // The judge reads traces as the scorers do, and hears of each once it is scored.
+        let reader = Arc::new(ScorerJob::new(
             parts.archive.clone(),
             parts.scores.clone(),
             clock.clone(),
         ));
+        let judge = Arc::new(JudgeJob::new(
+            reader,
+            parts.archive.clone(),
+            parts.scores.clone(),
+            parts.grading.clone(),
+            parts.budget,
+            parts.endpoints,
+            clock.clone(),
+        ));
+        let scorer = Arc::new(
+            ScorerJob::new(parts.archive.clone(), parts.scores.clone(), clock.clone())
+                .with_after(JudgeInProcess::new(judge.clone())),
+        );
         let scoring = ScoringArchive::new(parts.archive.clone(), scorer.clone());
         let archive: Arc<dyn TraceArchive> = scoring.clone();
         let archiver = Arc::new(
@@ -235,6 +258,7 @@ impl LocalStack {
             scorer,
             scores: parts.scores,
             grading: parts.grading,
+            judge,
             jobs,
             clock,
             log: parts.log,
@@ -338,6 +362,7 @@ fn embedded_parts(
     let activity = SqliteActivityIndex::open(&db).map_err(|e| storage(&db, e))?;
     let scores = SqliteScoreIndex::open(&db).map_err(|e| storage(&db, e))?;
     let grading = SqliteGradingStore::open(&db).map_err(|e| storage(&db, e))?;
+    let budget = SqliteBudgetLedger::open(&db).map_err(|e| storage(&db, e))?;
     Ok(Parts {
         log,
         registry: Arc::new(InMemoryConnectionRegistry::default()),
@@ -348,6 +373,8 @@ fn embedded_parts(
         activity: Arc::new(activity),
         scores: Arc::new(scores),
         grading: Arc::new(grading),
+        budget: Arc::new(budget),
+        endpoints: Arc::new(agentwire_judge::job::OpenAiEndpoints),
         sqlite,
     })
 }

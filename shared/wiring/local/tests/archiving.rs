@@ -372,3 +372,157 @@ async fn a_trace_sent_over_otlp_is_scored_too() {
         "the reply holds an email address"
     );
 }
+
+/// Waits up to `limit` for `n` objects under `<data>/judge/`.
+async fn judged(data: &Path, n: usize, limit: Duration) -> Vec<PathBuf> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut found = Vec::new();
+        files(data, &data.join("judge"), &mut found);
+        if found.len() >= n || tokio::time::Instant::now() > deadline {
+            found.sort();
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_scored_trace_is_judged_with_the_experts_graded_examples_and_redacted() {
+    use agentwire_grading::{Answer, Criterion, Grade, Rubric, Scale};
+    use agentwire_judge::fake::{FakeModel, Script};
+    use agentwire_scoring::Source;
+
+    let model = FakeModel::start(Script::answer_with(|_| {
+        json!({"criteria": {"accurate": {"value": "fail", "explanation": "the hours contradict the retrieved page"}}})
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = LocalStack::open(&settings(dir.path())).unwrap();
+    let config = format!(
+        "[endpoint]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"judge-model\"\n\n[[rubric]]\nname = \"hours\"\nsample = 1.0\nfew_shot = 2\n",
+        model.base_url()
+    );
+    stack
+        .archive
+        .put(
+            &agentwire_judge::job::judge_config_key("local"),
+            Bytes::from(config),
+        )
+        .await
+        .unwrap();
+    let rubric = Rubric {
+        name: "hours".into(),
+        version: 1,
+        title: "Opening hours".into(),
+        criteria: vec![Criterion {
+            key: "accurate".into(),
+            title: "Are the hours right?".into(),
+            guidance: "Compare with the retrieved page.".into(),
+            scale: Scale::PassFail,
+            justification_required: true,
+            scorers: Vec::new(),
+        }],
+    };
+    stack.grading.put_rubric("local", &rubric).await.unwrap();
+    // An expert graded the `example` session's trace, with a justification.
+    let example = agentwire_trace::trace_id("local", "example");
+    let spec: agentwire_grading::QueueSpec = serde_json::from_value(json!({
+        "name": "week", "rubric": {"name": "hours", "version": 1}, "graders": ["ana"], "per_item": 1
+    }))
+    .unwrap();
+    let items = agentwire_grading::plan_items(&spec, &[(example.clone(), "example".into())]);
+    stack
+        .grading
+        .create_queue("local", &spec, &items)
+        .await
+        .unwrap();
+    stack
+        .grading
+        .claim("local", "week", "ana", 1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let grade = Grade {
+        queue: "week".into(),
+        trace_id: example.clone(),
+        session: "example".into(),
+        grader: "ana".into(),
+        rubric: rubric.reference(),
+        answers: [(
+            "accurate".to_string(),
+            Answer {
+                value: "pass".into(),
+                justification: Some(
+                    "Both hours match the page, as the expert line requires".into(),
+                ),
+            },
+        )]
+        .into(),
+        graded_ms: 2_000,
+    };
+    stack.grading.submit("local", &grade, 2_000).await.unwrap();
+
+    let conversation = |question: &str, answer: &str| {
+        vec![
+            json!({"type": "message.start", "id": "u1", "role": "user"}),
+            json!({"type": "message.delta", "id": "u1", "data": {"text": question}}),
+            json!({"type": "message.end", "id": "u1", "role": "user"}),
+            json!({"type": "tool.call", "id": "c1", "agent": "guide", "data": {"tool": "search", "retrieval": true, "query": "museum hours"}}),
+            json!({"type": "tool.result", "id": "c1", "agent": "guide", "data": {"result": ["The city museum opens at 9am on Sundays."]}}),
+            json!({"type": "message.start", "id": "m1", "agent": "guide", "role": "assistant"}),
+            json!({"type": "message.delta", "id": "m1", "agent": "guide", "data": {"text": answer}}),
+            json!({"type": "message.end", "id": "m1", "agent": "guide"}),
+        ]
+    };
+    create(&stack.sessions, "local/example").await;
+    let events = conversation("When does it open?", "It opens at 9am.");
+    append(&stack.sessions, "local/example", &events, true).await;
+    assert_eq!(
+        judged(dir.path(), 1, Duration::from_secs(10)).await.len(),
+        1
+    );
+    create(&stack.sessions, "local/museum").await;
+    let events = conversation(
+        "When does the museum open? Write to me at jane@example.com",
+        "The city museum opens at 11am on Sundays.",
+    );
+    append(&stack.sessions, "local/museum", &events, true).await;
+    let objects = judged(dir.path(), 2, Duration::from_secs(10)).await;
+    assert_eq!(objects.len(), 2, "{objects:?}");
+
+    // The verdict is in the index beside the code records, as a judge record.
+    let museum = agentwire_trace::trace_id("local", "museum");
+    let records = stack.scores.trace("local", &museum).await.unwrap();
+    let verdict = records
+        .iter()
+        .find(|r| r.source == Source::Judge)
+        .unwrap_or_else(|| panic!("no judge record: {records:?}"));
+    assert_eq!(verdict.name, "hours.accurate");
+    assert_eq!(verdict.label.as_deref(), Some("fail"));
+    assert!(records.iter().any(|r| r.source == Source::Code));
+    // The museum's prompt showed the expert's graded example; nothing sent held the email.
+    let sent: Vec<String> = model.received().iter().map(Value::to_string).collect();
+    assert_eq!(sent.len(), 2, "one call per trace");
+    assert!(
+        sent[1].contains("as the expert line requires"),
+        "the expert's justification is a few-shot example"
+    );
+    assert!(
+        !sent[0].contains("as the expert line requires"),
+        "a graded trace is never its own example"
+    );
+    assert!(sent.iter().all(|s| !s.contains("jane@example.com")));
+    // Every outcome is kept, readable as JSON lines.
+    let museum_object = objects
+        .iter()
+        .find(|p| p.to_string_lossy().contains("museum"))
+        .unwrap();
+    let body = std::fs::read(dir.path().join(museum_object)).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["outcome"], "judged", "{line}");
+    assert_eq!(line["rubric"], "hours");
+    assert!(line["masked"].as_u64().unwrap() >= 1, "{line}");
+}

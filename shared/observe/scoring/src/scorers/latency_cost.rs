@@ -68,12 +68,84 @@ pub struct Price {
     pub output_per_million: f64,
 }
 
+/// A price table checked and ready for lookups: by exact model name (ignoring ASCII case),
+/// else by the longest name the model starts with. The judge's budget prices its calls
+/// with the same rules.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    /// Lowercased names, longest first (the prefix match takes the first).
+    prices: Vec<(String, Price)>,
+}
+
+impl PriceTable {
+    /// Checks `prices` (a name each, finite non-negative prices, no two names equal
+    /// ignoring case); errors name `<section>.prices."<model>"…` (`prices."<model>"…` when
+    /// `section` is empty).
+    pub fn new(prices: &BTreeMap<String, Price>, section: &str) -> Result<PriceTable, ConfigError> {
+        let path = |field: &str| {
+            if section.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{section}.{field}")
+            }
+        };
+        let check = |field: &str, value: f64| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    path(field),
+                    format!("{value} is not a finite number of at least 0"),
+                ))
+            }
+        };
+        let mut table: Vec<(String, Price)> = Vec::with_capacity(prices.len());
+        for (name, price) in prices {
+            let field = format!("prices.\"{name}\"");
+            if name.trim().is_empty() {
+                return Err(ConfigError::new(path(&field), "a price needs a model name"));
+            }
+            check(
+                &format!("{field}.input_per_million"),
+                price.input_per_million,
+            )?;
+            check(
+                &format!("{field}.output_per_million"),
+                price.output_per_million,
+            )?;
+            let key = name.to_ascii_lowercase();
+            if table.iter().any(|(k, _)| *k == key) {
+                return Err(ConfigError::new(
+                    path(&field),
+                    "another price has the same model name (ignoring case)",
+                ));
+            }
+            table.push((key, *price));
+        }
+        table.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        Ok(PriceTable { prices: table })
+    }
+
+    /// The price of `model`: exact, else the longest prefix.
+    pub fn price(&self, model: &str) -> Option<Price> {
+        let model = model.to_ascii_lowercase();
+        self.prices
+            .iter()
+            .find(|(name, _)| *name == model)
+            .or_else(|| {
+                self.prices
+                    .iter()
+                    .find(|(name, _)| model.starts_with(name.as_str()))
+            })
+            .map(|(_, price)| *price)
+    }
+}
+
 /// The `latency_cost` scorer.
 #[derive(Debug, Clone)]
 pub struct LatencyCost {
     options: LatencyCostOptions,
-    /// Prices by lowercased name, longest name first (the prefix match takes the first).
-    prices: Vec<(String, Price)>,
+    prices: PriceTable,
 }
 
 impl LatencyCost {
@@ -91,51 +163,11 @@ impl LatencyCost {
         check("ttft_ms_max", options.ttft_ms_max)?;
         check("total_ms_max", options.total_ms_max)?;
         check("cost_usd_max", options.cost_usd_max)?;
-        let mut prices: Vec<(String, Price)> = Vec::with_capacity(options.prices.len());
-        for (name, price) in &options.prices {
-            let field = format!("prices.\"{name}\"");
-            if name.trim().is_empty() {
-                return Err(ConfigError::new(
-                    format!("latency_cost.{field}"),
-                    "a price needs a model name",
-                ));
-            }
-            check(
-                &format!("{field}.input_per_million"),
-                Some(price.input_per_million),
-            )?;
-            check(
-                &format!("{field}.output_per_million"),
-                Some(price.output_per_million),
-            )?;
-            let key = name.to_ascii_lowercase();
-            if prices.iter().any(|(k, _)| *k == key) {
-                return Err(ConfigError::new(
-                    format!("latency_cost.{field}"),
-                    "another price has the same model name (ignoring case)",
-                ));
-            }
-            prices.push((key, *price));
-        }
-        prices.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let prices = PriceTable::new(&options.prices, "latency_cost")?;
         Ok(LatencyCost {
             options: options.clone(),
             prices,
         })
-    }
-
-    /// The price of `model`: exact, else the longest prefix.
-    fn price(&self, model: &str) -> Option<Price> {
-        let model = model.to_ascii_lowercase();
-        self.prices
-            .iter()
-            .find(|(name, _)| *name == model)
-            .or_else(|| {
-                self.prices
-                    .iter()
-                    .find(|(name, _)| model.starts_with(name.as_str()))
-            })
-            .map(|(_, price)| *price)
     }
 }
 
@@ -216,7 +248,7 @@ impl Scorer for LatencyCost {
             );
             input = input.saturating_add(i);
             output = output.saturating_add(out);
-            match usage.model.as_deref().and_then(|m| self.price(m)) {
+            match usage.model.as_deref().and_then(|m| self.prices.price(m)) {
                 Some(price) => {
                     priced += 1;
                     cost += i as f64 * price.input_per_million / 1e6

@@ -135,7 +135,7 @@ impl Role {
 }
 
 /// The PII detectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PiiKind {
     Email,
@@ -145,9 +145,11 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
-    const ALL: [PiiKind; 4] = [PiiKind::Email, PiiKind::Phone, PiiKind::Card, PiiKind::Iban];
+    /// Every detector, in the order the default rules check them.
+    pub const ALL: [PiiKind; 4] = [PiiKind::Email, PiiKind::Phone, PiiKind::Card, PiiKind::Iban];
 
-    fn detect(self, text: &str) -> Vec<Range<usize>> {
+    /// The byte ranges of `text` this detector matches, in order.
+    pub fn detect(self, text: &str) -> Vec<Range<usize>> {
         match self {
             PiiKind::Email => pii::emails(text),
             PiiKind::Phone => pii::phones(text),
@@ -156,7 +158,8 @@ impl PiiKind {
         }
     }
 
-    fn id(self) -> &'static str {
+    /// The detector's name in configuration (`email`, `phone`, `card`, `iban`).
+    pub fn id(self) -> &'static str {
         match self {
             PiiKind::Email => "email",
             PiiKind::Phone => "phone",

@@ -130,6 +130,7 @@ async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamod
         scorer_version: "1".into(),
         trace_digest: "digest-1".into(),
         scored_at_ms: NOON_MS + 60_000,
+        usage: None,
     };
     stack
         .scores

@@ -2,6 +2,7 @@
 //! binary costs CI a link of the AWS SDK).
 
 mod archiver;
+mod bedrock;
 mod claim_check;
 mod common;
 mod grading;

@@ -1,0 +1,383 @@
+//! One trace judged against one rubric: sampled, looked up in the cache, redacted, put
+//! into a prompt, paid for from the day's budget, sent, and its reply checked (one retry
+//! with the problem named, then `invalid`). Every way this can end is a [`Judgement`]: a
+//! batch never stops for one trace.
+
+use std::sync::Arc;
+
+use agentwire_grading::rubric::Rubric;
+use agentwire_scoring::scorers::latency_cost::PriceTable;
+use agentwire_scoring::{RecordUsage, ScoreRecord, Source, TraceView};
+use serde::Serialize;
+
+use crate::budget::{BudgetLedger, Charge};
+use crate::config::{JudgeConfig, RubricConfig, micro_usd};
+use crate::endpoint::{ChatMessage, ChatRequest, EndpointError, ModelEndpoint, TokenUsage};
+use crate::prompt::{self, Example, PROMPT_VERSION, PromptError};
+use crate::sample::{self, Pick};
+use crate::{redact, verdict};
+
+/// How judging one trace ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A valid verdict, now in `records`.
+    Judged,
+    /// Judged before with the same trace digest, rubric version, model and prompt
+    /// version: the earlier records stand, nothing was sent.
+    Cached,
+    /// Not sent: `not sampled`, `budget` (the day's cap would be crossed), or
+    /// `sending forbidden` (the tenant's redaction forbids it).
+    Skipped(String),
+    /// The model answered twice without a valid verdict; the reason names the problem.
+    Invalid(String),
+    /// The endpoint failed (after its retries), or the prompt cannot fit the model.
+    Failed(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Judged => f.write_str("judged"),
+            Outcome::Cached => f.write_str("cached"),
+            Outcome::Skipped(why) => write!(f, "skipped: {why}"),
+            Outcome::Invalid(why) => write!(f, "invalid: {why}"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// What judging one trace against one rubric did. Never holds conversation text: the
+/// records' explanations are the model's, and the reasons are structural.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judgement {
+    pub tenant: String,
+    pub trace_id: String,
+    pub session: String,
+    pub rubric: String,
+    pub rubric_version: u32,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Why the trace was picked (`flagged: groundedness`, `sampled`, …).
+    pub pick: String,
+    pub model: String,
+    pub prompt_version: String,
+    /// Tokens used by every call made for this trace (a retry included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+    /// Calls made (0 when nothing was sent, 2 after an invalid first reply).
+    pub calls: u32,
+    /// Masks the redaction applied.
+    pub masked: usize,
+    /// Characters of trace text cut to fit the prompt budget.
+    pub cut_chars: usize,
+    pub judged_at_ms: i64,
+    /// The verdict's records (a cache hit's earlier ones).
+    pub records: Vec<ScoreRecord>,
+}
+
+/// The judge for one tenant: its configuration, endpoint and budget.
+pub struct Judge {
+    tenant: String,
+    config: JudgeConfig,
+    prices: PriceTable,
+    endpoint: Arc<dyn ModelEndpoint>,
+    ledger: Arc<dyn BudgetLedger>,
+}
+
+/// A trace to judge and what is known of it.
+pub struct Case<'a> {
+    /// The trace, unredacted (the judge redacts before sending).
+    pub view: &'a TraceView,
+    /// The trace's code records, for the strata.
+    pub code: &'a [ScoreRecord],
+    /// The trace's judge records so far, for the cache.
+    pub judged: &'a [ScoreRecord],
+    /// Thresholds of the tenant's scorers by record name (0.5 when a scorer has none).
+    pub threshold: &'a (dyn Fn(&str) -> f64 + Sync),
+}
+
+impl Judge {
+    /// `endpoint` should already be wrapped in [`crate::Resilient`].
+    pub fn new(
+        tenant: &str,
+        config: JudgeConfig,
+        endpoint: Arc<dyn ModelEndpoint>,
+        ledger: Arc<dyn BudgetLedger>,
+    ) -> Result<Judge, agentwire_scoring::ConfigError> {
+        let prices = config.price_table()?;
+        Ok(Judge {
+            tenant: tenant.to_owned(),
+            config,
+            prices,
+            endpoint,
+            ledger,
+        })
+    }
+
+    pub fn config(&self) -> &JudgeConfig {
+        &self.config
+    }
+
+    /// The scorer version judge records carry: the model, the prompt version and the
+    /// rubric version. A record with this version and the trace's digest is a cache hit.
+    pub fn scorer_version(&self, rubric: &Rubric) -> String {
+        format!(
+            "{}/{}/{}@{}",
+            self.config.endpoint.model, PROMPT_VERSION, rubric.name, rubric.version
+        )
+    }
+
+    /// Judges `case` against `rubric` (configured by `settings`) with `examples` as the
+    /// few-shot examples, on the UTC day of `now_ms`'s budget.
+    pub async fn judge(
+        &self,
+        case: &Case<'_>,
+        rubric: &Rubric,
+        settings: &RubricConfig,
+        examples: &[Example],
+        now_ms: i64,
+    ) -> Judgement {
+        let view = case.view;
+        let pick = sample::pick(&view.trace_id, settings, case.code, case.threshold);
+        let mut judgement = Judgement {
+            tenant: self.tenant.clone(),
+            trace_id: view.trace_id.clone(),
+            session: view.session.clone(),
+            rubric: rubric.name.clone(),
+            rubric_version: rubric.version,
+            outcome: Outcome::Judged,
+            pick: pick.to_string(),
+            model: self.config.endpoint.model.clone(),
+            prompt_version: PROMPT_VERSION.to_owned(),
+            usage: None,
+            calls: 0,
+            masked: 0,
+            cut_chars: 0,
+            judged_at_ms: now_ms,
+            records: Vec::new(),
+        };
+        if !pick.judged() {
+            judgement.outcome = Outcome::Skipped(Pick::NotSampled.to_string());
+            return judgement;
+        }
+        let version = self.scorer_version(rubric);
+        let cached: Vec<ScoreRecord> = case
+            .judged
+            .iter()
+            .filter(|r| {
+                r.source == Source::Judge
+                    && r.scorer_version == version
+                    && r.trace_digest == view.digest
+                    && r.name.starts_with(&format!("{}.", rubric.name))
+            })
+            .cloned()
+            .collect();
+        if !cached.is_empty() && cached.len() == rubric.criteria.len() {
+            judgement.outcome = Outcome::Cached;
+            judgement.records = cached;
+            return judgement;
+        }
+        if !self.config.redaction.send {
+            judgement.outcome = Outcome::Skipped("sending forbidden".into());
+            return judgement;
+        }
+        let (redacted, masked) = redact::redact(view, &self.config.redaction.mask);
+        judgement.masked = masked;
+        let built = match prompt::build(
+            rubric,
+            &redacted,
+            examples,
+            &self.config.prompt,
+            &self.config.endpoint,
+        ) {
+            Ok(built) => built,
+            Err(e @ PromptError::DoesNotFit { .. }) => {
+                judgement.outcome = Outcome::Failed(e.to_string());
+                return judgement;
+            }
+        };
+        judgement.cut_chars = built.cut_chars;
+        let mut request = ChatRequest {
+            model: self.config.endpoint.model.clone(),
+            messages: built.messages,
+            max_tokens: self.config.endpoint.max_output_tokens,
+            temperature: self.config.endpoint.temperature,
+            schema: built.schema,
+            schema_name: built.schema_name,
+            structured: self.config.endpoint.structured,
+            stream: self.config.endpoint.stream,
+        };
+        let day = utc_day(now_ms);
+        let mut used = TokenUsage::default();
+        for attempt in 0..2 {
+            let reply = match self.call(&request, &day).await {
+                Call::Replied(reply) => reply,
+                Call::OverBudget if attempt == 0 => {
+                    judgement.outcome = Outcome::Skipped("budget".into());
+                    return judgement;
+                }
+                Call::OverBudget => {
+                    judgement.outcome = Outcome::Invalid(
+                        "the first reply was invalid and no budget is left for a retry".into(),
+                    );
+                    return judgement;
+                }
+                Call::Failed { sent, reason } => {
+                    judgement.calls += u32::from(sent);
+                    judgement.outcome = Outcome::Failed(reason);
+                    return judgement;
+                }
+            };
+            judgement.calls += 1;
+            if let Some(usage) = reply.usage {
+                used.input_tokens += usage.input_tokens;
+                used.output_tokens += usage.output_tokens;
+                judgement.usage = Some(used);
+            }
+            match verdict::parse(rubric, &reply.text) {
+                Ok(verdict) => {
+                    let usage = judgement.usage.map(|u| RecordUsage {
+                        input_tokens: u.input_tokens,
+                        output_tokens: u.output_tokens,
+                    });
+                    judgement.records =
+                        verdict::to_records(&verdict, rubric, view, &version, usage, now_ms);
+                    judgement.outcome = Outcome::Judged;
+                    return judgement;
+                }
+                Err(e) if attempt == 0 => {
+                    // Once more, with the problem named; the model sees its own reply.
+                    request.messages.push(ChatMessage::assistant(reply.text));
+                    request.messages.push(ChatMessage::user(format!(
+                        "That reply is not a valid verdict: {e}. Reply again with only the JSON object, every criterion answered with a value from its scale."
+                    )));
+                }
+                Err(e) => {
+                    judgement.outcome = Outcome::Invalid(e.to_string());
+                    return judgement;
+                }
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// One call paid for from the day's budget: an upper bound of its cost reserved before
+    /// it is sent, the difference given back when the reply reports its usage.
+    async fn call(&self, request: &ChatRequest, day: &str) -> Call {
+        let input_bound = prompt::input_token_bound(&request.messages, &request.schema);
+        let output_bound = u64::from(request.max_tokens);
+        let reserved = self.charge(&request.model, input_bound, output_bound);
+        let caps = self.config.budget.caps();
+        match self.ledger.reserve(&self.tenant, day, reserved, caps).await {
+            Ok(true) => {}
+            Ok(false) => return Call::OverBudget,
+            Err(e) => {
+                return Call::Failed {
+                    sent: false,
+                    reason: e.to_string(),
+                };
+            }
+        }
+        match self.endpoint.complete(request).await {
+            Ok(reply) => {
+                if let Some(usage) = reply.usage {
+                    let actual =
+                        self.charge(&request.model, usage.input_tokens, usage.output_tokens);
+                    let settled = if actual.tokens <= reserved.tokens
+                        && actual.micro_usd <= reserved.micro_usd
+                    {
+                        self.ledger
+                            .release(
+                                &self.tenant,
+                                day,
+                                Charge {
+                                    tokens: reserved.tokens - actual.tokens,
+                                    micro_usd: reserved.micro_usd - actual.micro_usd,
+                                },
+                            )
+                            .await
+                    } else {
+                        // More than the bound: counted all the same (never lost).
+                        self.ledger
+                            .add(
+                                &self.tenant,
+                                day,
+                                Charge {
+                                    tokens: actual.tokens.saturating_sub(reserved.tokens),
+                                    micro_usd: actual.micro_usd.saturating_sub(reserved.micro_usd),
+                                },
+                            )
+                            .await
+                    };
+                    if let Err(e) = settled {
+                        // The reservation stays spent: the budget errs on the safe side.
+                        tracing::warn!(error = %e, "judge budget not settled");
+                    }
+                }
+                Call::Replied(reply)
+            }
+            Err(e) => {
+                // A reply that never came may still have been billed; anything else was
+                // refused before the model ran.
+                if !matches!(e, EndpointError::Timeout { .. })
+                    && let Err(e) = self.ledger.release(&self.tenant, day, reserved).await
+                {
+                    tracing::warn!(error = %e, "judge budget not released");
+                }
+                Call::Failed {
+                    sent: true,
+                    reason: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Tokens and their price.
+    fn charge(&self, model: &str, input: u64, output: u64) -> Charge {
+        let usd = self.prices.price(model).map_or(0.0, |p| {
+            (input as f64 * p.input_per_million + output as f64 * p.output_per_million) / 1e6
+        });
+        Charge {
+            tokens: input + output,
+            micro_usd: micro_usd(usd),
+        }
+    }
+}
+
+enum Call {
+    Replied(crate::endpoint::ChatReply),
+    OverBudget,
+    /// `sent`: the request went out (it may have reached the model).
+    Failed {
+        sent: bool,
+        reason: String,
+    },
+}
+
+/// The UTC day of `ms`, `YYYY-MM-DD`: the budget's day.
+pub fn utc_day(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let day = at.date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_calendar_days() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(86_400_000 - 1), "1970-01-01");
+        assert_eq!(utc_day(1_764_547_200_000), "2025-12-01");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_day(-1), "1969-12-31");
+    }
+}
