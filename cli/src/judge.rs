@@ -223,7 +223,10 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<()> {
                                 judged: &judged,
                                 threshold,
                             };
-                            Ok(judge.judge(&case, rubric, settings, &[], now_ms).await)
+                            judge
+                                .judge(&case, rubric, settings, &[], now_ms)
+                                .await
+                                .map_err(|e| e.to_string())
                         }
                     };
                     progress.inc(1);

@@ -156,7 +156,12 @@ async fn judge_run(
                             judged: &[],
                             threshold,
                         };
-                        out.push(judge.judge(&case, rubric, settings, &[], 0).await.outcome);
+                        out.push(
+                            judge
+                                .judge(&case, rubric, settings, &[], 0)
+                                .await
+                                .map(|j| j.outcome),
+                        );
                     }
                     out
                 }
@@ -167,7 +172,7 @@ async fn judge_run(
     let judged = judgements
         .iter()
         .flatten()
-        .filter(|o| **o == Outcome::Judged)
+        .filter(|o| matches!(o, Ok(Outcome::Judged)))
         .count();
     anyhow::ensure!(judged == views.len(), "{judged} of {} judged", views.len());
     let requests = model.received()[before..].to_vec();

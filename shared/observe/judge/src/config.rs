@@ -372,6 +372,23 @@ mod tests {
 
     const README: &str = "[endpoint]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"gpt-4o-mini\"\n\n[budget]\ndaily_usd = 5.0\n\n[prices.\"gpt-4o-mini\"]\ninput_per_million = 0.15\noutput_per_million = 0.6\n\n[[rubric]]\nname = \"advice\"\nsample = 0.1\n";
 
+    /// The configuration the README shows is one that works.
+    #[test]
+    fn the_readme_configuration_parses() {
+        let readme = include_str!("../../../../README.md");
+        let start = readme
+            .find("```toml\n[endpoint]")
+            .expect("the README's judge configuration");
+        let body = &readme[start + "```toml\n".len()..];
+        let config = JudgeConfig::parse(&body[..body.find("```").unwrap()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.rubric[0].always_if_flagged,
+            ["groundedness", "rules.*"]
+        );
+        assert_eq!(config.budget.caps().micro_usd, Some(5_000_000));
+    }
+
     #[test]
     fn a_minimal_file_parses_with_defaults() {
         let config = JudgeConfig::parse(README).unwrap();

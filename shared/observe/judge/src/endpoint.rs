@@ -109,7 +109,10 @@ pub enum EndpointError {
         message: String,
         retry_after_ms: Option<u64>,
     },
-    /// The connection failed (refused, reset, DNS).
+    /// No connection could be made (refused, DNS): the request was never sent.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The connection failed after the request may have been sent (reset, a body cut).
     #[error("transport: {0}")]
     Transport(String),
     /// A reply that is not the protocol (not JSON, no choices, a stream that never ended).
@@ -125,10 +128,43 @@ impl EndpointError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EndpointError::Status { status, .. } => *status == 429 || *status >= 500,
-            EndpointError::Timeout { .. } | EndpointError::Transport(_) => true,
+            EndpointError::Timeout { .. }
+            | EndpointError::Transport(_)
+            | EndpointError::Unreachable(_) => true,
             EndpointError::Protocol(_) | EndpointError::Config(_) => false,
         }
     }
+}
+
+impl EndpointError {
+    /// Whether the model certainly did not run, so nothing can have been billed: the
+    /// request was never sent, or a 4xx refused it (429 included).
+    pub fn never_ran(&self) -> bool {
+        match self {
+            EndpointError::Config(_) | EndpointError::Unreachable(_) => true,
+            EndpointError::Status { status, .. } => (400..500).contains(status),
+            _ => false,
+        }
+    }
+}
+
+/// Asked before every attempt of a call, and told how each ended: how a budget pays for
+/// each attempt (retries included) before it is made.
+#[async_trait]
+pub trait AttemptGate: Send + Sync {
+    /// Whether another attempt may be made.
+    async fn admit(&self) -> bool;
+    /// How the attempt just admitted ended.
+    async fn settle(&self, outcome: &Result<ChatReply, EndpointError>);
+}
+
+/// How a gated call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gated {
+    /// The last attempt's result.
+    Done(Result<ChatReply, EndpointError>),
+    /// The gate refused an attempt; `last` is the error of the one before, if any.
+    Refused { last: Option<EndpointError> },
 }
 
 /// A model behind some protocol: one attempt per call.
@@ -137,6 +173,17 @@ pub trait ModelEndpoint: Send + Sync {
     /// A short description for logs and records (`openai:http://host/v1`, `bedrock:eu-west-1`).
     fn describe(&self) -> String;
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, EndpointError>;
+
+    /// `complete` with every attempt admitted and settled by `gate` (one attempt here;
+    /// [`Resilient`] asks before each retry too).
+    async fn complete_gated(&self, request: &ChatRequest, gate: &dyn AttemptGate) -> Gated {
+        if !gate.admit().await {
+            return Gated::Refused { last: None };
+        }
+        let outcome = self.complete(request).await;
+        gate.settle(&outcome).await;
+        Gated::Done(outcome)
+    }
 }
 
 /// Retries and timeouts of [`Resilient`].
@@ -194,30 +241,59 @@ impl ModelEndpoint for Resilient {
     /// slot, so retries add no load beyond `concurrency` and waiting callers do not
     /// rush a server that just answered 429.
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, EndpointError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| EndpointError::Config("the concurrency limit was closed".into()))?;
+        match self.complete_gated(request, &Open).await {
+            Gated::Done(result) => result,
+            Gated::Refused { last } => Err(last.unwrap_or_else(|| {
+                EndpointError::Config("the call was refused before it was made".into())
+            })),
+        }
+    }
+
+    async fn complete_gated(&self, request: &ChatRequest, gate: &dyn AttemptGate) -> Gated {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Gated::Done(Err(EndpointError::Config(
+                "the concurrency limit was closed".into(),
+            )));
+        };
         let mut attempt = 0;
+        let mut last = None;
         loop {
-            let error =
+            if !gate.admit().await {
+                return Gated::Refused { last };
+            }
+            let outcome =
                 match tokio::time::timeout(self.policy.timeout, self.inner.complete(request)).await
                 {
-                    Ok(Ok(reply)) => return Ok(reply),
-                    Ok(Err(error)) => error,
-                    Err(_) => EndpointError::Timeout {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(EndpointError::Timeout {
                         after_ms: millis(self.policy.timeout),
-                    },
+                    }),
                 };
+            gate.settle(&outcome).await;
+            let error = match outcome {
+                Ok(reply) => return Gated::Done(Ok(reply)),
+                Err(error) => error,
+            };
             if !error.is_retryable() || attempt >= self.policy.max_retries {
-                return Err(error);
+                return Gated::Done(Err(error));
             }
             tracing::debug!(endpoint = %self.inner.describe(), attempt, %error, "retrying");
             tokio::time::sleep(backoff(&self.policy, attempt, &error)).await;
+            last = Some(error);
             attempt += 1;
         }
     }
+}
+
+/// Admits every attempt.
+struct Open;
+
+#[async_trait]
+impl AttemptGate for Open {
+    async fn admit(&self) -> bool {
+        true
+    }
+    async fn settle(&self, _: &Result<ChatReply, EndpointError>) {}
 }
 
 fn millis(d: Duration) -> u64 {

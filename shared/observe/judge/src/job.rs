@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::budget::BudgetLedger;
 use crate::config::{EndpointConfig, JudgeConfig};
-use crate::endpoint::ModelEndpoint;
+use crate::endpoint::{EndpointError, ModelEndpoint};
 use crate::judge::{Case, Judge, Judgement, Outcome};
 use crate::prompt::{Example, ExampleAnswer};
 use agentwire_grading::rubric::Rubric;
@@ -34,7 +34,14 @@ pub fn judge_config_key(tenant: &str) -> String {
 /// why it cannot be built here.
 #[async_trait]
 pub trait Endpoints: Send + Sync {
-    async fn endpoint(&self, config: &EndpointConfig) -> Result<Arc<dyn ModelEndpoint>, String>;
+    /// [`EndpointError::Config`] when the configuration cannot work here (kept until the
+    /// file changes); any other error when it may work later (a secret store that did not
+    /// answer).
+    async fn endpoint(
+        &self,
+        tenant: &str,
+        config: &EndpointConfig,
+    ) -> Result<Arc<dyn ModelEndpoint>, EndpointError>;
 }
 
 /// The endpoints every process can reach: OpenAI-compatible ones, with the key from the
@@ -43,18 +50,25 @@ pub struct OpenAiEndpoints;
 
 #[async_trait]
 impl Endpoints for OpenAiEndpoints {
-    async fn endpoint(&self, config: &EndpointConfig) -> Result<Arc<dyn ModelEndpoint>, String> {
+    async fn endpoint(
+        &self,
+        _tenant: &str,
+        config: &EndpointConfig,
+    ) -> Result<Arc<dyn ModelEndpoint>, EndpointError> {
+        let refused = |m: &str| Err(EndpointError::Config(m.into()));
         if config.kind != crate::config::EndpointKind::Openai {
-            return Err("bedrock endpoints are reached from the AWS stack (the judge function, or agentwire dev --backend aws)".into());
+            return refused(
+                "bedrock endpoints are reached from the AWS stack (the judge function, or agentwire dev --backend aws)",
+            );
         }
         if config.api_key_secret.is_some() {
-            return Err("api_key_secret is read on AWS only; use api_key_env here".into());
+            return refused("api_key_secret is read on AWS only; use api_key_env here");
         }
         let key = match &config.api_key_env {
             None => None,
-            Some(var) => Some(
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?,
-            ),
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                EndpointError::Config(format!("environment variable {var} is not set"))
+            })?),
         };
         openai_endpoint(config, key)
     }
@@ -64,9 +78,9 @@ impl Endpoints for OpenAiEndpoints {
 pub fn openai_endpoint(
     config: &EndpointConfig,
     key: Option<String>,
-) -> Result<Arc<dyn ModelEndpoint>, String> {
+) -> Result<Arc<dyn ModelEndpoint>, EndpointError> {
     let base = config.base_url.as_deref().unwrap_or_default();
-    let endpoint = crate::openai::OpenAiEndpoint::new(base, key).map_err(|e| e.to_string())?;
+    let endpoint = crate::openai::OpenAiEndpoint::new(base, key)?;
     Ok(Arc::new(crate::Resilient::new(
         Arc::new(endpoint),
         config.retry_policy(),
@@ -195,6 +209,7 @@ impl JudgeJob {
                     judge
                         .judge(&case, &rubric, settings, &examples, now_ms)
                         .await
+                        .map_err(|e| JudgeJobError::Storage(e.to_string()))?
                 }
                 None => missing_rubric(
                     &read.view,
@@ -212,18 +227,15 @@ impl JudgeJob {
                 calls = judgement.calls,
                 "trace judged"
             );
+            // Each verdict is kept as soon as it is paid for: a later rubric's storage
+            // failure retries the trace, and the cache then answers for this one.
+            if judgement.outcome == Outcome::Judged {
+                self.index
+                    .upsert(&tenant, &read.view.trace_id, &judgement.records)
+                    .await
+                    .map_err(|e| JudgeJobError::Storage(e.to_string()))?;
+            }
             judgements.push(judgement);
-        }
-        let records: Vec<_> = judgements
-            .iter()
-            .filter(|j| j.outcome == Outcome::Judged)
-            .flat_map(|j| j.records.iter().cloned())
-            .collect();
-        if !records.is_empty() {
-            self.index
-                .upsert(&tenant, &read.view.trace_id, &records)
-                .await
-                .map_err(|e| JudgeJobError::Storage(e.to_string()))?;
         }
         let body = encode_judgements(&judgements).map_err(JudgeJobError::Storage)?;
         self.archive
@@ -248,26 +260,35 @@ impl JudgeJob {
             .get(&key)
             .await
             .map_err(|e| JudgeJobError::Storage(e.to_string()))?;
-        let loaded =
-            match body {
-                None => Ok(None),
-                Some(body) => self.build(tenant, &body).await.map(Some).map_err(|reason| {
-                    JudgeJobError::Config {
-                        key: key.clone(),
-                        reason,
-                    }
+        let loaded = match body {
+            None => Ok(None),
+            Some(body) => match self.build(tenant, &body).await {
+                Ok(judge) => Ok(Some(judge)),
+                // Not kept: the next trace tries again.
+                Err(Built::Later(reason)) => return Err(JudgeJobError::Storage(reason)),
+                Err(Built::Never(reason)) => Err(JudgeJobError::Config {
+                    key: key.clone(),
+                    reason,
                 }),
-            };
+            },
+        };
         self.lock().insert(tenant.to_owned(), (now, loaded.clone()));
         loaded
     }
 
-    async fn build(&self, tenant: &str, body: &[u8]) -> Result<Arc<Judge>, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_owned())?;
-        let config = JudgeConfig::parse(text).map_err(|e| e.to_string())?;
-        let endpoint = self.endpoints.endpoint(&config.endpoint).await?;
-        let judge =
-            Judge::new(tenant, config, endpoint, self.ledger.clone()).map_err(|e| e.to_string())?;
+    async fn build(&self, tenant: &str, body: &[u8]) -> Result<Arc<Judge>, Built> {
+        let text = std::str::from_utf8(body).map_err(|_| Built::Never("not UTF-8".into()))?;
+        let config = JudgeConfig::parse(text).map_err(|e| Built::Never(e.to_string()))?;
+        let endpoint = self
+            .endpoints
+            .endpoint(tenant, &config.endpoint)
+            .await
+            .map_err(|e| match e {
+                EndpointError::Config(reason) => Built::Never(reason),
+                other => Built::Later(other.to_string()),
+            })?;
+        let judge = Judge::new(tenant, config, endpoint, self.ledger.clone())
+            .map_err(|e| Built::Never(e.to_string()))?;
         Ok(Arc::new(judge))
     }
 
@@ -379,6 +400,12 @@ impl JudgeJob {
         // The map holds no invariant a panicking holder could break.
         self.judges.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Why a tenant's judge was not built: for good (until its file changes), or for now.
+enum Built {
+    Never(String),
+    Later(String),
 }
 
 /// The most few-shot examples kept per rubric (one more, so the trace judged can be left

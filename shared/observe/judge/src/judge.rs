@@ -10,9 +10,12 @@ use agentwire_scoring::scorers::latency_cost::PriceTable;
 use agentwire_scoring::{RecordUsage, ScoreRecord, Source, TraceView};
 use serde::Serialize;
 
-use crate::budget::{BudgetLedger, Charge};
+use crate::budget::{BudgetLedger, Charge, LedgerError};
 use crate::config::{JudgeConfig, RubricConfig, micro_usd};
-use crate::endpoint::{ChatMessage, ChatRequest, EndpointError, ModelEndpoint, TokenUsage};
+use crate::endpoint::{
+    AttemptGate, ChatMessage, ChatReply, ChatRequest, EndpointError, Gated, ModelEndpoint,
+    TokenUsage,
+};
 use crate::prompt::{self, Example, PROMPT_VERSION, PromptError};
 use crate::sample::{self, Pick};
 use crate::{redact, verdict};
@@ -129,7 +132,8 @@ impl Judge {
     }
 
     /// Judges `case` against `rubric` (configured by `settings`) with `examples` as the
-    /// few-shot examples, on the UTC day of `now_ms`'s budget.
+    /// few-shot examples, on the UTC day of `now_ms`'s budget. Only the ledger failing is
+    /// an error (the trace should be judged again later); everything else is an outcome.
     pub async fn judge(
         &self,
         case: &Case<'_>,
@@ -137,7 +141,7 @@ impl Judge {
         settings: &RubricConfig,
         examples: &[Example],
         now_ms: i64,
-    ) -> Judgement {
+    ) -> Result<Judgement, LedgerError> {
         let view = case.view;
         let pick = sample::pick(&view.trace_id, settings, case.code, case.threshold);
         let mut judgement = Judgement {
@@ -159,7 +163,7 @@ impl Judge {
         };
         if !pick.judged() {
             judgement.outcome = Outcome::Skipped(Pick::NotSampled.to_string());
-            return judgement;
+            return Ok(judgement);
         }
         let version = self.scorer_version(rubric);
         let cached: Vec<ScoreRecord> = case
@@ -176,11 +180,11 @@ impl Judge {
         if !cached.is_empty() && cached.len() == rubric.criteria.len() {
             judgement.outcome = Outcome::Cached;
             judgement.records = cached;
-            return judgement;
+            return Ok(judgement);
         }
         if !self.config.redaction.send {
             judgement.outcome = Outcome::Skipped("sending forbidden".into());
-            return judgement;
+            return Ok(judgement);
         }
         let (redacted, masked) = redact::redact(view, &self.config.redaction.mask);
         judgement.masked = masked;
@@ -194,7 +198,7 @@ impl Judge {
             Ok(built) => built,
             Err(e @ PromptError::DoesNotFit { .. }) => {
                 judgement.outcome = Outcome::Failed(e.to_string());
-                return judgement;
+                return Ok(judgement);
             }
         };
         judgement.cut_chars = built.cut_chars;
@@ -211,22 +215,22 @@ impl Judge {
         let day = utc_day(now_ms);
         let mut used = TokenUsage::default();
         for attempt in 0..2 {
-            let reply = match self.call(&request, &day).await {
+            let reply = match self.call(&request, &day).await? {
                 Call::Replied(reply) => reply,
                 Call::OverBudget if attempt == 0 => {
                     judgement.outcome = Outcome::Skipped("budget".into());
-                    return judgement;
+                    return Ok(judgement);
                 }
                 Call::OverBudget => {
                     judgement.outcome = Outcome::Invalid(
                         "the first reply was invalid and no budget is left for a retry".into(),
                     );
-                    return judgement;
+                    return Ok(judgement);
                 }
                 Call::Failed { sent, reason } => {
                     judgement.calls += u32::from(sent);
                     judgement.outcome = Outcome::Failed(reason);
-                    return judgement;
+                    return Ok(judgement);
                 }
             };
             judgement.calls += 1;
@@ -244,7 +248,7 @@ impl Judge {
                     judgement.records =
                         verdict::to_records(&verdict, rubric, view, &version, usage, now_ms);
                     judgement.outcome = Outcome::Judged;
-                    return judgement;
+                    return Ok(judgement);
                 }
                 Err(e) if attempt == 0 => {
                     // Once more, with the problem named; the model sees its own reply.
@@ -255,82 +259,47 @@ impl Judge {
                 }
                 Err(e) => {
                     judgement.outcome = Outcome::Invalid(e.to_string());
-                    return judgement;
+                    return Ok(judgement);
                 }
             }
         }
         unreachable!("the loop returns on its second attempt")
     }
 
-    /// One call paid for from the day's budget: an upper bound of its cost reserved before
-    /// it is sent, the difference given back when the reply reports its usage.
-    async fn call(&self, request: &ChatRequest, day: &str) -> Call {
+    /// One call paid for from the day's budget, attempt by attempt: before each attempt
+    /// (retries included) an upper bound of its cost is reserved, conditionally on the
+    /// caps; after it, the reply's usage replaces the bound, an attempt the model certainly
+    /// never ran gives it back, and any other failure keeps it (it may have been billed).
+    async fn call(&self, request: &ChatRequest, day: &str) -> Result<Call, LedgerError> {
         let input_bound = prompt::input_token_bound(&request.messages, &request.schema);
-        let output_bound = u64::from(request.max_tokens);
-        let reserved = self.charge(&request.model, input_bound, output_bound);
-        let caps = self.config.budget.caps();
-        match self.ledger.reserve(&self.tenant, day, reserved, caps).await {
-            Ok(true) => {}
-            Ok(false) => return Call::OverBudget,
-            Err(e) => {
-                return Call::Failed {
-                    sent: false,
-                    reason: e.to_string(),
-                };
-            }
+        let bound = self.charge(&request.model, input_bound, u64::from(request.max_tokens));
+        let gate = Spend {
+            judge: self,
+            day,
+            bound,
+            failure: std::sync::Mutex::new(None),
+        };
+        let gated = self.endpoint.complete_gated(request, &gate).await;
+        if let Some(e) = gate
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e);
         }
-        match self.endpoint.complete(request).await {
-            Ok(reply) => {
-                if let Some(usage) = reply.usage {
-                    let actual =
-                        self.charge(&request.model, usage.input_tokens, usage.output_tokens);
-                    let settled = if actual.tokens <= reserved.tokens
-                        && actual.micro_usd <= reserved.micro_usd
-                    {
-                        self.ledger
-                            .release(
-                                &self.tenant,
-                                day,
-                                Charge {
-                                    tokens: reserved.tokens - actual.tokens,
-                                    micro_usd: reserved.micro_usd - actual.micro_usd,
-                                },
-                            )
-                            .await
-                    } else {
-                        // More than the bound: counted all the same (never lost).
-                        self.ledger
-                            .add(
-                                &self.tenant,
-                                day,
-                                Charge {
-                                    tokens: actual.tokens.saturating_sub(reserved.tokens),
-                                    micro_usd: actual.micro_usd.saturating_sub(reserved.micro_usd),
-                                },
-                            )
-                            .await
-                    };
-                    if let Err(e) = settled {
-                        // The reservation stays spent: the budget errs on the safe side.
-                        tracing::warn!(error = %e, "judge budget not settled");
-                    }
-                }
-                Call::Replied(reply)
-            }
-            Err(e) => {
-                // A reply that never came may still have been billed; anything else was
-                // refused before the model ran.
-                if !matches!(e, EndpointError::Timeout { .. })
-                    && let Err(e) = self.ledger.release(&self.tenant, day, reserved).await
-                {
-                    tracing::warn!(error = %e, "judge budget not released");
-                }
-                Call::Failed {
-                    sent: true,
-                    reason: e.to_string(),
-                }
-            }
-        }
+        Ok(match gated {
+            Gated::Done(Ok(reply)) => Call::Replied(reply),
+            Gated::Done(Err(e)) => Call::Failed {
+                sent: !e.never_ran(),
+                reason: e.to_string(),
+            },
+            Gated::Refused { last: None } => Call::OverBudget,
+            Gated::Refused { last: Some(e) } => Call::Failed {
+                sent: true,
+                reason: format!("{e}; no budget left for another attempt"),
+            },
+        })
     }
 
     /// Tokens and their price.
@@ -345,8 +314,73 @@ impl Judge {
     }
 }
 
+/// The budget's side of a call's attempts.
+struct Spend<'a> {
+    judge: &'a Judge,
+    day: &'a str,
+    bound: Charge,
+    /// The ledger's failure, if it failed: the call stops and the caller retries later.
+    failure: std::sync::Mutex<Option<LedgerError>>,
+}
+
+#[async_trait::async_trait]
+impl AttemptGate for Spend<'_> {
+    async fn admit(&self) -> bool {
+        let (judge, caps) = (self.judge, self.judge.config.budget.caps());
+        match judge
+            .ledger
+            .reserve(&judge.tenant, self.day, self.bound, caps)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                false
+            }
+        }
+    }
+
+    async fn settle(&self, outcome: &Result<ChatReply, EndpointError>) {
+        let judge = self.judge;
+        let settled = match outcome {
+            Ok(ChatReply {
+                usage: Some(usage),
+                model,
+                ..
+            }) => {
+                let actual = judge.charge(model, usage.input_tokens, usage.output_tokens);
+                if actual.tokens <= self.bound.tokens && actual.micro_usd <= self.bound.micro_usd {
+                    judge
+                        .ledger
+                        .release(&judge.tenant, self.day, self.bound.minus(actual))
+                        .await
+                } else {
+                    // More than the bound: counted all the same (never lost).
+                    judge
+                        .ledger
+                        .add(&judge.tenant, self.day, actual.minus(self.bound))
+                        .await
+                }
+            }
+            // No usage reported: the bound stays spent.
+            Ok(_) => Ok(()),
+            Err(e) if e.never_ran() => {
+                judge
+                    .ledger
+                    .release(&judge.tenant, self.day, self.bound)
+                    .await
+            }
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = settled {
+            // The bound stays spent: the budget errs on the safe side.
+            tracing::warn!(error = %e, "judge budget not settled");
+        }
+    }
+}
+
 enum Call {
-    Replied(crate::endpoint::ChatReply),
+    Replied(ChatReply),
     OverBudget,
     /// `sent`: the request went out (it may have reached the model).
     Failed {

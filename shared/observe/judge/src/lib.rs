@@ -29,6 +29,6 @@ pub mod verdict;
 
 pub use budget::{BudgetLedger, Caps, Charge, LedgerError};
 pub use endpoint::{
-    ChatMessage, ChatReply, ChatRequest, EndpointError, ModelEndpoint, Resilient, RetryPolicy,
-    Structured, TokenUsage,
+    AttemptGate, ChatMessage, ChatReply, ChatRequest, EndpointError, Gated, ModelEndpoint,
+    Resilient, RetryPolicy, Structured, TokenUsage,
 };

@@ -265,14 +265,26 @@ impl Stream {
 
 /// The server's own error message (`error.message` of an OpenAI error body, else the
 /// body), cut short.
+/// What an error body says, by its machine-readable parts only (`type`, `code`): a
+/// server's free text can echo the request (some proxies do), and these messages go to
+/// logs and the judgements kept in the archive.
 fn server_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message"))
-        .and_then(Value::as_str)
-        .unwrap_or(body);
-    cut(message.trim())
+    let part = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.pointer(&format!("/error/{name}")))
+            .and_then(|v| match v {
+                Value::String(s) => Some(cut(s.trim())),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    };
+    match (part("type"), part("code")) {
+        (Some(kind), Some(code)) => format!("{kind} ({code})"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => format!("an error body of {} bytes, not quoted", body.len()),
+    }
 }
 
 fn cut(text: &str) -> String {
@@ -300,9 +312,15 @@ fn transport(error: reqwest::Error) -> EndpointError {
         root = Some(c);
         cause = c.source();
     }
-    match root {
-        Some(root) => EndpointError::Transport(format!("{kind}: {}", cut(&root.to_string()))),
-        None => EndpointError::Transport(kind.into()),
+    let message = match root {
+        Some(root) => format!("{kind}: {}", cut(&root.to_string())),
+        None => kind.into(),
+    };
+    // A failed connect never sent the request; anything later may have reached the model.
+    if error.is_connect() {
+        EndpointError::Unreachable(message)
+    } else {
+        EndpointError::Transport(message)
     }
 }
 
@@ -416,12 +434,24 @@ mod tests {
     }
 
     #[test]
-    fn a_servers_error_body_is_cut_and_unwrapped() {
-        let long = "x".repeat(500);
-        assert_eq!(server_message(&long).len(), 200);
+    fn a_servers_error_is_named_by_its_type_and_code_never_its_text() {
+        let echo = r#"{"error":{"message":"bad input: my card is 4111 1111 1111 1111","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         assert_eq!(
-            server_message(r#"{"error":{"message":"slow down"}}"#),
-            "slow down"
+            server_message(echo),
+            "invalid_request_error (context_length_exceeded)"
+        );
+        assert_eq!(
+            server_message(r#"{"error":{"message":"slow down","code":429}}"#),
+            "429"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            server_message(&long),
+            "an error body of 500 bytes, not quoted"
+        );
+        assert_eq!(
+            server_message(&format!(r#"{{"error":{{"type":"{long}"}}}}"#)).len(),
+            200
         );
     }
 

@@ -46,12 +46,27 @@ pub fn redact(view: &TraceView, kinds: &[PiiKind]) -> (TraceView, usize) {
     (out, masks)
 }
 
-/// Every string value of `value` through `f`; object keys are left alone.
+/// Every string of `value` through `f`: values, and object keys too (a map keyed by email
+/// address is rendered into the prompt as it is).
 fn walk(value: &mut Value, f: &mut impl FnMut(&mut String)) {
     match value {
         Value::String(s) => f(s),
         Value::Array(items) => items.iter_mut().for_each(|v| walk(v, f)),
-        Value::Object(map) => map.values_mut().for_each(|v| walk(v, f)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (mut key, mut item) in entries {
+                f(&mut key);
+                walk(&mut item, f);
+                // Two keys masked alike keep both values: the later under a numbered key.
+                let mut unique = key.clone();
+                let mut n = 2;
+                while map.contains_key(&unique) {
+                    unique = format!("{key} ({n})");
+                    n += 1;
+                }
+                map.insert(unique, item);
+            }
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -222,13 +237,13 @@ pub(crate) mod tests {
                 "card": "[redacted card]",
                 "amount": 12,
                 "nested": [{"iban": "[redacted iban]"}],
-                EMAIL: "key kept",
+                "[redacted email]": "key kept",
             }))
         );
         assert_eq!(pay.error.as_deref(), Some("declined for [redacted email]"));
         assert_eq!(view.attributes["agentwire.user"], "[redacted email]");
         assert_eq!(view.attributes["agentwire.count"], 3);
-        assert_eq!(masks, 11);
+        assert_eq!(masks, 12);
         // Nothing else moved.
         let unmasked = TraceView {
             messages: original.messages.clone(),

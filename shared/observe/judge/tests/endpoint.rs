@@ -163,7 +163,7 @@ async fn errors_that_retrying_cannot_fix_are_returned_at_once() {
         e,
         EndpointError::Status {
             status: 400,
-            message: "scripted status 400".into(),
+            message: "fake".into(),
             retry_after_ms: None
         }
     );
@@ -264,7 +264,7 @@ async fn concurrent_callers_stay_within_the_limit() {
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_a_transport_error_without_the_url() {
+async fn a_refused_connection_is_unreachable_never_ran_and_names_no_url() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -277,8 +277,10 @@ async fn a_refused_connection_is_a_transport_error_without_the_url() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, EndpointError::Transport(m) if !m.contains("secret")),
+        matches!(&e, EndpointError::Unreachable(m) if !m.contains("secret")),
         "{e}"
     );
     assert!(e.is_retryable());
+    // The request never left: a budget gives its reservation back.
+    assert!(e.never_ran());
 }

@@ -121,7 +121,10 @@ async fn judge_one(
         judged,
         threshold: &threshold,
     };
-    judge.judge(&case, &rubric(), &settings, &[], NOW_MS).await
+    judge
+        .judge(&case, &rubric(), &settings, &[], NOW_MS)
+        .await
+        .expect("the ledger answers")
 }
 
 fn answering() -> Script {
@@ -447,4 +450,56 @@ impl<T> Tap for T {
         f(&mut self);
         self
     }
+}
+
+#[tokio::test]
+async fn every_attempt_is_paid_for_before_it_is_made_and_a_failed_one_may_stay_spent() {
+    use agentwire_judge::fake::Reply;
+    // A 500 may have run the model: its reservation stays spent, and the retry needs
+    // another one.
+    let server = FakeModel::start(
+        Script::new(vec![
+            Reply::Status(500, None),
+            Reply::Verdict(verdict("pass", "2")),
+        ])
+        .then(answering()),
+    )
+    .await;
+    let ledger = Arc::new(MemoryLedger::default());
+    let judge = judge_with(
+        config(&server.base_url(), "[budget]\ndaily_tokens = 1000000\n"),
+        ledger.clone(),
+    );
+    let judgement = judge_one(&judge, &view(1, "Refund?"), &[], &[]).await;
+    assert_eq!(judgement.outcome, Outcome::Judged, "{judgement:?}");
+    let spent = ledger.spent("acme", "2025-12-01").await.unwrap().tokens;
+    let reported = judgement.usage.unwrap();
+    assert!(
+        spent > reported.input_tokens + reported.output_tokens,
+        "the failed attempt's bound is still counted: {spent}"
+    );
+    let bound = spent - (reported.input_tokens + reported.output_tokens);
+
+    // A cap with room for one bound only: the retry is not made, and nothing passes the cap.
+    let server =
+        FakeModel::start(Script::new(vec![Reply::Status(500, None)]).then(answering())).await;
+    let ledger = Arc::new(MemoryLedger::default());
+    let cap = bound + bound / 2;
+    let judge = judge_with(
+        config(
+            &server.base_url(),
+            &format!("[budget]\ndaily_tokens = {cap}\n"),
+        ),
+        ledger.clone(),
+    );
+    let judgement = judge_one(&judge, &view(1, "Refund?"), &[], &[]).await;
+    match &judgement.outcome {
+        Outcome::Failed(why) => assert!(why.contains("no budget left"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.requests(), 1, "the retry was never sent");
+    assert_eq!(
+        ledger.spent("acme", "2025-12-01").await.unwrap().tokens,
+        bound
+    );
 }

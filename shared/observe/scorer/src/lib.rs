@@ -123,14 +123,16 @@ impl ScorerJob {
             scoring,
         } = self.read(key).await?;
         let records = scoring.score_view(&view, self.clock.now_ms());
+        // The index first: the `scores/` object's event is what tells the judge on AWS,
+        // and it reads the code records from the index.
+        self.index
+            .replace(&parsed.tenant, &view.trace_id, Source::Code, &records)
+            .await
+            .map_err(|e| ScoreError::Storage(e.to_string()))?;
         let scores_key = parsed.under("scores");
         let body = encode_records(&records).map_err(|e| ScoreError::Storage(e.to_string()))?;
         self.archive
             .put(&scores_key, Bytes::from(body))
-            .await
-            .map_err(|e| ScoreError::Storage(e.to_string()))?;
-        self.index
-            .replace(&parsed.tenant, &view.trace_id, Source::Code, &records)
             .await
             .map_err(|e| ScoreError::Storage(e.to_string()))?;
         if let Some(after) = &self.after {

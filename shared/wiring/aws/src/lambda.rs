@@ -265,26 +265,39 @@ pub fn judge_trace_key(body: &str) -> Result<String, String> {
 /// `judge.toml`) is logged and the message is done: retrying cannot fix it. Endpoint
 /// failures, invalid replies and a spent budget are judgements, recorded, not failures.
 pub async fn judge_batch(job: &JudgeJob, event: SqsEvent) -> SqsBatchResponse {
+    // Concurrently: each tenant's endpoint limits its own calls in flight, and a batch of
+    // slow model calls one after another would outlast the function's timeout.
+    let failed =
+        futures_util::future::join_all(event.records.into_iter().map(|message| async move {
+            let id = message.message_id.clone().unwrap_or_default();
+            let key = match judge_trace_key(message.body.as_deref().unwrap_or_default()) {
+                Ok(key) => key,
+                Err(reason) => {
+                    warn!(message = %id, reason, "judge message skipped");
+                    return None;
+                }
+            };
+            match job.judge_key(&key).await {
+                Ok(judgements) => {
+                    info!(key, rubrics = judgements.len(), "trace judged");
+                    None
+                }
+                Err(e) if e.is_retryable() => {
+                    warn!(key, error = %e, "trace not judged; SQS redelivers it");
+                    Some(id)
+                }
+                Err(e) => {
+                    warn!(key, error = %e, "trace not judged");
+                    None
+                }
+            }
+        }))
+        .await;
     let mut response = SqsBatchResponse::default();
-    for message in event.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        let key = match judge_trace_key(message.body.as_deref().unwrap_or_default()) {
-            Ok(key) => key,
-            Err(reason) => {
-                warn!(message = %id, reason, "judge message skipped");
-                continue;
-            }
-        };
-        match job.judge_key(&key).await {
-            Ok(judgements) => info!(key, rubrics = judgements.len(), "trace judged"),
-            Err(e) if e.is_retryable() => {
-                warn!(key, error = %e, "trace not judged; SQS redelivers it");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-            Err(e) => warn!(key, error = %e, "trace not judged"),
-        }
+    for id in failed.into_iter().flatten() {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     response
 }
