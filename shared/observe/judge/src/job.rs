@@ -223,7 +223,7 @@ impl JudgeJob {
                 tenant = %tenant,
                 trace_id = %judgement.trace_id,
                 rubric = %judgement.rubric,
-                outcome = %judgement.outcome,
+                outcome = judgement.outcome.kind(),
                 calls = judgement.calls,
                 "trace judged"
             );

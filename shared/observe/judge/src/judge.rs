@@ -38,6 +38,20 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The outcome without its reason (`judged`, `invalid`, …): what logs may carry, since
+    /// a reason can quote a few characters of the model's reply.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Judged => "judged",
+            Outcome::Cached => "cached",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
