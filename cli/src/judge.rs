@@ -272,7 +272,7 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     let spent = ledger
-        .spent(&args.tenant, &agentwire_judge::judge::utc_day(now_ms))
+        .spent(&args.tenant, &agentwire_trace::utc_day(now_ms))
         .await?;
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     eprintln!(

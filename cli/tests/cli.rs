@@ -486,6 +486,23 @@ fn gzip(text: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// `agentwire import ragtruth` of `responses` and `sources` into `out`.
+fn import_ragtruth(
+    responses: &std::path::Path,
+    sources: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Output {
+    agentwire()
+        .args(["import", "ragtruth", "--responses"])
+        .arg(responses)
+        .arg("--sources")
+        .arg(sources)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run agentwire")
+}
+
 #[test]
 fn import_then_score_writes_records_and_names_bad_input_by_file_and_line() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -505,15 +522,7 @@ fn import_then_score_writes_records_and_names_bad_input_by_file_and_line() {
 "#,
     )
     .unwrap();
-    let out = agentwire()
-        .args(["import", "ragtruth", "--responses"])
-        .arg(&responses)
-        .arg("--sources")
-        .arg(&sources)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .expect("run agentwire");
+    let out = import_ragtruth(&responses, &sources, dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -1119,15 +1128,7 @@ fn judge_writes_judgements_reuses_them_on_a_rerun_and_keeps_to_its_budget() {
         .map(|i| format!("{{\"id\": \"{i}\", \"source_id\": \"s1\", \"model\": \"m\", \"temperature\": 0.7, \"labels\": [], \"split\": \"train\", \"quality\": \"good\", \"response\": \"The museum opens at {i}am.\"}}\n"))
         .collect();
     std::fs::write(&responses, lines).unwrap();
-    let out = agentwire()
-        .args(["import", "ragtruth", "--responses"])
-        .arg(&responses)
-        .arg("--sources")
-        .arg(&sources)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .expect("run agentwire");
+    let out = import_ragtruth(&responses, &sources, dir.path());
     assert!(
         out.status.success(),
         "{}",

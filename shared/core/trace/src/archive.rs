@@ -70,16 +70,25 @@ pub fn decode_jsonl_gz(bytes: &[u8]) -> Result<Vec<Span>, TraceError> {
 /// percent-escaped except for `A-Z a-z 0-9 - _ . ~`, so a `/`, `=` or any other character
 /// in a name cannot add or change a partition.
 pub fn object_key(tenant: &str, session: &str, archived_at_ms: i64) -> String {
-    let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(archived_at_ms) * 1_000_000)
+    format!(
+        "traces/dt={}/tenant={}/{}.jsonl.gz",
+        utc_day(archived_at_ms),
+        encode_segment(tenant),
+        encode_segment(session),
+    )
+}
+
+/// The UTC day of `ms` (unix milliseconds), `YYYY-MM-DD`: the `dt` of keys, and the day a
+/// daily budget counts in.
+pub fn utc_day(ms: i64) -> String {
+    let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         .date();
     format!(
-        "traces/dt={:04}-{:02}-{:02}/tenant={}/{}.jsonl.gz",
+        "{:04}-{:02}-{:02}",
         date.year(),
         u8::from(date.month()),
-        date.day(),
-        encode_segment(tenant),
-        encode_segment(session),
+        date.day()
     )
 }
 
@@ -137,6 +146,16 @@ impl ObjectKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn days_are_utc_calendar_days() {
+        use super::utc_day;
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(86_400_000 - 1), "1970-01-01");
+        assert_eq!(utc_day(1_764_547_200_000), "2025-12-01");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_day(-1), "1969-12-31");
+    }
+
     use serde_json::{Map, json};
 
     use super::*;

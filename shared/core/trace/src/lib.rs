@@ -37,7 +37,7 @@ mod build;
 mod ports;
 mod span;
 
-pub use archive::{ObjectKey, TraceError, decode_jsonl_gz, encode_jsonl_gz, object_key};
+pub use archive::{ObjectKey, TraceError, decode_jsonl_gz, encode_jsonl_gz, object_key, utc_day};
 pub use build::{SessionEvent, TraceContext, build_trace};
 pub use ports::{ActivityIndex, ArchiveError, TraceArchive, find_trace};
 pub use span::{Span, SpanEvent, SpanKind, SpanStatus, span_id, trace_id};

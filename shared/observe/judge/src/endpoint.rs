@@ -71,18 +71,9 @@ pub struct ChatRequest {
     pub stream: bool,
 }
 
-/// Tokens a call used, as the endpoint reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-impl TokenUsage {
-    pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
-    }
-}
+/// Tokens a call used, as the endpoint reported them: the same figures a judge's score
+/// records carry.
+pub use agentwire_scoring::RecordUsage as TokenUsage;
 
 /// What the endpoint answered: the verdict's text (the message content, or the forced tool
 /// call's arguments), the model that answered, and the tokens used.

@@ -249,7 +249,7 @@ impl JudgeJob {
     /// `judge.toml`.
     async fn judge_of(&self, tenant: &str) -> Result<Option<Arc<Judge>>, JudgeJobError> {
         let now = self.clock.now_ms();
-        if let Some((at, cached)) = self.lock().get(tenant)
+        if let Some((at, cached)) = lock(&self.judges).get(tenant)
             && now - at < CONFIG_TTL.as_millis() as i64
         {
             return cached.clone();
@@ -272,7 +272,7 @@ impl JudgeJob {
                 }),
             },
         };
-        self.lock().insert(tenant.to_owned(), (now, loaded.clone()));
+        lock(&self.judges).insert(tenant.to_owned(), (now, loaded.clone()));
         loaded
     }
 
@@ -394,11 +394,6 @@ impl JudgeJob {
         let shots = Arc::new(shots);
         lock(&self.shots).insert(key, (now, shots.clone()));
         Ok(shots)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded>> {
-        // The map holds no invariant a panicking holder could break.
-        self.judges.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

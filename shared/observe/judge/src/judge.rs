@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agentwire_grading::rubric::Rubric;
 use agentwire_scoring::scorers::latency_cost::PriceTable;
-use agentwire_scoring::{RecordUsage, ScoreRecord, Source, TraceView};
+use agentwire_scoring::{ScoreRecord, Source, TraceView};
 use serde::Serialize;
 
 use crate::budget::{BudgetLedger, Charge, LedgerError};
@@ -191,7 +191,8 @@ impl Judge {
             })
             .cloned()
             .collect();
-        if !cached.is_empty() && cached.len() == rubric.criteria.len() {
+        // Every criterion answered (a validated rubric has at least one).
+        if cached.len() == rubric.criteria.len() {
             judgement.outcome = Outcome::Cached;
             judgement.records = cached;
             return Ok(judgement);
@@ -226,7 +227,7 @@ impl Judge {
             structured: self.config.endpoint.structured,
             stream: self.config.endpoint.stream,
         };
-        let day = utc_day(now_ms);
+        let day = agentwire_trace::utc_day(now_ms);
         let mut used = TokenUsage::default();
         for attempt in 0..2 {
             let reply = match self.call(&request, &day).await? {
@@ -255,12 +256,14 @@ impl Judge {
             }
             match verdict::parse(rubric, &reply.text) {
                 Ok(verdict) => {
-                    let usage = judgement.usage.map(|u| RecordUsage {
-                        input_tokens: u.input_tokens,
-                        output_tokens: u.output_tokens,
-                    });
-                    judgement.records =
-                        verdict::to_records(&verdict, rubric, view, &version, usage, now_ms);
+                    judgement.records = verdict::to_records(
+                        &verdict,
+                        rubric,
+                        view,
+                        &version,
+                        judgement.usage,
+                        now_ms,
+                    );
                     judgement.outcome = Outcome::Judged;
                     return Ok(judgement);
                 }
@@ -401,31 +404,4 @@ enum Call {
         sent: bool,
         reason: String,
     },
-}
-
-/// The UTC day of `ms`, `YYYY-MM-DD`: the budget's day.
-pub fn utc_day(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let day = at.date();
-    format!(
-        "{:04}-{:02}-{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_are_utc_calendar_days() {
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(86_400_000 - 1), "1970-01-01");
-        assert_eq!(utc_day(1_764_547_200_000), "2025-12-01");
-        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
-        assert_eq!(utc_day(-1), "1969-12-31");
-    }
 }

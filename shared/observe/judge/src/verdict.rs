@@ -8,17 +8,6 @@ use agentwire_scoring::record::RecordUsage;
 use agentwire_scoring::{ScoreRecord, Source, TraceView};
 use serde_json::{Map, Value, json};
 
-use crate::endpoint::TokenUsage;
-
-impl From<TokenUsage> for RecordUsage {
-    fn from(usage: TokenUsage) -> RecordUsage {
-        RecordUsage {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-        }
-    }
-}
-
 /// The longest explanation kept, in characters; a longer one is cut, not refused.
 pub const MAX_EXPLANATION: usize = 2000;
 /// The most characters of the model's own text an error message quotes.
@@ -190,7 +179,7 @@ pub fn parse(rubric: &Rubric, text: &str) -> Result<Verdict, VerdictError> {
 /// judge, the answer as label, and its place on the scale as the value, mapped onto [0, 1]
 /// as people's grades are (`Grade::to_score_records`: fail 0, pass 1; ordinal points
 /// evenly from 0 to 1; a categorical label's index). Every record carries the call's
-/// `usage` (one call answers them all; a [`TokenUsage`] converts with `.into()`).
+/// `usage` (one call answers them all).
 pub fn to_records(
     verdict: &Verdict,
     rubric: &Rubric,
@@ -413,7 +402,7 @@ pub(crate) mod tests {
     #[test]
     fn records_map_each_scale_as_grades_do() {
         let trace = view(vec![message("user", "hi", 0)], Vec::new());
-        let usage = TokenUsage {
+        let usage = RecordUsage {
             input_tokens: 900,
             output_tokens: 80,
         };
@@ -429,7 +418,7 @@ pub(crate) mod tests {
             &rubric(),
             &trace,
             "gpt-4o-mini/judge-1",
-            Some(usage.into()),
+            Some(usage),
             7,
         );
         let got: Vec<(&str, f64, &str)> = records

@@ -27,7 +27,6 @@ use agentwire_session::Clock;
 use agentwire_trace::{ObjectKey, TraceArchive, TraceError, decode_jsonl_gz};
 use async_trait::async_trait;
 use bytes::Bytes;
-use time::OffsetDateTime;
 use tracing::{info, warn};
 
 /// How often the re-score runs (the template's schedule).
@@ -256,15 +255,7 @@ impl Rescore {
 
 /// The UTC day before the one `now_ms` falls in, `YYYY-MM-DD`.
 pub fn previous_day(now_ms: i64) -> String {
-    let now = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let day = now.date().previous_day().unwrap_or(now.date());
-    format!(
-        "{:04}-{:02}-{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    )
+    agentwire_trace::utc_day(now_ms.saturating_sub(24 * 60 * 60 * 1000))
 }
 
 #[async_trait]

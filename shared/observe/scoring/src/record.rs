@@ -97,6 +97,12 @@ pub struct RecordUsage {
     pub output_tokens: u64,
 }
 
+impl RecordUsage {
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
 impl ScoreRecord {
     /// The record's identity: re-scoring writes a record with the same key, which replaces
     /// this one.
