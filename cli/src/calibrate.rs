@@ -1,6 +1,7 @@
 //! `agentwire calibrate`: tunes a scorer's threshold to agree best with the graders'
 //! consensus, checks it on items held back from the tuning, and writes the new
-//! configuration as a new version only when it helps there.
+//! configuration as a new version only when it helps there. With `--judge` it chooses the
+//! LLM judge's prompt for a rubric instead (`calibrate_judge`).
 //!
 //! Two sources of grades and scores: a queue of `agentwire dev`'s data directory (its
 //! grades, the score index's records of its traces, and the tenant's configuration in the
@@ -20,12 +21,40 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
     /// The scorer whose threshold is tuned (its score records' name), e.g. `groundedness`.
-    #[arg(long)]
-    scorer: String,
+    #[arg(long, required_unless_present = "judge", conflicts_with = "judge")]
+    pub(crate) scorer: Option<String>,
 
-    /// The queue whose grades are the consensus (in --data-dir).
-    #[arg(long, conflicts_with_all = ["grades", "scores"], required_unless_present = "grades")]
-    queue: Option<String>,
+    /// Choose the LLM judge's prompt for a rubric instead: the built-in prompt and the
+    /// rubric's `[[rubric.variant]]`s of `judge.toml` judge the held-back graded items, and
+    /// the one that agrees best with the experts is kept.
+    #[arg(long)]
+    pub(crate) judge: bool,
+
+    /// With --judge: the `[[rubric]]` of `judge.toml` (default: its only one).
+    #[arg(long, requires = "judge")]
+    pub(crate) rubric: Option<String>,
+
+    /// With --judge: the prompts compared with the current one (comma-separated variant
+    /// names, `default` for the built-in prompt); default: all of the rubric's.
+    #[arg(long, value_delimiter = ',', requires = "judge")]
+    pub(crate) candidates: Vec<String>,
+
+    /// With --judge and --grades: the `judge.toml` (the endpoint, budget and variants).
+    #[arg(long, requires = "judge")]
+    pub(crate) judge_config: Option<PathBuf>,
+
+    /// With --judge and --grades: the rubric, as JSON (the body the grading API stores).
+    #[arg(long, requires = "judge")]
+    pub(crate) rubric_file: Option<PathBuf>,
+
+    /// With --judge and --grades: the graded traces, in the archive layout.
+    #[arg(long, requires = "judge")]
+    pub(crate) traces: Option<PathBuf>,
+
+    /// The queue whose grades are the consensus (in --data-dir); with --judge, default:
+    /// every queue of the rubric.
+    #[arg(long, conflicts_with_all = ["grades", "scores"])]
+    pub(crate) queue: Option<String>,
 
     /// The criterion graded (pass/fail); default: the queue rubric's criterion linked to
     /// the scorer, or, with --grades, the scorer's name.
@@ -34,35 +63,37 @@ pub struct CalibrateArgs {
 
     /// `agentwire dev`'s data directory (with --queue).
     #[arg(long, default_value = ".agentwire")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 
     /// The tenant (with --queue).
     #[arg(long, default_value = "local", value_parser = crate::token::tenant)]
-    tenant: String,
+    pub(crate) tenant: String,
 
-    /// Grades as JSON lines `{item, grader, criterion, value}`, value `pass` or `fail`.
-    #[arg(long, requires = "scores")]
-    grades: Option<PathBuf>,
+    /// Grades as JSON lines `{item, grader, criterion, value}` (with --judge also
+    /// `justification`), value `pass` or `fail` for a scorer.
+    #[arg(long)]
+    pub(crate) grades: Option<PathBuf>,
 
     /// Score records as JSON lines (`agentwire score --out`), items being trace ids.
-    #[arg(long, requires = "grades")]
+    #[arg(long, requires = "grades", conflicts_with = "judge")]
     scores: Option<PathBuf>,
 
-    /// The configuration to start from (with --grades; defaults without it).
+    /// The configuration to start from (with --grades; defaults without it); with --judge,
+    /// the scorers' configuration the traces are read with.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Where to write the tuned configuration when it helps (with --grades).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 
     /// The share of items held back from the tuning, in (0, 1).
     #[arg(long, default_value_t = DEFAULT_HOLDOUT)]
-    holdout: f64,
+    pub(crate) holdout: f64,
 
     /// Print the result as one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Majority of pass and fail per item; a tie has no consensus and is left out.
@@ -101,7 +132,7 @@ fn values_of(records: impl IntoIterator<Item = ScoreRecord>, scorer: &str) -> Ha
     out.into_iter().map(|(k, (_, v))| (k, v)).collect()
 }
 
-fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
+pub(crate) fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
@@ -185,9 +216,13 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if args.judge {
+        return runtime.block_on(crate::calibrate_judge::run(&args));
+    }
+    let scorer = args.scorer.clone().context("give --scorer or --judge")?;
     let report = match &args.queue {
-        Some(queue) => runtime.block_on(from_queue(&args, queue))?,
-        None => from_files(&args)?,
+        Some(queue) => runtime.block_on(from_queue(&args, &scorer, queue))?,
+        None => from_files(&args, &scorer)?,
     };
     if args.json {
         crate::say(format_args!("{}", serde_json::to_string(&report)?));
@@ -259,21 +294,18 @@ fn current_threshold(text: &str, scorer: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("scorer `{scorer}` has no threshold to tune"))
 }
 
-fn from_files(args: &CalibrateArgs) -> anyhow::Result<Report> {
+fn from_files(args: &CalibrateArgs, scorer: &str) -> anyhow::Result<Report> {
     let (Some(grades), Some(scores)) = (&args.grades, &args.scores) else {
         bail!("give --queue, or --grades and --scores");
     };
-    let criterion = args
-        .criterion
-        .clone()
-        .unwrap_or_else(|| args.scorer.clone());
+    let criterion = args.criterion.clone().unwrap_or_else(|| scorer.to_owned());
     let base = match &args.config {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
         }
         None => String::new(),
     };
-    let current = current_threshold(&base, &args.scorer)?;
+    let current = current_threshold(&base, scorer)?;
     let votes = file_votes(grades, &criterion)?;
     let mut records = Vec::new();
     for (n, line) in read_lines(scores)? {
@@ -281,12 +313,12 @@ fn from_files(args: &CalibrateArgs) -> anyhow::Result<Report> {
             .with_context(|| format!("{}: line {n}: not a score record", scores.display()))?;
         records.push(r);
     }
-    let values = values_of(records, &args.scorer);
+    let values = values_of(records, scorer);
     let (points, ties, unscored) = points(&votes, &values);
     let calibration =
         calibrate(&points, current, args.holdout).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut report = Report {
-        scorer: args.scorer.clone(),
+        scorer: scorer.to_owned(),
         criterion,
         tuned_from: grades.display().to_string(),
         items: points.len(),
@@ -305,7 +337,7 @@ fn from_files(args: &CalibrateArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn from_queue(args: &CalibrateArgs, queue: &str) -> anyhow::Result<Report> {
+async fn from_queue(args: &CalibrateArgs, scorer: &str, queue: &str) -> anyhow::Result<Report> {
     let db = args.data_dir.join("sessions.db");
     if !db.exists() {
         bail!(
@@ -339,11 +371,11 @@ async fn from_queue(args: &CalibrateArgs, queue: &str) -> anyhow::Result<Report>
         None => rubric
             .criteria
             .iter()
-            .find(|c| c.scorers.iter().any(|s| s.name == args.scorer))
+            .find(|c| c.scorers.iter().any(|s| s.name == scorer))
             .with_context(|| {
                 format!(
                     "no criterion of rubric {} is linked to scorer `{}`: name one with --criterion",
-                    rubric.name, args.scorer
+                    rubric.name, scorer
                 )
             })?,
     };
@@ -368,7 +400,7 @@ async fn from_queue(args: &CalibrateArgs, queue: &str) -> anyhow::Result<Report>
     for trace in votes.keys() {
         records.extend(index.trace(tenant, trace).await?);
     }
-    let values = values_of(records, &args.scorer);
+    let values = values_of(records, scorer);
     let key = agentwire_scorer::config_key(tenant);
     let base = match agentwire_trace::TraceArchive::get(&archive, &key).await? {
         Some(body) => {
@@ -376,12 +408,12 @@ async fn from_queue(args: &CalibrateArgs, queue: &str) -> anyhow::Result<Report>
         }
         None => String::new(),
     };
-    let current = current_threshold(&base, &args.scorer)?;
+    let current = current_threshold(&base, scorer)?;
     let (points, ties, unscored) = points(&votes, &values);
     let calibration =
         calibrate(&points, current, args.holdout).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut report = Report {
-        scorer: args.scorer.clone(),
+        scorer: scorer.to_owned(),
         criterion: criterion.key.clone(),
         tuned_from: format!("queue {queue} of tenant {tenant}"),
         items: points.len(),

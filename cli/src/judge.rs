@@ -135,6 +135,8 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<()> {
             always_if_flagged: Vec::new(),
             near_threshold: 0.1,
             few_shot: 0,
+            prompt: None,
+            variant: Vec::new(),
         });
     if let Some(sample) = args.sample {
         settings.sample = sample;

@@ -2,6 +2,7 @@
 
 mod agreement;
 mod calibrate;
+mod calibrate_judge;
 mod demo_agent;
 mod dev;
 mod import;
@@ -39,7 +40,7 @@ enum Command {
     Score(score::ScoreArgs),
     /// Agreement among graders per criterion (kappas, Krippendorff's alpha) from JSON-lines grades.
     Agreement(agreement::AgreementArgs),
-    /// Tune a scorer's threshold to the graders' consensus, checked on held-back items.
+    /// Tune a scorer's threshold, or choose the judge's prompt, by the graders' consensus on held-back items.
     Calibrate(calibrate::CalibrateArgs),
     /// Judge archived traces against a rubric through a model endpoint, within a budget.
     Judge(judge::JudgeArgs),

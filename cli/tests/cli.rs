@@ -1207,3 +1207,296 @@ fn judge_writes_judgements_reuses_them_on_a_rerun_and_keeps_to_its_budget() {
     assert!(stderr.contains("sample"), "{stderr}");
     assert_eq!(model.requests(), 4);
 }
+
+/// Traces of 40 answers about opening hours (`It opens at 9am.` is right) imported into
+/// `dir`, with each trace's id and whether the experts pass it.
+fn hour_traces(dir: &std::path::Path) -> Vec<(String, String, bool)> {
+    let sources = dir.join("sources.jsonl");
+    std::fs::write(
+        &sources,
+        r#"{"source_id": "s1", "task_type": "QA", "source": "MARCO", "source_info": {"question": "when does the museum open", "passages": "passage 1:The museum opens at 9am.\n\n"}, "prompt": "p"}
+"#,
+    )
+    .unwrap();
+    let hour = |i: usize| {
+        if i.is_multiple_of(2) {
+            9
+        } else {
+            [1, 3, 5, 7, 10, 11][i % 6]
+        }
+    };
+    let responses = dir.join("responses.jsonl");
+    let lines: String = (1..=40)
+        .map(|i| format!("{{\"id\": \"{i}\", \"source_id\": \"s1\", \"model\": \"m\", \"temperature\": 0.7, \"labels\": [], \"split\": \"train\", \"quality\": \"good\", \"response\": \"It opens at {}am.\"}}\n", hour(i)))
+        .collect();
+    std::fs::write(&responses, lines).unwrap();
+    let out = import_ragtruth(&responses, &sources, dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (1..=40)
+        .map(|i| {
+            let file = dir.join(format!(
+                "traces/dt=2024-01-01/tenant=local/ragtruth-{i}.jsonl.gz"
+            ));
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(&file).unwrap()),
+                &mut text,
+            )
+            .unwrap();
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            let trace = first["trace_id"].as_str().unwrap().to_owned();
+            (trace, format!("ragtruth-{i}"), hour(i) == 9)
+        })
+        .collect()
+}
+
+#[test]
+fn calibrate_judge_keeps_the_prompt_that_agrees_with_the_experts() {
+    use agentwire_judge::fake::{FakeModel, Reply, Script};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // With the STRICT variant the model passes exactly the right hour; without, it passes
+    // the hours that start with 1.
+    let model = runtime.block_on(FakeModel::start(Script::reply_with(|request| {
+        let system = request["messages"][0]["content"].as_str().unwrap_or_default();
+        let user = request["messages"][1]["content"].as_str().unwrap_or_default();
+        let pass = if system.contains("STRICT") {
+            user.contains("It opens at 9am")
+        } else {
+            user.contains("It opens at 1")
+        };
+        let value = if pass { "pass" } else { "fail" };
+        Reply::Verdict(serde_json::json!({"criteria": {"grounded": {"value": value, "explanation": "the hour against the passage"}}}))
+    })));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let traces = hour_traces(dir.path());
+    let judge_toml = format!(
+        "# our judge\n[endpoint]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"judge-model\"\nmax_retries = 0\n\n[[rubric]]\nname = \"answers\"\nsample = 0.2\nfew_shot = 2\n\n[[rubric.variant]]\nname = \"strict\"\ninstructions = \"STRICT: pass only the hour the passage gives.\"\n",
+        model.base_url()
+    );
+
+    // From files: grades as JSON lines, the rubric as JSON, the traces, --out.
+    let rubric = dir.path().join("rubric.json");
+    std::fs::write(
+        &rubric,
+        r#"{"name": "answers", "version": 1, "criteria": [{"key": "grounded", "title": "Grounded?", "scale": {"kind": "pass_fail"}}]}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("judge.toml");
+    std::fs::write(&config, &judge_toml).unwrap();
+    let grades = dir.path().join("grades.jsonl");
+    let mut lines = String::new();
+    for (trace, _, pass) in &traces {
+        for grader in ["ana", "ben"] {
+            let value = if *pass { "pass" } else { "fail" };
+            lines.push_str(&format!(
+                "{{\"item\": \"{trace}\", \"grader\": \"{grader}\", \"criterion\": \"grounded\", \"value\": \"{value}\", \"justification\": \"the passage says 9am\"}}\n"
+            ));
+        }
+    }
+    let from_files = |grades: &std::path::Path, out: &str| {
+        agentwire()
+            .args(["calibrate", "--judge", "--holdout", "0.5", "--grades"])
+            .arg(grades)
+            .arg("--judge-config")
+            .arg(&config)
+            .arg("--rubric-file")
+            .arg(&rubric)
+            .arg("--traces")
+            .arg(dir.path().join("traces"))
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .expect("run agentwire calibrate")
+    };
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!("{lines}{{\"item\": \"x\", \"grader\": \"ana\", \"criterion\": \"grounded\", \"value\": \"maybe\"}}\n"),
+    )
+    .unwrap();
+    let out = from_files(&bad, "never.toml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 81") && stderr.contains("`maybe`"),
+        "{stderr}"
+    );
+    assert_eq!(model.requests(), 0, "nothing is sent for bad input");
+    assert!(!dir.path().join("never.toml").exists());
+
+    std::fs::write(&grades, &lines).unwrap();
+    // A rubric file that is not judge.toml's rubric is refused before any call.
+    let other = dir.path().join("other.json");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&rubric)
+            .unwrap()
+            .replace("\"answers\"", "\"other\""),
+    )
+    .unwrap();
+    let out = agentwire()
+        .args(["calibrate", "--judge", "--grades"])
+        .arg(&grades)
+        .arg("--judge-config")
+        .arg(&config)
+        .arg("--rubric-file")
+        .arg(&other)
+        .arg("--traces")
+        .arg(dir.path().join("traces"))
+        .output()
+        .expect("run agentwire calibrate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("must be the same rubric"),
+        "{stderr}"
+    );
+    assert_eq!(model.requests(), 0);
+
+    let out = from_files(&grades, "chosen.toml");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("strict") && stdout.contains("(best)"),
+        "{stdout}"
+    );
+    let chosen = std::fs::read_to_string(dir.path().join("chosen.toml")).unwrap();
+    assert!(
+        chosen.starts_with("# answers: prompt default -> strict by `agentwire calibrate --judge`"),
+        "{chosen}"
+    );
+    assert!(
+        chosen.contains("# our judge"),
+        "the file's own comments stay: {chosen}"
+    );
+    let parsed = agentwire_judge::config::JudgeConfig::parse(&chosen).unwrap();
+    assert_eq!(parsed.rubric[0].prompt.as_deref(), Some("strict"));
+    let held = model.requests() / 2;
+    assert!(held >= 10, "{held} held-back items");
+
+    // Again from the new file: `strict` is current, and nothing beats it.
+    std::fs::copy(dir.path().join("chosen.toml"), &config).unwrap();
+    assert_eq!(chosen.matches("agentwire calibrate --judge").count(), 1);
+    let out = from_files(&grades, "again.toml");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("nothing written"),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("again.toml").exists());
+
+    // From agentwire dev's data directory: the rubric's queue, the archive's traces and
+    // judge.toml, which is rewritten in place; the calls count against the day's budget.
+    std::fs::write(&config, &judge_toml).unwrap();
+    let tenant_config = dir.path().join("config/tenant=local");
+    std::fs::create_dir_all(&tenant_config).unwrap();
+    std::fs::write(tenant_config.join("judge.toml"), &judge_toml).unwrap();
+    let db = dir.path().join("sessions.db");
+    runtime.block_on(async {
+        use agentwire_grading::{Answer, Criterion, GradingStore, Rubric, Scale, plan_items};
+        let store = agentwire_sqlite::SqliteGradingStore::open(&db).expect("grading store");
+        let rubric = Rubric {
+            name: "answers".into(),
+            version: 1,
+            title: String::new(),
+            criteria: vec![Criterion {
+                key: "grounded".into(),
+                title: "Grounded?".into(),
+                guidance: String::new(),
+                scale: Scale::PassFail,
+                justification_required: false,
+                scorers: Vec::new(),
+            }],
+        };
+        store.put_rubric("local", &rubric).await.expect("rubric");
+        let spec: agentwire_grading::QueueSpec = serde_json::from_value(serde_json::json!({
+            "name": "week", "rubric": {"name": "answers", "version": 1},
+            "graders": ["ana"], "per_item": 1
+        }))
+        .expect("spec");
+        let items: Vec<(String, String)> = traces
+            .iter()
+            .map(|(t, s, _)| (t.clone(), s.clone()))
+            .collect();
+        store
+            .create_queue("local", &spec, &plan_items(&spec, &items))
+            .await
+            .expect("queue");
+        let at = 1_704_067_200_000;
+        for _ in &traces {
+            let claim = store
+                .claim("local", "week", "ana", at)
+                .await
+                .unwrap()
+                .unwrap();
+            let (_, _, pass) = traces
+                .iter()
+                .find(|(t, _, _)| *t == claim.item.trace_id)
+                .unwrap();
+            let grade = agentwire_grading::Grade {
+                queue: "week".into(),
+                trace_id: claim.item.trace_id.clone(),
+                session: claim.item.session.clone(),
+                grader: "ana".into(),
+                rubric: rubric.reference(),
+                answers: [(
+                    "grounded".to_string(),
+                    Answer {
+                        value: if *pass { "pass" } else { "fail" }.into(),
+                        justification: Some("the passage says 9am".into()),
+                    },
+                )]
+                .into(),
+                graded_ms: at,
+            };
+            store.submit("local", &grade, at).await.expect("submit");
+        }
+    });
+    let before = model.requests();
+    let out = agentwire()
+        .args([
+            "calibrate",
+            "--judge",
+            "--holdout",
+            "0.5",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run agentwire calibrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["best"], "strict", "{report}");
+    assert_eq!(report["improves"], true);
+    assert_eq!(report["items"], 40);
+    assert_eq!(report["missing_traces"], 0);
+    assert_eq!(report["written"], "config/tenant=local/judge.toml");
+    assert_eq!(report["from"], "queues week of tenant local");
+    let live = std::fs::read_to_string(tenant_config.join("judge.toml")).unwrap();
+    assert!(live.contains("prompt = \"strict\""), "{live}");
+    assert!(live.contains("on queues week of tenant local"), "{live}");
+    let calls = model.requests() - before;
+    assert_eq!(calls as u64, 2 * report["compared_on"].as_u64().unwrap());
+    let spent = runtime.block_on(async {
+        use agentwire_judge::BudgetLedger;
+        let ledger = agentwire_sqlite::SqliteBudgetLedger::open(&db).unwrap();
+        let day = agentwire_trace::utc_day(agentwire_session::Clock::now_ms(
+            &agentwire_session::SystemClock,
+        ));
+        ledger.spent("local", &day).await.unwrap()
+    });
+    assert!(spent.tokens > 0, "the calls are the tenant's spend");
+}

@@ -838,22 +838,6 @@ pub struct QueueAgreement {
     pub criteria: Vec<agentwire_agreement::CriterionAgreement>,
 }
 
-/// A criterion's answer as the statistics read it: ordinal points as numbers, labels
-/// (pass/fail, categories) as text.
-fn agreement_value(
-    scale: &agentwire_grading::Scale,
-    value: &str,
-) -> Option<agentwire_agreement::Value> {
-    match scale {
-        agentwire_grading::Scale::Ordinal { .. } => {
-            scale.code(value).map(agentwire_agreement::Value::Number)
-        }
-        _ => scale
-            .code(value)
-            .map(|_| agentwire_agreement::Value::Text(value.to_owned())),
-    }
-}
-
 impl GradingService {
     /// Per criterion: the graders' agreement over the queue's grades, each linked scorer's
     /// agreement with them (its whole-trace record of that name, mapped onto the criterion's
@@ -901,23 +885,19 @@ fn criteria_agreement(
     grades: &[Grade],
     records: &BTreeMap<String, Vec<ScoreRecord>>,
 ) -> Result<Vec<agentwire_agreement::CriterionAgreement>, GradingError> {
-    use agentwire_agreement::{GradeTable, Options, Scale as Level};
+    use agentwire_agreement::{GradeTable, Options};
     let refused = |e: agentwire_agreement::AgreementError| {
         invalid("grades", format!("agreement cannot be computed: {e}"))
     };
     let mut criteria = Vec::with_capacity(rubric.criteria.len());
     for criterion in &rubric.criteria {
-        let level = if criterion.scale.is_ordinal() {
-            Level::Ordinal
-        } else {
-            Level::Nominal
-        };
+        let level = criterion.scale.level();
         let mut table = GradeTable::new(criterion.key.clone());
         for grade in grades {
             let Some(value) = grade
                 .answers
                 .get(&criterion.key)
-                .and_then(|a| agreement_value(&criterion.scale, &a.value))
+                .and_then(|a| criterion.scale.agreement_value(&a.value))
             else {
                 continue;
             };
@@ -941,10 +921,7 @@ fn criteria_agreement(
                                 .find(|r| r.name == link.name && r.source != Source::Human)
                         })?;
                     let answer = criterion.scale.from_score(record.value, link.threshold)?;
-                    Some((
-                        trace.to_string(),
-                        agreement_value(&criterion.scale, &answer)?,
-                    ))
+                    Some((trace.to_string(), criterion.scale.agreement_value(&answer)?))
                 })
                 .collect();
             let versus = agentwire_agreement::scorer_agreement(
@@ -980,7 +957,7 @@ fn criteria_agreement(
                         .iter()
                         .filter(judged)
                         .find(|r| r.scorer_version == version)?;
-                    let value = agreement_value(&criterion.scale, record.label.as_deref()?)?;
+                    let value = criterion.scale.agreement_value(record.label.as_deref()?)?;
                     Some((trace.clone(), value))
                 })
                 .collect();

@@ -90,6 +90,26 @@ impl Scale {
         matches!(self, Scale::Ordinal { .. })
     }
 
+    /// The level the agreement statistics read this scale at.
+    pub fn level(&self) -> agentwire_agreement::Scale {
+        if self.is_ordinal() {
+            agentwire_agreement::Scale::Ordinal
+        } else {
+            agentwire_agreement::Scale::Nominal
+        }
+    }
+
+    /// An answer as the agreement statistics read it: ordinal points as numbers, labels
+    /// (pass/fail, categories) as text; `None` for a value off the scale.
+    pub fn agreement_value(&self, value: &str) -> Option<agentwire_agreement::Value> {
+        let code = self.code(value)?;
+        Some(if self.is_ordinal() {
+            agentwire_agreement::Value::Number(code)
+        } else {
+            agentwire_agreement::Value::Text(value.to_owned())
+        })
+    }
+
     /// The answers allowed, in scale order: what the form offers and the statistics code.
     pub fn values(&self) -> Vec<String> {
         match self {

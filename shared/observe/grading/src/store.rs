@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::grade::{Draft, Grade};
 use crate::queue::{Claim, ItemState, QueueItem, QueueSpec};
-use crate::rubric::Rubric;
+use crate::rubric::{Rubric, RubricRef};
 
 /// Why a grading call failed. The messages name the problem and hold no trace content.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -127,4 +127,30 @@ pub trait GradingStore: Send + Sync {
 
     /// Every grade of a queue, by position then grader.
     async fn grades(&self, tenant: &str, queue: &str) -> Result<Vec<Grade>, GradingError>;
+}
+
+/// The tenant's queues grading `rubric` (that version), each with whether it is another
+/// queue's adjudication queue (its grades settle the experts' disagreements).
+pub async fn queues_of(
+    store: &dyn GradingStore,
+    tenant: &str,
+    rubric: &RubricRef,
+) -> Result<Vec<(QueueSpec, bool)>, GradingError> {
+    let queues: Vec<QueueSpec> = store
+        .queues(tenant)
+        .await?
+        .into_iter()
+        .filter(|q| q.rubric == *rubric)
+        .collect();
+    let adjudicating: Vec<String> = queues
+        .iter()
+        .filter_map(|q| q.adjudication.as_ref().map(|a| a.queue.clone()))
+        .collect();
+    Ok(queues
+        .into_iter()
+        .map(|q| {
+            let settles = adjudicating.contains(&q.name);
+            (q, settles)
+        })
+        .collect())
 }

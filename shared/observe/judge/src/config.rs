@@ -24,6 +24,12 @@
 //! name = "advice"
 //! sample = 0.1
 //! always_if_flagged = ["groundedness", "rules.*"]
+//! prompt = "strict"                     # one of its variants; the built-in prompt without
+//!
+//! [[rubric.variant]]                    # what `agentwire calibrate --judge` compares
+//! name = "strict"
+//! instructions = "A dosage without a retrieved source fails `sound`."
+//! few_shot = 5
 //! ```
 
 use std::collections::BTreeMap;
@@ -32,6 +38,7 @@ use agentwire_scoring::ConfigError;
 use agentwire_scoring::scorers::latency_cost::{Price, PriceTable};
 use agentwire_scoring::scorers::rules::PiiKind;
 use serde::Deserialize;
+use sha2::Digest;
 
 use crate::budget::Caps;
 use crate::endpoint::{RetryPolicy, Structured};
@@ -230,6 +237,97 @@ pub struct RubricConfig {
     /// Few-shot examples taken from graded items of this rubric.
     #[serde(default = "default_few_shot")]
     pub few_shot: usize,
+    /// The variant of [`RubricConfig::variant`] the judge uses; the built-in prompt
+    /// ([`DEFAULT_PROMPT`]) when absent.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Prompt variants to choose between (`agentwire calibrate --judge` compares them on
+    /// items the experts graded and sets `prompt` to the one that agrees best).
+    #[serde(default)]
+    pub variant: Vec<VariantConfig>,
+}
+
+/// The name of the built-in prompt, which has no instructions of its own.
+pub const DEFAULT_PROMPT: &str = "default";
+/// The most characters of a variant's instructions.
+const MAX_INSTRUCTIONS: usize = 8_000;
+
+/// One `[[rubric.variant]]`: the built-in prompt with the tenant's own instructions for
+/// the rubric, and its own number of few-shot examples.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    pub name: String,
+    /// Added to the judge's instructions, after the built-in ones.
+    #[serde(default)]
+    pub instructions: String,
+    /// Few-shot examples; the rubric's `few_shot` when absent.
+    #[serde(default)]
+    pub few_shot: Option<usize>,
+}
+
+/// The prompt a rubric is judged with: a variant resolved against its rubric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptChoice {
+    /// The variant's name, [`DEFAULT_PROMPT`] for the built-in prompt.
+    pub name: String,
+    pub instructions: String,
+    pub few_shot: usize,
+    /// What records carry as the prompt version (and the cache keys on): the template's
+    /// [`PROMPT_VERSION`](crate::prompt::PROMPT_VERSION) alone for the built-in prompt,
+    /// else with the variant's name and a digest of its instructions and few-shot count, so
+    /// editing a variant re-judges.
+    pub version: String,
+}
+
+impl RubricConfig {
+    /// The variants to choose between: the built-in prompt first, then each variant.
+    pub fn choices(&self) -> Vec<PromptChoice> {
+        let mut out = vec![self.choice_of(None)];
+        out.extend(self.variant.iter().map(|v| self.choice_of(Some(v))));
+        out
+    }
+
+    /// The prompt named `name` ([`DEFAULT_PROMPT`] or a variant's name).
+    pub fn choice(&self, name: &str) -> Option<PromptChoice> {
+        if name == DEFAULT_PROMPT {
+            return Some(self.choice_of(None));
+        }
+        let variant = self.variant.iter().find(|v| v.name == name)?;
+        Some(self.choice_of(Some(variant)))
+    }
+
+    /// The prompt in use: `prompt`'s variant, else the built-in one. A validated
+    /// configuration names only variants it has.
+    pub fn current(&self) -> PromptChoice {
+        self.prompt
+            .as_deref()
+            .and_then(|name| self.choice(name))
+            .unwrap_or_else(|| self.choice_of(None))
+    }
+
+    fn choice_of(&self, variant: Option<&VariantConfig>) -> PromptChoice {
+        let template = crate::prompt::PROMPT_VERSION;
+        match variant {
+            None => PromptChoice {
+                name: DEFAULT_PROMPT.to_owned(),
+                instructions: String::new(),
+                few_shot: self.few_shot,
+                version: template.to_owned(),
+            },
+            Some(v) => {
+                let few_shot = v.few_shot.unwrap_or(self.few_shot);
+                let digest = sha2::Sha256::digest(format!("{few_shot}\n{}", v.instructions));
+                let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+                PromptChoice {
+                    name: v.name.clone(),
+                    instructions: v.instructions.clone(),
+                    few_shot,
+                    version: format!("{template}+{}.{short}", v.name),
+                }
+            }
+        }
+    }
 }
 
 fn default_near() -> f64 {
@@ -361,8 +459,70 @@ impl JudgeConfig {
             if r.few_shot > 10 {
                 return Err(ConfigError::new(field("few_shot"), "at most 10"));
             }
+            let mut variants = std::collections::HashSet::new();
+            for (j, v) in r.variant.iter().enumerate() {
+                let field = |f: &str| format!("rubric[{i}].variant[{j}].{f}");
+                if !agentwire_grading::rubric::valid_name(&v.name) || v.name == DEFAULT_PROMPT {
+                    return Err(ConfigError::new(
+                        field("name"),
+                        format!(
+                            "a variant name is 1 to 64 letters, digits, `-` and `_`, and not `{DEFAULT_PROMPT}` (the built-in prompt's)"
+                        ),
+                    ));
+                }
+                if !variants.insert(v.name.as_str()) {
+                    return Err(ConfigError::new(
+                        field("name"),
+                        "another variant of this rubric has this name",
+                    ));
+                }
+                if v.instructions.chars().count() > MAX_INSTRUCTIONS {
+                    return Err(ConfigError::new(
+                        field("instructions"),
+                        format!("at most {MAX_INSTRUCTIONS} characters"),
+                    ));
+                }
+                if v.few_shot.is_some_and(|n| n > 10) {
+                    return Err(ConfigError::new(field("few_shot"), "at most 10"));
+                }
+            }
+            if let Some(name) = &r.prompt
+                && r.choice(name).is_none()
+            {
+                return Err(ConfigError::new(
+                    field("prompt"),
+                    format!("no [[rubric.variant]] of this rubric is named `{name}`"),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// `text` (a valid `judge.toml`) with rubric `rubric`'s `prompt` set to `name` (removed
+    /// for [`DEFAULT_PROMPT`]), everything else as it was, comments included.
+    pub fn with_prompt(text: &str, rubric: &str, name: &str) -> Result<String, ConfigError> {
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::new("", e.message().to_owned()))?;
+        let entry = doc
+            .get_mut("rubric")
+            .and_then(|r| r.as_array_of_tables_mut())
+            .and_then(|rubrics| {
+                rubrics
+                    .iter_mut()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(rubric))
+            })
+            .ok_or_else(|| {
+                ConfigError::new("rubric", format!("no [[rubric]] is named `{rubric}`"))
+            })?;
+        if name == DEFAULT_PROMPT {
+            entry.remove("prompt");
+        } else {
+            entry.insert("prompt", toml_edit::value(name));
+        }
+        let out = doc.to_string();
+        JudgeConfig::parse(&out)?;
+        Ok(out)
     }
 }
 
@@ -413,5 +573,77 @@ mod tests {
         assert!(e.message.contains("needs a price"), "{e}");
         let e = JudgeConfig::parse(&format!("{README}colour = 1\n")).unwrap_err();
         assert!(e.message.contains("colour"), "{e}");
+    }
+
+    const VARIANTS: &str = "\n[[rubric.variant]]\nname = \"strict\"\ninstructions = \"Fail a refund promise without the receipt rule.\"\nfew_shot = 5\n";
+
+    #[test]
+    fn variants_resolve_to_prompt_versions_that_change_with_their_text() {
+        let config = JudgeConfig::parse(&format!("{README}{VARIANTS}")).unwrap();
+        let rubric = &config.rubric[0];
+        let current = rubric.current();
+        assert_eq!(
+            (current.name.as_str(), current.version.as_str()),
+            ("default", "judge-1")
+        );
+        assert_eq!(current.few_shot, 3);
+        let strict = rubric.choice("strict").unwrap();
+        assert_eq!(strict.few_shot, 5);
+        assert!(
+            strict.version.starts_with("judge-1+strict."),
+            "{}",
+            strict.version
+        );
+        assert_eq!(strict.version.len(), "judge-1+strict.".len() + 8);
+        let edited = JudgeConfig::parse(&format!(
+            "{README}{}",
+            VARIANTS.replace("receipt rule", "receipt rule, always")
+        ))
+        .unwrap();
+        assert_ne!(
+            edited.rubric[0].choice("strict").unwrap().version,
+            strict.version
+        );
+        let names: Vec<String> = rubric.choices().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["default", "strict"]);
+        let chosen =
+            JudgeConfig::parse(&format!("{README}prompt = \"strict\"\n{VARIANTS}")).unwrap();
+        assert_eq!(chosen.rubric[0].current(), strict);
+    }
+
+    #[test]
+    fn bad_variants_are_named() {
+        let e = JudgeConfig::parse(&format!("{README}prompt = \"loud\"\n{VARIANTS}")).unwrap_err();
+        assert_eq!(e.field, "rubric[0].prompt");
+        assert!(e.message.contains("`loud`"), "{e}");
+        let e = JudgeConfig::parse(&format!("{README}{VARIANTS}{VARIANTS}")).unwrap_err();
+        assert_eq!(e.field, "rubric[0].variant[1].name");
+        let e = JudgeConfig::parse(&format!(
+            "{README}{}",
+            VARIANTS.replace("strict", "default")
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("built-in"), "{e}");
+        let e = JudgeConfig::parse(&format!("{README}{}", VARIANTS.replace("= 5", "= 11")))
+            .unwrap_err();
+        assert_eq!(e.field, "rubric[0].variant[0].few_shot");
+    }
+
+    #[test]
+    fn setting_the_prompt_keeps_the_rest_of_the_file() {
+        let text = format!("# the team's judge\n{README}# our variant\n{VARIANTS}");
+        let set = JudgeConfig::with_prompt(&text, "advice", "strict").unwrap();
+        assert!(set.starts_with("# the team's judge\n"), "{set}");
+        assert!(set.contains("# our variant"), "{set}");
+        let config = JudgeConfig::parse(&set).unwrap();
+        assert_eq!(config.rubric[0].prompt.as_deref(), Some("strict"));
+        assert_eq!(config.rubric[0].sample, 0.1);
+        // And back: the built-in prompt is no setting at all.
+        let back = JudgeConfig::with_prompt(&set, "advice", "default").unwrap();
+        assert!(!back.contains("prompt = "), "{back}");
+        let e = JudgeConfig::with_prompt(&text, "other", "strict").unwrap_err();
+        assert!(e.message.contains("`other`"), "{e}");
+        let e = JudgeConfig::with_prompt(&text, "advice", "loud").unwrap_err();
+        assert_eq!(e.field, "rubric[0].prompt");
     }
 }

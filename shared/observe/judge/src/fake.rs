@@ -61,9 +61,14 @@ impl Script {
 
     /// Every request answered with the verdict `f` makes from its body.
     pub fn answer_with(f: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Script {
+        Script::reply_with(move |request| Reply::Verdict(f(request)))
+    }
+
+    /// Every request answered with the reply `f` makes from its body.
+    pub fn reply_with(f: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Script {
         Script {
             queue: VecDeque::new(),
-            answer: Box::new(move |request| Reply::Verdict(f(request))),
+            answer: Box::new(f),
         }
     }
 

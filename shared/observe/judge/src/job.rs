@@ -21,7 +21,7 @@ use crate::budget::BudgetLedger;
 use crate::config::{EndpointConfig, JudgeConfig};
 use crate::endpoint::{EndpointError, ModelEndpoint};
 use crate::judge::{Case, Judge, Judgement, Outcome};
-use crate::prompt::{Example, ExampleAnswer};
+use crate::prompt::Example;
 use agentwire_grading::rubric::Rubric;
 use agentwire_scoring::TraceView;
 
@@ -203,7 +203,7 @@ impl JudgeJob {
                     let examples: Vec<Example> = shots
                         .iter()
                         .filter(|(trace, _)| *trace != read.view.trace_id)
-                        .take(settings.few_shot)
+                        .take(settings.current().few_shot)
                         .map(|(_, example)| example.clone())
                         .collect();
                     judge
@@ -311,21 +311,13 @@ impl JudgeJob {
             return Ok(shots.clone());
         }
         let storage = |e: &dyn std::fmt::Display| JudgeJobError::Storage(e.to_string());
-        let queues: Vec<_> = self
-            .grading
-            .queues(tenant)
-            .await
-            .map_err(|e| storage(&e))?
-            .into_iter()
-            .filter(|q| q.rubric == rubric.reference())
-            .collect();
-        let adjudicating: Vec<String> = queues
-            .iter()
-            .filter_map(|q| q.adjudication.as_ref().map(|a| a.queue.clone()))
-            .collect();
+        let queues =
+            agentwire_grading::store::queues_of(self.grading.as_ref(), tenant, &rubric.reference())
+                .await
+                .map_err(|e| storage(&e))?;
         let mut ordered: Vec<(&str, bool)> = queues
             .iter()
-            .map(|q| (q.name.as_str(), adjudicating.contains(&q.name)))
+            .map(|(q, adjudicated)| (q.name.as_str(), *adjudicated))
             .collect();
         ordered.sort_by_key(|(_, adjudicated)| !adjudicated);
         let mut shots: Vec<Shot> = Vec::new();
@@ -339,11 +331,7 @@ impl JudgeJob {
                 if shots.len() > MAX_SHOTS {
                     break 'queues;
                 }
-                let justified = grade.answers.values().any(|a| {
-                    a.justification
-                        .as_deref()
-                        .is_some_and(|j| !j.trim().is_empty())
-                });
+                let justified = crate::prompt::justified(&grade.answers);
                 if !justified || shots.iter().any(|(t, _)| *t == grade.trace_id) {
                     continue;
                 }
@@ -363,32 +351,9 @@ impl JudgeJob {
                 else {
                     continue;
                 };
-                let mask = &config.redaction.mask;
-                let (view, _) = crate::redact::redact(&view, mask);
-                let rendered = crate::prompt::render_trace(&view, config.prompt.max_example_chars);
-                let answers = rubric
-                    .criteria
-                    .iter()
-                    .filter_map(|c| {
-                        let answer = grade.answers.get(&c.key)?;
-                        Some(ExampleAnswer {
-                            key: c.key.clone(),
-                            value: answer.value.clone(),
-                            justification: answer
-                                .justification
-                                .as_deref()
-                                .map(|j| crate::redact::redact_text(j, mask).0),
-                        })
-                    })
-                    .collect();
-                shots.push((
-                    grade.trace_id.clone(),
-                    Example {
-                        trace: rendered.text,
-                        answers,
-                        adjudicated,
-                    },
-                ));
+                let example =
+                    crate::prompt::example(&view, &grade.answers, rubric, config, adjudicated);
+                shots.push((grade.trace_id.clone(), example));
             }
         }
         let shots = Arc::new(shots);
@@ -431,7 +396,10 @@ fn missing_rubric(
         }),
         pick: String::new(),
         model: config.endpoint.model.clone(),
-        prompt_version: crate::prompt::PROMPT_VERSION.to_owned(),
+        prompt_version: config.rubric.iter().find(|r| r.name == name).map_or_else(
+            || crate::prompt::PROMPT_VERSION.to_owned(),
+            |r| r.current().version,
+        ),
         usage: None,
         calls: 0,
         masked: 0,

@@ -11,12 +11,12 @@ use agentwire_scoring::{ScoreRecord, Source, TraceView};
 use serde::Serialize;
 
 use crate::budget::{BudgetLedger, Charge, LedgerError};
-use crate::config::{JudgeConfig, RubricConfig, micro_usd};
+use crate::config::{JudgeConfig, PromptChoice, RubricConfig, micro_usd};
 use crate::endpoint::{
     AttemptGate, ChatMessage, ChatReply, ChatRequest, EndpointError, Gated, ModelEndpoint,
     TokenUsage,
 };
-use crate::prompt::{self, Example, PROMPT_VERSION, PromptError};
+use crate::prompt::{self, Example, PromptError};
 use crate::sample::{self, Pick};
 use crate::{redact, verdict};
 
@@ -34,7 +34,8 @@ pub enum Outcome {
     Skipped(String),
     /// The model answered twice without a valid verdict; the reason names the problem.
     Invalid(String),
-    /// The endpoint failed (after its retries), or the prompt cannot fit the model.
+    /// The endpoint failed (after its retries), the prompt cannot fit the model, or an
+    /// invalid first reply could not be retried within the budget.
     Failed(String),
 }
 
@@ -136,17 +137,18 @@ impl Judge {
         &self.config
     }
 
-    /// The scorer version judge records carry: the model, the prompt version and the
-    /// rubric version. A record with this version and the trace's digest is a cache hit.
-    pub fn scorer_version(&self, rubric: &Rubric) -> String {
+    /// The scorer version judge records carry: the model, the prompt version (the
+    /// variant's, [`PromptChoice::version`]) and the rubric version. A record with this
+    /// version and the trace's digest is a cache hit.
+    pub fn scorer_version(&self, rubric: &Rubric, prompt: &PromptChoice) -> String {
         format!(
             "{}/{}/{}@{}",
-            self.config.endpoint.model, PROMPT_VERSION, rubric.name, rubric.version
+            self.config.endpoint.model, prompt.version, rubric.name, rubric.version
         )
     }
 
-    /// Judges `case` against `rubric` (configured by `settings`) with `examples` as the
-    /// few-shot examples, on the UTC day of `now_ms`'s budget. Only the ledger failing is
+    /// Judges `case` against `rubric` (configured by `settings`, whose prompt variant is
+    /// used) with `examples` as the few-shot examples, on the UTC day of `now_ms`'s budget. Only the ledger failing is
     /// an error (the trace should be judged again later); everything else is an outcome.
     pub async fn judge(
         &self,
@@ -157,6 +159,7 @@ impl Judge {
         now_ms: i64,
     ) -> Result<Judgement, LedgerError> {
         let view = case.view;
+        let choice = settings.current();
         let pick = sample::pick(&view.trace_id, settings, case.code, case.threshold);
         let mut judgement = Judgement {
             tenant: self.tenant.clone(),
@@ -167,7 +170,7 @@ impl Judge {
             outcome: Outcome::Judged,
             pick: pick.to_string(),
             model: self.config.endpoint.model.clone(),
-            prompt_version: PROMPT_VERSION.to_owned(),
+            prompt_version: choice.version.clone(),
             usage: None,
             calls: 0,
             masked: 0,
@@ -179,7 +182,7 @@ impl Judge {
             judgement.outcome = Outcome::Skipped(Pick::NotSampled.to_string());
             return Ok(judgement);
         }
-        let version = self.scorer_version(rubric);
+        let version = self.scorer_version(rubric, &choice);
         let cached: Vec<ScoreRecord> = case
             .judged
             .iter()
@@ -206,6 +209,7 @@ impl Judge {
         let built = match prompt::build(
             rubric,
             &redacted,
+            &choice.instructions,
             examples,
             &self.config.prompt,
             &self.config.endpoint,
@@ -237,7 +241,8 @@ impl Judge {
                     return Ok(judgement);
                 }
                 Call::OverBudget => {
-                    judgement.outcome = Outcome::Invalid(
+                    // Not the reply's fault alone: the verdict may have come on the retry.
+                    judgement.outcome = Outcome::Failed(
                         "the first reply was invalid and no budget is left for a retry".into(),
                     );
                     return Ok(judgement);

@@ -10,11 +10,13 @@
 //! - [`redact`], [`sample`]: what leaves for the endpoint, and which traces are judged.
 //! - [`budget`]: the daily spend port (SQLite and DynamoDB adapters keep it atomic).
 //! - [`judge`]: one trace judged against one rubric, every failure a recorded outcome.
+//! - [`calibrate`]: a rubric's prompt variants compared on items the experts graded.
 //! - [`job`]: the job that judges every scored trace of a tenant with a `judge.toml`.
 
 /// The daily spend port (in `agentwire-scoring`, beside the score index, so store adapters
 /// need not depend on the judge).
 pub use agentwire_scoring::budget;
+pub mod calibrate;
 pub mod config;
 pub mod endpoint;
 #[cfg(feature = "fake-server")]

@@ -5,11 +5,14 @@
 //! [`PROMPT_VERSION`] names the template: it is part of the cache key and of the records'
 //! scorer version, so it changes whenever the text below does.
 
+use std::collections::BTreeMap;
+
+use agentwire_grading::grade::Answer;
 use agentwire_grading::rubric::{Rubric, Scale};
 use agentwire_scoring::TraceView;
 use serde_json::{Map, Value, json};
 
-use crate::config::{EndpointConfig, PromptConfig};
+use crate::config::{EndpointConfig, JudgeConfig, PromptConfig};
 use crate::endpoint::ChatMessage;
 use crate::verdict;
 
@@ -33,6 +36,50 @@ pub struct Example {
     pub answers: Vec<ExampleAnswer>,
     /// The experts disagreed and an adjudicator settled it: shown first.
     pub adjudicated: bool,
+}
+
+/// Whether a grade's answers justify at least one criterion: only such grades are shown
+/// as examples (they say where the line is, not only which side).
+pub fn justified(answers: &BTreeMap<String, Answer>) -> bool {
+    answers.values().any(|a| {
+        a.justification
+            .as_deref()
+            .is_some_and(|j| !j.trim().is_empty())
+    })
+}
+
+/// A graded trace as an example: the trace (`view`, unredacted) and the expert's
+/// `answers` to the rubric's criteria, both redacted as `config` says.
+pub fn example(
+    view: &TraceView,
+    answers: &BTreeMap<String, Answer>,
+    rubric: &Rubric,
+    config: &JudgeConfig,
+    adjudicated: bool,
+) -> Example {
+    let mask = &config.redaction.mask;
+    let (view, _) = crate::redact::redact(view, mask);
+    let rendered = render_trace(&view, config.prompt.max_example_chars);
+    let answers = rubric
+        .criteria
+        .iter()
+        .filter_map(|c| {
+            let answer = answers.get(&c.key)?;
+            Some(ExampleAnswer {
+                key: c.key.clone(),
+                value: answer.value.clone(),
+                justification: answer
+                    .justification
+                    .as_deref()
+                    .map(|j| crate::redact::redact_text(j, mask).0),
+            })
+        })
+        .collect();
+    Example {
+        trace: rendered.text,
+        answers,
+        adjudicated,
+    }
 }
 
 /// A trace as prompt text.
@@ -320,8 +367,17 @@ fn scale_text(scale: &Scale) -> String {
     }
 }
 
-fn system_message(rubric: &Rubric, examples: &[&Example], max_example_chars: usize) -> String {
+fn system_message(
+    rubric: &Rubric,
+    instructions: &str,
+    examples: &[&Example],
+    max_example_chars: usize,
+) -> String {
     let mut text = String::from(INSTRUCTIONS);
+    if !instructions.trim().is_empty() {
+        text.push_str("\n\n# The rubric owner's instructions\n");
+        text.push_str(instructions.trim());
+    }
     let title = if rubric.title.trim().is_empty() {
         &rubric.name
     } else {
@@ -382,12 +438,13 @@ fn estimate(messages: &[ChatMessage], schema: &Value) -> u64 {
     messages.iter().map(|m| third(m.content.len())).sum::<u64>() + third(schema.to_string().len())
 }
 
-/// The prompt for judging `view` (already redacted) against `rubric`, with as many of
-/// `examples` as fit the model's context (adjudicated ones first; the last dropped
-/// first).
+/// The prompt for judging `view` (already redacted) against `rubric`, with a variant's
+/// `instructions` (none for the built-in prompt) and as many of `examples` as fit the
+/// model's context (adjudicated ones first; the last dropped first).
 pub fn build(
     rubric: &Rubric,
     view: &TraceView,
+    instructions: &str,
     examples: &[Example],
     prompt: &PromptConfig,
     endpoint: &EndpointConfig,
@@ -399,7 +456,12 @@ pub fn build(
     shown.extend(examples.iter().filter(|e| !e.adjudicated));
     loop {
         let messages = vec![
-            ChatMessage::system(system_message(rubric, &shown, prompt.max_example_chars)),
+            ChatMessage::system(system_message(
+                rubric,
+                instructions,
+                &shown,
+                prompt.max_example_chars,
+            )),
             ChatMessage::user(user.clone()),
         ];
         let needed = estimate(&messages, &schema) + u64::from(endpoint.max_output_tokens);
@@ -576,6 +638,7 @@ mod tests {
         let built = build(
             &rubric(),
             &trace(),
+            "",
             &[],
             &PromptConfig::default(),
             &endpoint(100_000),
@@ -610,12 +673,39 @@ mod tests {
     }
 
     #[test]
+    fn a_variants_instructions_follow_the_built_in_ones() {
+        let config = PromptConfig::default();
+        let plain = build(&rubric(), &trace(), "", &[], &config, &endpoint(100_000)).unwrap();
+        let strict = "Fail any refund promise without the receipt rule.";
+        let built = build(
+            &rubric(),
+            &trace(),
+            strict,
+            &[],
+            &config,
+            &endpoint(100_000),
+        )
+        .unwrap();
+        let system = &built.messages[0].content;
+        let owner = system.find("# The rubric owner's instructions\n").unwrap();
+        assert!(owner > system.find("JSON only").unwrap());
+        assert!(owner < system.find("# Rubric:").unwrap());
+        assert!(system.contains(strict));
+        assert!(!plain.messages[0].content.contains("rubric owner"));
+        assert_eq!(
+            built.messages[1], plain.messages[1],
+            "the trace is the same"
+        );
+    }
+
+    #[test]
     fn a_cut_trace_says_so_in_the_prompt() {
         let mut long = trace();
         long.tool_calls[0].documents[0] = "d".repeat(30_000);
         let built = build(
             &rubric(),
             &long,
+            "",
             &[],
             &PromptConfig::default(),
             &endpoint(100_000),
@@ -636,6 +726,7 @@ mod tests {
         let built = build(
             &rubric(),
             &trace(),
+            "",
             &examples,
             &PromptConfig::default(),
             &endpoint(100_000),
@@ -657,7 +748,15 @@ mod tests {
             max_example_chars: 500,
             ..PromptConfig::default()
         };
-        let built = build(&rubric(), &trace(), &[long], &config, &endpoint(100_000)).unwrap();
+        let built = build(
+            &rubric(),
+            &trace(),
+            "",
+            &[long],
+            &config,
+            &endpoint(100_000),
+        )
+        .unwrap();
         assert!(built.messages[0].content.contains("characters cut …]"));
         assert!(built.messages[0].content.len() < 4000);
     }
@@ -670,12 +769,13 @@ mod tests {
         };
         let examples = [big("plain", false), big("settled", true)];
         let config = PromptConfig::default();
-        let without = build(&rubric(), &trace(), &[], &config, &endpoint(100_000)).unwrap();
+        let without = build(&rubric(), &trace(), "", &[], &config, &endpoint(100_000)).unwrap();
         let bare = estimate(&without.messages, &without.schema) + 100;
         // Room for one example (about 1000 tokens each), not two.
         let built = build(
             &rubric(),
             &trace(),
+            "",
             &examples,
             &config,
             &endpoint(bare + 1500),
@@ -683,9 +783,17 @@ mod tests {
         .unwrap();
         let system = &built.messages[0].content;
         assert!(system.contains("settled y") && !system.contains("plain y"));
-        let built = build(&rubric(), &trace(), &examples, &config, &endpoint(bare)).unwrap();
+        let built = build(&rubric(), &trace(), "", &examples, &config, &endpoint(bare)).unwrap();
         assert_eq!(built.messages, without.messages);
-        let e = build(&rubric(), &trace(), &examples, &config, &endpoint(bare - 1)).unwrap_err();
+        let e = build(
+            &rubric(),
+            &trace(),
+            "",
+            &examples,
+            &config,
+            &endpoint(bare - 1),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             PromptError::DoesNotFit {
@@ -704,6 +812,7 @@ mod tests {
         let built = build(
             &rubric(),
             &trace(),
+            "",
             &[example("e", true)],
             &PromptConfig::default(),
             &endpoint(100_000),

@@ -119,6 +119,8 @@ mod tests {
             always_if_flagged: always.iter().map(|s| s.to_string()).collect(),
             near_threshold: 0.1,
             few_shot: 3,
+            prompt: None,
+            variant: Vec::new(),
         }
     }
 

@@ -503,3 +503,385 @@ async fn every_attempt_is_paid_for_before_it_is_made_and_a_failed_one_may_stay_s
         bound
     );
 }
+
+mod calibration {
+    //! `calibrate::compare` against the local server: the model answers the way the
+    //! prompt's instructions lead it, so the better prompt is known.
+
+    use std::collections::BTreeMap;
+
+    use agentwire_grading::grade::Answer;
+    use agentwire_judge::calibrate::{
+        self, CompareError, ExpertGrade, GradedTrace, Trial, candidates, compare,
+    };
+    use agentwire_scoring::view::Message;
+
+    use super::*;
+
+    /// Trace `n`'s answer is sound when `n` is even; the tone is warm (3) when `n` is a
+    /// multiple of 3, else fine (2).
+    fn graded(n: usize, adjudicated: bool) -> GradedTrace {
+        let mut view = view(n, &format!("Question number {n}: can I get a refund?"));
+        view.messages[1] = Message {
+            text: if n.is_multiple_of(2) {
+                format!("Answer {n}: within 30 days, with the receipt.")
+            } else {
+                format!("Answer {n}: never, sorry.")
+            },
+            ..view.messages[1].clone()
+        };
+        let answers = |why: Option<&str>| -> BTreeMap<String, Answer> {
+            let sound = if n.is_multiple_of(2) { "pass" } else { "fail" };
+            let tone = if n.is_multiple_of(3) { "3" } else { "2" };
+            BTreeMap::from([
+                (
+                    "sound".to_owned(),
+                    Answer {
+                        value: sound.into(),
+                        justification: why.map(str::to_owned),
+                    },
+                ),
+                (
+                    "tone".to_owned(),
+                    Answer {
+                        value: tone.into(),
+                        justification: None,
+                    },
+                ),
+            ])
+        };
+        GradedTrace {
+            view,
+            grades: vec![
+                ExpertGrade {
+                    grader: "ana".into(),
+                    answers: answers(Some(&format!("the 30-day rule, item {n}"))),
+                    adjudicated,
+                },
+                ExpertGrade {
+                    grader: "ben".into(),
+                    answers: answers(None),
+                    adjudicated: false,
+                },
+            ],
+        }
+    }
+
+    /// Following the `STRICT` instructions the model grades soundness as the experts do;
+    /// without them it passes every third answer; `SLOPPY` makes it reply with prose.
+    fn model() -> Script {
+        Script::reply_with(|request| {
+            let system = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
+            let user = request["messages"][1]["content"]
+                .as_str()
+                .unwrap_or_default();
+            let n: usize = user
+                .split("Question number ")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if system.contains("SLOPPY") || (system.contains("FLAKY") && n.is_multiple_of(5)) {
+                return Reply::Text("It seems fine to me.".into());
+            }
+            let sound = if system.contains("STRICT") {
+                user.contains("with the receipt")
+            } else {
+                n.is_multiple_of(3)
+            };
+            let tone = if n.is_multiple_of(3) { "3" } else { "2" };
+            Reply::Verdict(verdict(if sound { "pass" } else { "fail" }, tone))
+        })
+    }
+
+    const VARIANTS: &str = "\n[[rubric.variant]]\nname = \"strict\"\ninstructions = \"STRICT: an answer is sound when it states the 30-day rule.\"\n\n[[rubric.variant]]\nname = \"sloppy\"\ninstructions = \"SLOPPY\"\n\n[[rubric.variant]]\nname = \"plain\"\ninstructions = \"Grade carefully.\"\n\n[[rubric.variant]]\nname = \"flaky\"\ninstructions = \"STRICT FLAKY\"\n";
+
+    fn trial_config(base_url: &str, extra_rubric: &str) -> JudgeConfig {
+        JudgeConfig::parse(&format!(
+            "[endpoint]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nmodel = \"judge-model\"\nmax_retries = 0\ntimeout_ms = 2000\nconcurrency = 8\nmax_output_tokens = 200\n\n[[rubric]]\nname = \"advice\"\nfew_shot = 3\n{extra_rubric}{VARIANTS}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn the_prompt_that_agrees_with_the_experts_wins_on_items_no_example_shows() {
+        let server = FakeModel::start(model()).await;
+        let judge = judge_with(
+            trial_config(&server.base_url(), ""),
+            Arc::new(MemoryLedger::default()),
+        );
+        let items: Vec<GradedTrace> = (1..=60).map(|n| graded(n, n == 7)).collect();
+        let settings = judge.config().rubric[0].clone();
+        let rubric = rubric();
+        let trial = Trial {
+            judge: &judge,
+            rubric: &rubric,
+            settings: &settings,
+            holdout_share: 0.4,
+            now_ms: NOW_MS,
+        };
+        let all = candidates(
+            &settings,
+            &["strict".into(), "sloppy".into(), "plain".into()],
+        )
+        .unwrap();
+        let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["default", "strict", "sloppy", "plain"]);
+        let every: Vec<String> = candidates(&settings, &[])
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(every, ["default", "strict", "sloppy", "plain", "flaky"]);
+        let progressed = std::sync::atomic::AtomicUsize::new(0);
+        let tick = || {
+            progressed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let comparison = compare(&trial, &all, &items, &tick).await.unwrap();
+
+        let held = comparison.held_back;
+        assert!(
+            held >= 10 && comparison.tuned_on == 60 - held,
+            "{comparison:?}"
+        );
+        assert_eq!(comparison.compared_on, held);
+        assert_eq!(progressed.into_inner(), 4 * held);
+        assert_eq!(comparison.current, "default");
+        assert_eq!(comparison.best, "strict", "{comparison:#?}");
+        assert!(comparison.improves);
+        let strict = comparison.candidate("strict").unwrap();
+        assert_eq!(strict.criteria[0].kappa.value, Some(1.0), "{strict:?}");
+        assert_eq!(strict.mean_kappa, Some(1.0));
+        assert!(
+            strict.version.starts_with("judge-1+strict."),
+            "{}",
+            strict.version
+        );
+        assert!(strict.usage.input_tokens > 0);
+        let default = comparison.candidate("default").unwrap();
+        assert!(default.mean_kappa.unwrap() < 0.9, "{default:?}");
+        assert_eq!(default.version, "judge-1");
+        let sloppy = comparison.candidate("sloppy").unwrap();
+        assert_eq!((sloppy.invalid, sloppy.judged), (held, 0));
+        assert!(!sloppy.eligible && sloppy.mean_kappa.is_none());
+        assert_eq!(comparison.criteria_compared, ["sound", "tone"]);
+
+        // Every candidate judged every held-back item, shown only the other side's
+        // examples (the adjudicated one first), each request once the retry is counted.
+        let received = server.received();
+        let held_ids: Vec<String> = items
+            .iter()
+            .map(|t| t.view.trace_id.clone())
+            .filter(|id| agentwire_grading::calibrate::stable_fraction(id) < 0.4)
+            .collect();
+        assert_eq!(held_ids.len(), held);
+        assert_eq!(received.len(), 3 * held + 2 * held, "sloppy is asked twice");
+        for request in &received {
+            // Redacted as the job redacts: the views carry an email and a card number.
+            let text = request.to_string();
+            assert!(
+                !text.contains("jane@example.com") && !text.contains("4111 1111"),
+                "{text}"
+            );
+            let system = request["messages"][0]["content"].as_str().unwrap();
+            assert!(system.contains("# Examples graded by the experts"));
+            assert!(
+                system.find("Question number 7:").unwrap() < system.find("## Example 2").unwrap(),
+                "the adjudicated item is the first example"
+            );
+            for n in 1..=60 {
+                let id = format!("{n:032x}");
+                if held_ids.contains(&id) {
+                    assert!(
+                        !system.contains(&format!("Question number {n}:")),
+                        "held-back item {n} shown as an example"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tie_keeps_the_current_prompt_and_too_few_items_are_refused() {
+        let server = FakeModel::start(model()).await;
+        let judge = judge_with(
+            trial_config(&server.base_url(), "prompt = \"strict\"\n"),
+            Arc::new(MemoryLedger::default()),
+        );
+        let items: Vec<GradedTrace> = (1..=40).map(|n| graded(n, false)).collect();
+        let settings = judge.config().rubric[0].clone();
+        let rubric = rubric();
+        let trial = Trial {
+            judge: &judge,
+            rubric: &rubric,
+            settings: &settings,
+            holdout_share: 0.5,
+            now_ms: NOW_MS,
+        };
+        // `plain` answers like `default`, below `strict`; neither replaces it.
+        let chosen = candidates(&settings, &["plain".into(), "default".into()]).unwrap();
+        let names: Vec<&str> = chosen.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["strict", "plain", "default"]);
+        let comparison = compare(&trial, &chosen, &items, &|| {}).await.unwrap();
+        assert_eq!(
+            (comparison.best.as_str(), comparison.improves),
+            ("strict", false)
+        );
+        // Against itself under another name: a tie, kept.
+        let twin = JudgeConfig::parse(
+            &format!(
+                "[endpoint]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"judge-model\"\n\n[[rubric]]\nname = \"advice\"\nprompt = \"a\"\n\n[[rubric.variant]]\nname = \"a\"\ninstructions = \"STRICT\"\n\n[[rubric.variant]]\nname = \"b\"\ninstructions = \"STRICT\"\n",
+                server.base_url()
+            ),
+        )
+        .unwrap();
+        let twin_settings = twin.rubric[0].clone();
+        let twin_judge = judge_with(twin, Arc::new(MemoryLedger::default()));
+        let trial = Trial {
+            judge: &twin_judge,
+            settings: &twin_settings,
+            ..trial
+        };
+        let both = candidates(&twin_settings, &["b".into()]).unwrap();
+        let comparison = compare(&trial, &both, &items, &|| {}).await.unwrap();
+        let kappas: Vec<Option<f64>> = comparison.candidates.iter().map(|c| c.mean_kappa).collect();
+        assert_eq!(kappas[0], kappas[1]);
+        assert_eq!(
+            (comparison.best.as_str(), comparison.improves),
+            ("a", false)
+        );
+
+        let e = candidates(&settings, &["loud".into()]).unwrap_err();
+        assert!(
+            e.to_string().contains("default, strict, sloppy, plain"),
+            "{e}"
+        );
+        let before = server.requests();
+        let e = compare(&trial, &both, &items[..8], &|| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CompareError::TooFew { .. }), "{e}");
+        assert!(e.to_string().contains("needs at least 10"), "{e}");
+        assert_eq!(
+            server.requests(),
+            before,
+            "nothing is sent for too few items"
+        );
+        let bad = Trial {
+            holdout_share: 1.0,
+            ..trial
+        };
+        assert!(matches!(
+            compare(&bad, &both, &items, &|| {}).await,
+            Err(calibrate::CompareError::BadHoldout(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn items_the_endpoint_failed_on_are_left_out_for_every_candidate() {
+        // Every request about item 2 fails: it cannot be compared for anyone.
+        let server = FakeModel::start(Script::reply_with(|request| {
+            let user = request["messages"][1]["content"]
+                .as_str()
+                .unwrap_or_default();
+            if user.contains("Question number 2:") {
+                return Reply::Status(500, None);
+            }
+            let system = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default();
+            let sound = !system.contains("STRICT") || user.contains("with the receipt");
+            Reply::Verdict(verdict(if sound { "pass" } else { "fail" }, "2"))
+        }))
+        .await;
+        let judge = judge_with(
+            trial_config(&server.base_url(), ""),
+            Arc::new(MemoryLedger::default()),
+        );
+        let items: Vec<GradedTrace> = (1..=40).map(|n| graded(n, false)).collect();
+        let held_two = agentwire_grading::calibrate::stable_fraction(&format!("{:032x}", 2)) < 0.6;
+        let settings = judge.config().rubric[0].clone();
+        let rubric = rubric();
+        let trial = Trial {
+            judge: &judge,
+            rubric: &rubric,
+            settings: &settings,
+            holdout_share: 0.6,
+            now_ms: NOW_MS,
+        };
+        let chosen = candidates(&settings, &["strict".into()]).unwrap();
+        let comparison = compare(&trial, &chosen, &items, &|| {}).await.unwrap();
+        assert!(held_two, "item 2 is held back at 0.6 (the split is stable)");
+        let left_out = 1;
+        assert_eq!(comparison.compared_on, comparison.held_back - left_out);
+        for c in &comparison.candidates {
+            assert_eq!(c.not_judged, left_out);
+            assert_eq!(c.judged, comparison.compared_on);
+        }
+        let e = {
+            // No item comparable: every call fails, and the error says so.
+            let down = FakeModel::start(Script::new([])).await;
+            let judge = judge_with(
+                trial_config(&down.base_url(), ""),
+                Arc::new(MemoryLedger::default()),
+            );
+            let trial = Trial {
+                judge: &judge,
+                ..trial
+            };
+            compare(&trial, &chosen, &items, &|| {}).await.unwrap_err()
+        };
+        assert!(e.to_string().contains("left out: "), "{e}");
+        assert!(e.to_string().contains(" failed"), "{e}");
+        assert_eq!(comparison.best, "strict");
+    }
+
+    #[tokio::test]
+    async fn a_prompt_with_more_invalid_verdicts_than_the_current_is_never_chosen() {
+        let server = FakeModel::start(model()).await;
+        let judge = judge_with(
+            trial_config(&server.base_url(), ""),
+            Arc::new(MemoryLedger::default()),
+        );
+        let items: Vec<GradedTrace> = (1..=60).map(|n| graded(n, false)).collect();
+        let settings = judge.config().rubric[0].clone();
+        let rubric = rubric();
+        let trial = Trial {
+            judge: &judge,
+            rubric: &rubric,
+            settings: &settings,
+            holdout_share: 0.5,
+            now_ms: NOW_MS,
+        };
+        // `flaky` grades as the experts do, but without a verdict on every fifth item.
+        let chosen = candidates(&settings, &["flaky".into()]).unwrap();
+        let comparison = compare(&trial, &chosen, &items, &|| {}).await.unwrap();
+        let flaky = comparison.candidate("flaky").unwrap();
+        assert!(flaky.invalid > 0 && !flaky.eligible, "{flaky:?}");
+        assert_eq!(
+            flaky.criteria[0].kappa.value,
+            Some(1.0),
+            "right where it answers"
+        );
+        assert_eq!(
+            (comparison.best.as_str(), comparison.improves),
+            ("default", false)
+        );
+        // Compared on every item the current prompt judged, flaky's gaps included.
+        assert_eq!(comparison.compared_on, comparison.held_back);
+        // Redaction forbidding sending stops the comparison before any call.
+        let before = server.requests();
+        let mut closed = trial_config(&server.base_url(), "");
+        closed.redaction.send = false;
+        let closed = judge_with(closed, Arc::new(MemoryLedger::default()));
+        let trial = Trial {
+            judge: &closed,
+            ..trial
+        };
+        let e = compare(&trial, &chosen, &items, &|| {}).await.unwrap_err();
+        assert!(matches!(e, CompareError::SendingForbidden), "{e}");
+        assert_eq!(server.requests(), before);
+    }
+}
