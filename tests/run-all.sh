@@ -77,7 +77,8 @@ conformance() {
   [ -n "$url" ] || { echo "agentwire dev ($name) did not start" >&2; exit 1; }
   step "Durable Streams conformance suite against agentwire dev on $name at $url"
   local report="$data/$name.json" status=0
-  (cd tests/conformance && CONFORMANCE_URL="$url" npx vitest run --reporter=default --reporter=json --outputFile="$report") || status=$?
+  (cd tests/conformance && CONFORMANCE_URL="$url" CONFORMANCE_SUBSCRIPTIONS="$subscriptions" \
+    npx vitest run --reporter=default --reporter=json --outputFile="$report") || status=$?
   node -e '
     const r = require(process.argv[1])
     console.log(`conformance (${process.argv[2]}): ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)
@@ -87,7 +88,26 @@ conformance() {
   [ "$status" = 0 ] || exit "$status"
 }
 
+# The protocol's Node reference server passes the subscription tests too: the suite's
+# expectations are the protocol's, not this server's.
+step "Durable Streams subscription tests against the Node reference server"
+node tests/conformance/reference-server.mjs >"$data/reference.out" &
+server=$!
+for _ in $(seq 1 100); do
+  reference="$(sed -n 's/^listening on //p' "$data/reference.out")"
+  [ -n "$reference" ] && break
+  sleep 0.1
+done
+[ -n "$reference" ] || { echo "the reference server did not start" >&2; exit 1; }
+(cd tests/conformance && CONFORMANCE_URL="$reference" CONFORMANCE_SUBSCRIPTIONS=1 \
+  npx vitest run -t "Reserved subscription APIs")
+kill "$server" 2>/dev/null || true
+server=""
+
+# Subscriptions (webhooks, pull-wake) are served on SQLite; on DynamoDB not yet.
+subscriptions=1
 conformance sqlite
+subscriptions=0
 # The Lambda functions' wiring: DynamoDB log and registry, S3 blobs, inline pushes through
 # the management API, live reads polling DynamoDB.
 conformance aws --backend aws --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" \

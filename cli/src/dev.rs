@@ -411,6 +411,8 @@ async fn aws(
         budget: stack.budget.clone(),
         endpoints: stack.judge_endpoints(),
         sqlite: None,
+        // Subscriptions on DynamoDB are not built yet: this backend serves none.
+        dispatch: None,
     };
     Ok(LocalStack::assemble(
         parts,

@@ -15,6 +15,7 @@ pub mod grading;
 pub mod push;
 pub mod registry;
 pub mod scores;
+pub mod subscriptions;
 
 use std::any::Any;
 use std::collections::BTreeSet;

@@ -14,12 +14,14 @@ mod pool;
 mod schema;
 mod scores;
 mod store;
+mod subscriptions;
 
 pub use activity::SqliteActivityIndex;
 pub use budget::SqliteBudgetLedger;
 pub use grading::SqliteGradingStore;
 pub use pool::ReadPool;
 pub use scores::SqliteScoreIndex;
+pub use subscriptions::SqliteSubscriptionStore;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

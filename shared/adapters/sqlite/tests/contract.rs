@@ -207,3 +207,25 @@ mod budget_ledger {
         assert!(CAP - 4 < spent.tokens && spent.tokens <= CAP, "{spent:?}");
     }
 }
+
+/// The SubscriptionStore contract, on SQLite (in the session log's file).
+mod subscription_store {
+    use std::sync::Arc;
+
+    use agentwire_contracts::subscription_store_contract;
+    use agentwire_dispatch::SubscriptionStore;
+    use agentwire_sqlite::{SqliteSessionLog, SqliteSubscriptionStore};
+
+    async fn store() -> (
+        Arc<dyn SubscriptionStore>,
+        (tempfile::TempDir, SqliteSessionLog),
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.db");
+        let log = SqliteSessionLog::open(&path).expect("open the log");
+        let store = SqliteSubscriptionStore::open(&path).expect("open");
+        (Arc::new(store), (dir, log))
+    }
+
+    subscription_store_contract!(store);
+}

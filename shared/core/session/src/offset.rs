@@ -14,7 +14,20 @@ const GROUP: usize = 16;
 const SPLIT: u64 = 10_000_000_000_000_000;
 
 /// A position in a stream: the number of units (messages or bytes) before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Offset(pub u64);
 
 impl Offset {

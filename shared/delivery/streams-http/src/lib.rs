@@ -8,6 +8,7 @@ mod error;
 mod headers;
 mod sse;
 mod stream;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,19 +83,44 @@ struct AppState {
     config: HttpConfig,
     /// One permit per catch-up read in progress (held until its body is sent).
     reads: Arc<Semaphore>,
+    /// Subscriptions, when the server offers them.
+    dispatch: Option<Arc<agentwire_dispatch::Dispatch>>,
 }
 
 /// The protocol's routes over `sessions`, with CORS and browser security headers. Every
 /// request is authenticated by `auth`, confined to its tenant's sessions, and runs in a
 /// `request` span with its method, route pattern, stream name, status and latency.
 pub fn router(sessions: Sessions, auth: Auth, config: HttpConfig) -> Router {
+    build(sessions, auth, config, None)
+}
+
+/// [`router`] with the reserved subscription routes (`/v1/stream/__ds/…`) served by
+/// `dispatch`; `sessions` should carry its [`agentwire_dispatch::DispatchObserver`].
+pub fn router_with_dispatch(
+    sessions: Sessions,
+    auth: Auth,
+    config: HttpConfig,
+    dispatch: Arc<agentwire_dispatch::Dispatch>,
+) -> Router {
+    build(sessions, auth, config, Some(dispatch))
+}
+
+fn build(
+    sessions: Sessions,
+    auth: Auth,
+    config: HttpConfig,
+    dispatch: Option<Arc<agentwire_dispatch::Dispatch>>,
+) -> Router {
     let state = AppState {
         sessions,
         auth,
         reads: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
         config,
+        dispatch,
     };
     Router::new()
+        // Routed before streams: `__ds` names no stream.
+        .route("/v1/stream/__ds/{*rest}", any(subscriptions::handle))
         .route("/v1/stream/{*name}", any(stream::handle))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)

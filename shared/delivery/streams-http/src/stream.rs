@@ -62,7 +62,11 @@ impl ReadQuery {
 /// client sees the status instead of a reset connection.
 const DRAIN_PAST_LIMIT: usize = 64 * 1024 * 1024;
 
-async fn read_body(body: Body, limit: usize, pause: Duration) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    pause: Duration,
+) -> Result<Bytes, ApiError> {
     let mut chunks = body.into_data_stream();
     let mut buf = BytesMut::new();
     let mut total = 0usize;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use agentwire_archive::{Archiver, ChangeFeed};
 use agentwire_auth::Auth;
+use agentwire_dispatch::{Dispatch, DispatchConfig, DispatchObserver, Targets};
 use agentwire_fs::DirTraceArchive;
 use agentwire_grading::GradingStore;
 use agentwire_grading_http::GradingService;
@@ -33,7 +34,7 @@ use agentwire_scoring::ScoreIndex;
 use agentwire_session::{Clock, SessionLog, Sessions, SystemClock};
 use agentwire_sqlite::{
     ReadPool, SqliteActivityIndex, SqliteBudgetLedger, SqliteGradingStore, SqliteScoreIndex,
-    SqliteSessionLog,
+    SqliteSessionLog, SqliteSubscriptionStore,
 };
 use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{ActivityIndex, TraceArchive};
@@ -121,6 +122,8 @@ pub struct Parts {
     pub endpoints: Arc<dyn Endpoints>,
     /// The SQLite log, when sessions are in SQLite: its expiry sweep is a job.
     pub sqlite: Option<Arc<SqliteSessionLog>>,
+    /// Durable Streams subscriptions, where the backend has a store for them.
+    pub dispatch: Option<Arc<Dispatch>>,
 }
 
 /// Everything `agentwire dev` runs, wired.
@@ -146,6 +149,8 @@ pub struct LocalStack {
     pub judge: Arc<JudgeJob>,
     /// Every job, as `agentwire job list` shows them.
     pub jobs: Vec<Arc<dyn Job>>,
+    /// Subscriptions (webhooks and pull-wake), when the backend offers them.
+    pub dispatch: Option<Arc<Dispatch>>,
     clock: Arc<dyn Clock>,
     log: Arc<dyn SessionLog>,
     feed: Arc<ChangeFeed>,
@@ -179,6 +184,8 @@ impl LocalStack {
         let sockets = Arc::new(LocalPush::default());
         let parts = Parts {
             activity,
+            // The data directory's catalog lists its own SQLite streams, not this log's.
+            dispatch: None,
             ..embedded_parts(settings, clock.clone(), Some(log), sockets.clone())?
         };
         Ok(LocalStack::assemble(parts, sockets, settings, clock))
@@ -237,6 +244,9 @@ impl LocalStack {
         let mut sessions = Sessions::new(parts.log.clone())
             .with_observer(Arc::new(fanout))
             .with_observer(feed.clone());
+        if let Some(dispatch) = &parts.dispatch {
+            sessions = sessions.with_observer(Arc::new(DispatchObserver(dispatch.clone())));
+        }
         if let Some(poll) = parts.poll {
             sessions = sessions.with_poll_interval(poll);
         }
@@ -260,6 +270,7 @@ impl LocalStack {
             grading: parts.grading,
             judge,
             jobs,
+            dispatch: parts.dispatch,
             clock,
             log: parts.log,
             feed,
@@ -282,7 +293,20 @@ impl LocalStack {
             body_timeout: http.body_timeout,
             ..TracesConfig::default()
         };
-        agentwire_streams_http::router(self.sessions.clone(), auth.clone(), http)
+        let streams = match &self.dispatch {
+            Some(dispatch) => {
+                // Leases that expire and webhook retries that fall due, until shutdown.
+                tokio::spawn(dispatch.clone().run_sweeper(self.sessions.clone()));
+                agentwire_streams_http::router_with_dispatch(
+                    self.sessions.clone(),
+                    auth.clone(),
+                    http,
+                    dispatch.clone(),
+                )
+            }
+            None => agentwire_streams_http::router(self.sessions.clone(), auth.clone(), http),
+        };
+        streams
             .merge(agentwire_traces_http::router(
                 self.archive.clone(),
                 auth.clone(),
@@ -363,6 +387,25 @@ fn embedded_parts(
     let scores = SqliteScoreIndex::open(&db).map_err(|e| storage(&db, e))?;
     let grading = SqliteGradingStore::open(&db).map_err(|e| storage(&db, e))?;
     let budget = SqliteBudgetLedger::open(&db).map_err(|e| storage(&db, e))?;
+    let subscriptions = Arc::new(SqliteSubscriptionStore::open(&db).map_err(|e| storage(&db, e))?);
+    let key = webhook_key(&settings.data_dir)?;
+    // A development server: webhooks to this machine over plain http too.
+    let targets = Targets::PublicAndLoopback;
+    let webhooks = Arc::new(agentwire_webhook::HttpWebhookClient::new(
+        targets,
+        Duration::from_secs(10),
+    ));
+    let dispatch = Dispatch::new(
+        subscriptions.clone(),
+        subscriptions,
+        webhooks,
+        &key,
+        DispatchConfig {
+            targets,
+            ..DispatchConfig::default()
+        },
+    )
+    .map_err(|e| storage(&settings.data_dir, e))?;
     Ok(Parts {
         log,
         registry: Arc::new(InMemoryConnectionRegistry::default()),
@@ -376,5 +419,36 @@ fn embedded_parts(
         budget: Arc::new(budget),
         endpoints: Arc::new(agentwire_judge::job::OpenAiEndpoints),
         sqlite,
+        dispatch: Some(dispatch),
     })
+}
+
+/// The webhook signing key of the data directory (`webhook-key.p8`, PKCS#8, readable by
+/// its owner only), made on first use: receivers keep trusting it across restarts.
+fn webhook_key(dir: &Path) -> Result<Vec<u8>, LocalError> {
+    let path = dir.join("webhook-key.p8");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (_, document) = agentwire_dispatch::signing::WebhookKey::generate()
+                .map_err(|e| storage(&path, e))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut file) => {
+                    std::io::Write::write_all(&mut file, &document)
+                        .map_err(|e| storage(&path, e))?;
+                    Ok(document)
+                }
+                // Another process made it first: use that one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read(&path).map_err(|e| storage(&path, e))
+                }
+                Err(e) => Err(storage(&path, e)),
+            }
+        }
+        Err(e) => Err(storage(&path, e)),
+    }
 }

@@ -1,0 +1,124 @@
+//! The contract of the `SubscriptionStore` port: [`subscription_store_contract!`] expands to
+//! one `#[tokio::test]` per case, given an async fn returning a fresh, empty store and
+//! whatever must outlive it.
+//!
+//! The property the dispatch service leans on: a write conditional on a version succeeds
+//! for exactly one of any number of writers that read that version.
+
+use std::sync::Arc;
+
+use agentwire_dispatch::model::{Spec, Tails};
+use agentwire_dispatch::{Subscription, SubscriptionStore, Targets};
+use agentwire_session::Offset;
+
+#[macro_export]
+macro_rules! subscription_store_contract {
+    ($subject:path) => {
+        $crate::subscription_store_contract!(@cases $subject;
+            a_subscription_is_created_once_and_read_back,
+            a_write_on_a_stale_version_is_refused,
+            of_concurrent_writers_on_one_version_exactly_one_wins,
+            tenants_are_listed_apart_and_delete_is_final,
+            due_lists_only_leases_and_retries_that_fell_due,
+        );
+    };
+    (@cases $subject:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, _keep) = $subject().await;
+                $crate::subscriptions::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn subscription(tenant: &str, id: &str) -> Subscription {
+    let body = br#"{"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool", "lease_ttl_ms": 1000}"#;
+    let spec = Spec::parse(body, Targets::Public).expect("a valid spec");
+    let tails: Tails = [("chat-1".to_owned(), Offset(3))].into();
+    Subscription::new(tenant, id, spec, "https://streams.example", &tails, 1_000)
+}
+
+pub async fn a_subscription_is_created_once_and_read_back(store: Arc<dyn SubscriptionStore>) {
+    let sub = subscription("acme", "pool");
+    assert!(store.get("acme", "pool").await.unwrap().is_none());
+    assert!(store.put(&sub, None).await.unwrap());
+    assert!(!store.put(&sub, None).await.unwrap(), "created once");
+    let (read, version) = store.get("acme", "pool").await.unwrap().expect("stored");
+    assert_eq!(read, sub);
+    assert_eq!(version, 1);
+}
+
+pub async fn a_write_on_a_stale_version_is_refused(store: Arc<dyn SubscriptionStore>) {
+    let mut sub = subscription("acme", "pool");
+    store.put(&sub, None).await.unwrap();
+    sub.generation = 5;
+    assert!(store.put(&sub, Some(1)).await.unwrap());
+    let mut stale = sub.clone();
+    stale.generation = 9;
+    assert!(
+        !store.put(&stale, Some(1)).await.unwrap(),
+        "version 1 is gone"
+    );
+    let (read, version) = store.get("acme", "pool").await.unwrap().unwrap();
+    assert_eq!((read.generation, version), (5, 2));
+}
+
+pub async fn of_concurrent_writers_on_one_version_exactly_one_wins(
+    store: Arc<dyn SubscriptionStore>,
+) {
+    store
+        .put(&subscription("acme", "pool"), None)
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for n in 0..16u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut sub = subscription("acme", "pool");
+            sub.generation = n + 1;
+            store.put(&sub, Some(1)).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for w in writers {
+        won += usize::from(w.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let (_, version) = store.get("acme", "pool").await.unwrap().unwrap();
+    assert_eq!(version, 2);
+}
+
+pub async fn tenants_are_listed_apart_and_delete_is_final(store: Arc<dyn SubscriptionStore>) {
+    store.put(&subscription("acme", "a"), None).await.unwrap();
+    store.put(&subscription("acme", "b"), None).await.unwrap();
+    store.put(&subscription("acme-2", "a"), None).await.unwrap();
+    let mut ids: Vec<String> = store
+        .list("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(store.delete("acme", "a").await.unwrap());
+    assert!(!store.delete("acme", "a").await.unwrap());
+    assert!(store.get("acme", "a").await.unwrap().is_none());
+    assert!(store.get("acme-2", "a").await.unwrap().is_some());
+}
+
+pub async fn due_lists_only_leases_and_retries_that_fell_due(store: Arc<dyn SubscriptionStore>) {
+    let idle = subscription("acme", "idle");
+    store.put(&idle, None).await.unwrap();
+    let mut leased = subscription("acme", "leased");
+    let tails: Tails = [("chat-1".to_owned(), Offset(4))].into();
+    leased.claim("w1", &tails, 10_000).expect("a claim");
+    store.put(&leased, None).await.unwrap();
+    assert_eq!(store.due(10_500).await.unwrap(), []);
+    assert_eq!(
+        store.due(11_001).await.unwrap(),
+        [("acme".to_owned(), "leased".to_owned())]
+    );
+}

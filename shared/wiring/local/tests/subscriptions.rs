@@ -1,0 +1,603 @@
+//! Durable Streams subscriptions through `agentwire dev`'s app on a real socket, with
+//! tokens: a webhook receiver that fails before it recovers, callbacks fenced by
+//! generation, pull-wake leases that expire and wake the work again, tenants kept apart,
+//! and bad input refused without changing anything.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentwire_auth::{Auth, Claims, Role, Signer};
+use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_streams_http::HttpConfig;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+
+fn token(tenant: &str, sessions: &str, role: Role) -> String {
+    Signer::new(SECRET).mint(&Claims {
+        tenant: tenant.into(),
+        sessions: sessions.into(),
+        role,
+        user: Some("agent".into()),
+        exp: i64::MAX,
+    })
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stack: LocalStack,
+}
+
+async fn serve() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stack = LocalStack::open(&LocalSettings::new(dir.path())).expect("stack");
+    let app = stack.app(Auth::Tokens(Signer::new(SECRET)), HttpConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        base: format!("http://{addr}/v1/stream"),
+        http: reqwest::Client::new(),
+        _dir: dir,
+        _stack: stack,
+    }
+}
+
+impl Server {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn append(&self, path: &str, token: &str, event: Value) {
+        let (status, _) = self.send("POST", path, token, Some(event.clone())).await;
+        if status == StatusCode::NOT_FOUND {
+            let (status, _) = self.send("PUT", path, token, Some(json!([event]))).await;
+            assert_eq!(status, StatusCode::CREATED);
+        } else {
+            assert!(status.is_success(), "append to {path}: {status}");
+        }
+    }
+}
+
+/// A webhook receiver: answers 500 to its first `failures` requests, then `{}` (the
+/// handler calls back later); records each request's body and signature.
+#[derive(Clone, Default)]
+struct Receiver {
+    /// Each request's signature header and raw body.
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+    failures: usize,
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let signature = headers
+        .get("webhook-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen = r.seen.lock().unwrap();
+    seen.push((signature, body));
+    if seen.len() <= r.failures {
+        (StatusCode::INTERNAL_SERVER_ERROR, "down".into())
+    } else {
+        (StatusCode::OK, "{}".into())
+    }
+}
+
+async fn receiver(failures: usize) -> (String, Receiver) {
+    let state = Receiver {
+        failures,
+        ..Receiver::default()
+    };
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), state)
+}
+
+async fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_twice_gets_the_wake_once_it_recovers_and_stale_callbacks_are_fenced()
+{
+    let server = serve().await;
+    let admin = token("acme", "*", Role::Admin);
+    let (url, hook) = receiver(2).await;
+    let (status, created) = server
+        .send(
+            "PUT",
+            "__ds/subscriptions/replies",
+            &admin,
+            Some(json!({"type": "webhook", "pattern": "chat-*", "webhook": {"url": url}, "lease_ttl_ms": 60000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    server
+        .append(
+            "chat-1",
+            &admin,
+            json!({"type": "user.message", "text": "hi"}),
+        )
+        .await;
+
+    // Retried after about 1 s and 2 s: the third attempt is answered.
+    let seen = wait_for("the third delivery", Duration::from_secs(10), || {
+        let seen = hook.seen.lock().unwrap();
+        (seen.len() >= 3).then(|| seen.clone())
+    })
+    .await;
+    let (_, jwks) = server.send("GET", "__ds/jwks.json", &admin, None).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let bodies: Vec<Value> = seen
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    let first = &bodies[0];
+    for ((signature, raw), body) in seen.iter().zip(&bodies) {
+        assert_eq!(body["wake_id"], first["wake_id"], "one wake, retried");
+        assert_eq!(body["generation"], 1);
+        assert!(
+            agentwire_dispatch::signing::verify(signature, raw.as_bytes(), &jwks, now, 300),
+            "signed with the published key: {signature}"
+        );
+        assert!(!agentwire_dispatch::signing::verify(
+            signature, b"{}", &jwks, now, 300
+        ));
+    }
+    let (_, sub) = server
+        .send("GET", "__ds/subscriptions/replies", &admin, None)
+        .await;
+    assert_eq!(
+        sub["status"], "active",
+        "the answered delivery ends the retries: {sub}"
+    );
+
+    let stream = &first["streams"][0];
+    assert_eq!(stream["path"], "chat-1");
+    assert_eq!(stream["has_pending"], true);
+    let ack = json!({
+        "wake_id": first["wake_id"],
+        "generation": 1,
+        "acks": [{"stream": "chat-1", "offset": stream["tail_offset"]}],
+        "done": true,
+    });
+    let callback = first["callback_url"].as_str().unwrap();
+    let callback = callback.split("/v1/stream/").nth(1).unwrap();
+    let token = first["callback_token"].as_str().unwrap();
+
+    // A token that is not this wake's changes nothing.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let (status, body) = server
+        .send("POST", callback, &forged, Some(ack.clone()))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "TOKEN_INVALID");
+
+    let (status, body) = server
+        .send("POST", callback, token, Some(ack.clone()))
+        .await;
+    assert_eq!(
+        (status, body.clone()),
+        (StatusCode::OK, json!({"ok": true, "next_wake": false})),
+        "{body}"
+    );
+    let (_, sub) = server
+        .send("GET", "__ds/subscriptions/replies", &admin, None)
+        .await;
+    assert_eq!(sub["streams"][0]["acked_offset"], stream["tail_offset"]);
+
+    // The same callback again is for a wake that ended.
+    let (status, body) = server.send("POST", callback, token, Some(ack)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "FENCED");
+
+    // The next append is a new generation.
+    server
+        .append(
+            "chat-1",
+            &admin,
+            json!({"type": "user.message", "text": "again"}),
+        )
+        .await;
+    let next = wait_for("the next wake", Duration::from_secs(5), || {
+        let seen = hook.seen.lock().unwrap();
+        (seen.len() >= 4).then(|| serde_json::from_str::<Value>(&seen[3].1).unwrap())
+    })
+    .await;
+    assert_eq!(next["generation"], 2);
+    assert_ne!(next["wake_id"], first["wake_id"]);
+}
+
+#[tokio::test]
+async fn a_pull_wake_lease_that_expires_is_claimed_again_and_the_old_holder_is_fenced() {
+    let server = serve().await;
+    let agent = token("acme", "*", Role::Writer);
+    let (status, _) = server
+        .send("PUT", "wake/pool", &agent, Some(json!([])))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = server
+        .send(
+            "PUT",
+            "__ds/subscriptions/pool",
+            &agent,
+            Some(json!({"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool", "lease_ttl_ms": 1000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/claim",
+            &agent,
+            Some(json!({"worker": "w1"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("NO_PENDING_WORK"))
+    );
+
+    server
+        .append(
+            "chat-9",
+            &agent,
+            json!({"type": "user.message", "text": "hi"}),
+        )
+        .await;
+    let (_, events) = server
+        .send("GET", "wake/pool?offset=-1", &agent, None)
+        .await;
+    assert_eq!(events[0]["type"], "wake");
+    assert_eq!(events[0]["subscription_id"], "pool");
+    assert_eq!(events[0]["stream"], "chat-9");
+
+    let (status, first) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/claim",
+            &agent,
+            Some(json!({"worker": "w1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, busy) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/claim",
+            &agent,
+            Some(json!({"worker": "w2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(busy["error"]["current_holder"], "w1");
+
+    // w1 goes quiet: its lease expires, the work is woken again, and w2 claims it.
+    let second = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = server
+                .send(
+                    "POST",
+                    "__ds/subscriptions/pool/claim",
+                    &agent,
+                    Some(json!({"worker": "w2"})),
+                )
+                .await;
+            if status == StatusCode::OK {
+                break body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no claim after the lease: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(
+        second["generation"].as_u64() > first["generation"].as_u64(),
+        "{second}"
+    );
+    let (_, events) = server
+        .send("GET", "wake/pool?offset=-1", &agent, None)
+        .await;
+    assert!(
+        events.as_array().unwrap().len() >= 2,
+        "woken again: {events}"
+    );
+
+    let tail = second["streams"][0]["tail_offset"].clone();
+    let ack = |claim: &Value, done: bool| {
+        json!({
+            "wake_id": claim["wake_id"],
+            "generation": claim["generation"],
+            "acks": [{"stream": "chat-9", "offset": tail}],
+            "done": done,
+        })
+    };
+    let stale_token = first["token"].as_str().unwrap();
+    let (status, body) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/ack",
+            stale_token,
+            Some(ack(&first, true)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("FENCED"))
+    );
+
+    // A heartbeat keeps w2's lease past its TTL; then done.
+    let live = second["token"].as_str().unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, body) = server
+            .send(
+                "POST",
+                "__ds/subscriptions/pool/ack",
+                live,
+                Some(ack(&second, false)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "heartbeat: {body}");
+    }
+    let (status, body) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/ack",
+            live,
+            Some(ack(&second, true)),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"ok": true, "next_wake": false}))
+    );
+}
+
+#[tokio::test]
+async fn one_tenants_subscription_never_sees_another_tenants_streams() {
+    let server = serve().await;
+    let acme = token("acme", "*", Role::Admin);
+    let globex = token("globex", "*", Role::Admin);
+    let (url, hook) = receiver(0).await;
+    server
+        .append("chat-1", &globex, json!({"type": "user.message"}))
+        .await;
+    let (status, created) = server
+        .send(
+            "PUT",
+            "__ds/subscriptions/all",
+            &acme,
+            Some(json!({"type": "webhook", "pattern": "**", "webhook": {"url": url}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        created["streams"],
+        json!([]),
+        "another tenant's streams are not linked"
+    );
+    server
+        .append("chat-2", &globex, json!({"type": "user.message"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        hook.seen.lock().unwrap().is_empty(),
+        "no wake for another tenant's append"
+    );
+    let (status, _) = server
+        .send("GET", "__ds/subscriptions/all", &globex, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // acme's own append wakes it; globex cannot use the wake's token.
+    server
+        .append("chat-3", &acme, json!({"type": "user.message"}))
+        .await;
+    let wake = wait_for("acme's wake", Duration::from_secs(5), || {
+        hook.seen
+            .lock()
+            .unwrap()
+            .first()
+            .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+    })
+    .await;
+    let links: Vec<&str> = wake["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(links, ["chat-3"]);
+    let (status, _) = server
+        .send(
+            "PUT",
+            "__ds/subscriptions/all",
+            &globex,
+            Some(json!({"type": "webhook", "pattern": "**", "webhook": {"url": url}})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the same id in another tenant is another subscription"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_by_name_and_change_nothing() {
+    let server = serve().await;
+    let admin = token("acme", "*", Role::Admin);
+    let cases = [
+        (
+            json!({"type": "webhook", "pattern": "a//b", "webhook": {"url": "https://example.com/h"}}),
+            400,
+            "INVALID_REQUEST",
+            "empty segment",
+        ),
+        (
+            json!({"type": "webhook", "pattern": "a/*", "webhook": {"url": "https://example.com/h"}, "lease_ttl_ms": 10}),
+            400,
+            "INVALID_REQUEST",
+            "lease_ttl_ms",
+        ),
+        (
+            json!({"type": "carrier-pigeon", "pattern": "a/*"}),
+            400,
+            "INVALID_REQUEST",
+            "webhook or pull-wake",
+        ),
+        (
+            json!({"type": "webhook", "webhook": {"url": "https://example.com/h"}}),
+            400,
+            "INVALID_REQUEST",
+            "pattern, streams",
+        ),
+        (
+            json!({"type": "webhook", "pattern": "a/*", "webhook": {"url": "https://169.254.169.254/"}}),
+            400,
+            "WEBHOOK_URL_REJECTED",
+            "link-local",
+        ),
+        (
+            json!({"type": "pull-wake", "pattern": "wake/*", "wake_stream": "wake/pool"}),
+            400,
+            "INVALID_REQUEST",
+            "wake stream",
+        ),
+        (
+            json!({"type": "webhook", "streams": ["__ds/x"], "webhook": {"url": "https://example.com/h"}}),
+            400,
+            "INVALID_REQUEST",
+            "reserved",
+        ),
+    ];
+    for (body, status, code, words) in cases {
+        let (got, answer) = server
+            .send("PUT", "__ds/subscriptions/bad", &admin, Some(body.clone()))
+            .await;
+        assert_eq!(got.as_u16(), status, "{body} -> {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body} -> {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(words),
+            "{answer}"
+        );
+    }
+    let (status, _) = server
+        .send("GET", "__ds/subscriptions/bad", &admin, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+
+    let good = json!({"type": "webhook", "pattern": "chat-*", "webhook": {"url": "https://example.com/h"}});
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/s", &admin, Some(good.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut other = good.clone();
+    other["pattern"] = json!("chats/*");
+    let (status, body) = server
+        .send("PUT", "__ds/subscriptions/s", &admin, Some(other))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("SUBSCRIPTION_ALREADY_EXISTS"))
+    );
+    let (_, kept) = server
+        .send("GET", "__ds/subscriptions/s", &admin, None)
+        .await;
+    assert_eq!(kept["pattern"], "chat-*");
+    let (status, body) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/s/claim",
+            &admin,
+            Some(json!({"worker": "w"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("INVALID_REQUEST"))
+    );
+    let (status, _) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/nope/claim",
+            &admin,
+            Some(json!({"worker": "w"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Roles and scopes: a reader cannot subscribe; a token for chat-* cannot reach past it.
+    let reader = token("acme", "*", Role::Reader);
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/r", &reader, Some(good.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let narrow = token("acme", "chat-*", Role::Writer);
+    let mut wide = good.clone();
+    wide["pattern"] = json!("**");
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/w", &narrow, Some(wide))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/n", &narrow, Some(good))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "within its scope");
+    let (status, _) = server
+        .send("GET", "__ds/subscriptions/s", "not a token", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
