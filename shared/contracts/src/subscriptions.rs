@@ -19,6 +19,7 @@ macro_rules! subscription_store_contract {
             a_write_on_a_stale_version_is_refused,
             of_concurrent_writers_on_one_version_exactly_one_wins,
             tenants_are_listed_apart_and_delete_is_final,
+            a_write_prepared_before_a_delete_never_lands_on_the_re_created_one,
             due_lists_only_leases_and_retries_that_fell_due,
         );
     };
@@ -109,6 +110,30 @@ pub async fn tenants_are_listed_apart_and_delete_is_final(store: Arc<dyn Subscri
     assert!(store.get("acme-2", "a").await.unwrap().is_some());
 }
 
+pub async fn a_write_prepared_before_a_delete_never_lands_on_the_re_created_one(
+    store: Arc<dyn SubscriptionStore>,
+) {
+    let old = subscription("acme", "pool");
+    store.put(&old, None).await.unwrap();
+    let (loaded, version) = store.get("acme", "pool").await.unwrap().unwrap();
+    assert!(store.delete("acme", "pool").await.unwrap());
+    let mut new = subscription("acme", "pool");
+    new.generation = 7;
+    assert!(store.put(&new, None).await.unwrap(), "re-created");
+    let mut stale = loaded;
+    stale.generation = 99;
+    assert!(
+        !store.put(&stale, Some(version)).await.unwrap(),
+        "the old version is gone for good"
+    );
+    let (read, newer) = store.get("acme", "pool").await.unwrap().unwrap();
+    assert_eq!(read, new);
+    assert!(
+        newer > version + 1,
+        "versions never repeat: {newer} after {version}"
+    );
+}
+
 pub async fn due_lists_only_leases_and_retries_that_fell_due(store: Arc<dyn SubscriptionStore>) {
     let idle = subscription("acme", "idle");
     store.put(&idle, None).await.unwrap();
@@ -120,5 +145,37 @@ pub async fn due_lists_only_leases_and_retries_that_fell_due(store: Arc<dyn Subs
     assert_eq!(
         store.due(11_001).await.unwrap(),
         [("acme".to_owned(), "leased".to_owned())]
+    );
+    // A webhook retry falls due at its time, then not again until rescheduled.
+    let body = br#"{"type": "webhook", "pattern": "chat-*", "webhook": {"url": "https://hooks.example/h"}}"#;
+    let spec = Spec::parse(body, Targets::Public).unwrap();
+    let linked: Tails = [("chat-1".to_owned(), Offset(3))].into();
+    let mut hook = Subscription::new("acme", "hook", spec, "https://s", &linked, 0);
+    let agentwire_dispatch::model::Effect::Deliver { wake_id, .. } =
+        hook.wake_if_idle(&tails, 20_000)
+    else {
+        panic!("a wake");
+    };
+    hook.delivered(
+        &wake_id,
+        agentwire_dispatch::model::Delivered::Failed,
+        &tails,
+        20_000,
+    );
+    let at = hook.retry.as_ref().unwrap().next_attempt_at_ms;
+    store.put(&hook, None).await.unwrap();
+    assert!(
+        !store
+            .due(at - 1)
+            .await
+            .unwrap()
+            .contains(&("acme".to_owned(), "hook".to_owned()))
+    );
+    assert!(
+        store
+            .due(at)
+            .await
+            .unwrap()
+            .contains(&("acme".to_owned(), "hook".to_owned()))
     );
 }

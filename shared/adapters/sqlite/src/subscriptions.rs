@@ -1,6 +1,8 @@
 //! Subscriptions beside the sessions, in the same SQLite file: the table `subscriptions`,
 //! one row per tenant and id with the state as JSON, its version for conditional writes,
-//! and when its lease or retry falls due (indexed, for the sweeper). Also the stream
+//! and when its lease or retry falls due (indexed, for the sweeper). A deleted
+//! subscription's row stays as a tombstone (empty body) whose version keeps counting, so a
+//! write prepared before the delete can never land on a re-created subscription. Also the stream
 //! catalog a new pattern subscription backfills from: the `streams` table itself.
 
 use std::path::Path;
@@ -69,7 +71,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let row = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT body, version FROM subscriptions WHERE tenant = ?1 AND id = ?2",
+                    "SELECT body, version FROM subscriptions WHERE tenant = ?1 AND id = ?2 AND body != ''",
                     params![tenant, id],
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
                 )
@@ -92,7 +94,9 @@ impl SubscriptionStore for SqliteSubscriptionStore {
             // One statement each way: the condition and the write are atomic.
             let changed = match expected {
                 None => c.execute(
-                    "INSERT INTO subscriptions (tenant, id, version, due_ms, body) VALUES (?1, ?2, 1, ?3, ?4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO subscriptions (tenant, id, version, due_ms, body) VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT (tenant, id) DO UPDATE SET version = version + 1, due_ms = excluded.due_ms, body = excluded.body
+                     WHERE body = ''",
                     params![tenant, id, due, body],
                 )?,
                 Some(v) => c.execute(
@@ -109,7 +113,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.with(move |c| {
             Ok(c.execute(
-                "DELETE FROM subscriptions WHERE tenant = ?1 AND id = ?2",
+                "UPDATE subscriptions SET version = version + 1, due_ms = NULL, body = '' WHERE tenant = ?1 AND id = ?2 AND body != ''",
                 params![tenant, id],
             )? == 1)
         })
@@ -120,8 +124,9 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let tenant = tenant.to_owned();
         let bodies = self
             .with(move |c| {
-                let mut statement =
-                    c.prepare_cached("SELECT body FROM subscriptions WHERE tenant = ?1")?;
+                let mut statement = c.prepare_cached(
+                    "SELECT body FROM subscriptions WHERE tenant = ?1 AND body != ''",
+                )?;
                 let rows = statement.query_map(params![tenant], |r| r.get::<_, String>(0))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
             })

@@ -22,22 +22,32 @@ pub fn check(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `name` matches `pattern`.
+/// Whether `name` matches `pattern`: a table over (pattern segment, name segment), so any
+/// number of `**` costs at most segments × segments steps.
 pub fn matches(pattern: &str, name: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('/').collect();
     let name: Vec<&str> = name.split('/').collect();
-    segments(&pattern, &name)
-}
-
-fn segments(pattern: &[&str], name: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((&"**", rest)) => (0..=name.len()).any(|skip| segments(rest, &name[skip..])),
-        Some((first, rest)) => match name.split_first() {
-            Some((segment, tail)) => segment_matches(first, segment) && segments(rest, tail),
-            None => false,
-        },
+    // done[j]: the pattern so far matches exactly the first j name segments.
+    let mut done = vec![false; name.len() + 1];
+    done[0] = true;
+    for segment in &pattern {
+        let mut next = vec![false; name.len() + 1];
+        if *segment == "**" {
+            let mut reachable = false;
+            for j in 0..=name.len() {
+                reachable |= done[j];
+                next[j] = reachable;
+            }
+        } else {
+            for j in 0..name.len() {
+                if done[j] && segment_matches(segment, name[j]) {
+                    next[j + 1] = true;
+                }
+            }
+        }
+        done = next;
     }
+    done[name.len()]
 }
 
 /// `*` within one segment matches any run of characters.
@@ -85,6 +95,11 @@ mod tests {
         assert!(!matches("exact", "exactly"));
         assert!(matches("a*b*c", "abxbc"));
         assert!(!matches("a*b*c", "acb"));
+        // Many `**` against a deep name: linear in each, not exponential.
+        let deep = vec!["x"; 200].join("/");
+        let pattern = format!("{}/y", vec!["**"; 50].join("/"));
+        assert!(!matches(&pattern, &deep));
+        assert!(matches(&pattern, &format!("{deep}/y")));
     }
 
     #[test]

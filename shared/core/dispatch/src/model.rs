@@ -16,6 +16,9 @@ use crate::url_check::{self, Targets};
 pub const DEFAULT_LEASE_TTL_MS: u64 = 30_000;
 pub const MIN_LEASE_TTL_MS: u64 = 1_000;
 pub const MAX_LEASE_TTL_MS: u64 = 600_000;
+/// How long one webhook delivery may take, answer included (the webhook client's timeout):
+/// a webhook's lease covers it, so no lease runs out under a delivery still in progress.
+pub const DELIVERY_TIMEOUT_MS: i64 = 10_000;
 /// Webhook retries back off from one second to a minute.
 const RETRY_BASE_MS: i64 = 1_000;
 const RETRY_MAX_MS: i64 = 60_000;
@@ -189,6 +192,9 @@ pub struct Link {
     pub explicit: bool,
     /// The offset processed up to: the stream's tail when everything is acked.
     pub acked: Offset,
+    /// The linked stream's identity (unique across re-creations of one name), once seen.
+    #[serde(default)]
+    pub stream_id: Option<u64>,
 }
 
 /// The wake in flight.
@@ -315,6 +321,7 @@ impl Subscription {
                         glob: true,
                         explicit: false,
                         acked: *tail,
+                        stream_id: None,
                     },
                 );
             }
@@ -324,6 +331,7 @@ impl Subscription {
                 glob: false,
                 explicit: true,
                 acked: tail_of(tails, path),
+                stream_id: None,
             });
             link.explicit = true;
         }
@@ -361,6 +369,7 @@ impl Subscription {
                 glob: false,
                 explicit: true,
                 acked: tail_of(tails, path),
+                stream_id: None,
             });
             link.explicit = true;
         }
@@ -384,15 +393,26 @@ impl Subscription {
                 glob: true,
                 explicit: false,
                 acked: start,
+                stream_id: None,
             });
             link.glob = true;
         }
         self.links.contains_key(path)
     }
 
-    /// A deleted stream is no longer linked.
-    pub fn stream_deleted(&mut self, path: &str) {
-        self.links.remove(path);
+    /// Notes each linked stream's identity: a stream deleted and created again under a
+    /// linked name starts over at zero (the old cursor is the old stream's).
+    pub fn reconcile(&mut self, ids: &BTreeMap<String, u64>) {
+        for (path, link) in &mut self.links {
+            match (link.stream_id, ids.get(path)) {
+                (Some(old), Some(&new)) if old != new => {
+                    link.acked = Offset::ZERO;
+                    link.stream_id = Some(new);
+                }
+                (None, Some(&new)) => link.stream_id = Some(new),
+                _ => {}
+            }
+        }
     }
 
     /// Whether any linked stream has events past its cursor.
@@ -424,13 +444,18 @@ impl Subscription {
             .keys()
             .map(|path| (path.clone(), tail_of(tails, path)))
             .collect();
-        let webhook = !self.is_pull_wake();
+        // A webhook's lease covers its delivery; an unclaimed pull-wake's runs out too, so a
+        // wake event that was lost (or a pool that was down) is woken again.
+        let allowance = if self.is_pull_wake() {
+            0
+        } else {
+            DELIVERY_TIMEOUT_MS
+        };
         self.wake = Some(Wake {
             id: id.clone(),
             snapshot,
             holder: None,
-            // A webhook's lease runs from the wake; a pull-wake's from its claim.
-            lease_until_ms: webhook.then(|| now_ms + self.spec.lease_ttl_ms as i64),
+            lease_until_ms: Some(now_ms + self.spec.lease_ttl_ms as i64 + allowance),
         });
         match &self.spec.delivery {
             Delivery::Webhook { .. } => Effect::Deliver {
@@ -604,6 +629,8 @@ impl Subscription {
                 self.finish(tails, now_ms)
             }
             Delivered::Accepted => {
+                // The handler has it from its answer: the lease runs from now.
+                wake.lease_until_ms = Some(now_ms + self.spec.lease_ttl_ms as i64);
                 self.retry = None;
                 Effect::None
             }
@@ -634,7 +661,7 @@ impl Subscription {
         if !due {
             return Effect::None;
         }
-        wake.lease_until_ms = Some(now_ms + self.spec.lease_ttl_ms as i64);
+        wake.lease_until_ms = Some(now_ms + self.spec.lease_ttl_ms as i64 + DELIVERY_TIMEOUT_MS);
         if let Some(retry) = &mut self.retry {
             // Not due again until this attempt's answer reschedules it.
             retry.next_attempt_at_ms = i64::MAX;
@@ -861,20 +888,14 @@ mod tests {
         let Effect::Deliver { wake_id, .. } = sub.wake_if_idle(&t, 0) else {
             panic!("a wake");
         };
-        assert!(sub.fence(&wake_id, 1, 500).is_ok());
-        assert_eq!(
-            sub.fence("w_other", 1, 500).unwrap_err(),
-            DispatchError::Fenced
-        );
-        assert_eq!(
-            sub.fence(&wake_id, 2, 500).unwrap_err(),
-            DispatchError::Fenced
-        );
-        assert_eq!(
-            sub.fence(&wake_id, 1, 1001).unwrap_err(),
-            DispatchError::Fenced
-        );
-        // An ack past the tail, or of a stream it does not link, changes nothing.
+        // The lease covers the delivery (up to its timeout) and then the TTL.
+        let end = 1000 + DELIVERY_TIMEOUT_MS;
+        assert!(sub.fence(&wake_id, 1, end).is_ok());
+        let fenced = |r: Result<&Wake, DispatchError>| r.unwrap_err() == DispatchError::Fenced;
+        assert!(fenced(sub.fence("w_other", 1, 500)));
+        assert!(fenced(sub.fence(&wake_id, 2, 500)));
+        assert!(fenced(sub.fence(&wake_id, 1, end + 1)));
+        // An ack past the tail changes nothing.
         let bad = AckRequest {
             wake_id: wake_id.clone(),
             generation: 1,
@@ -885,15 +906,16 @@ mod tests {
             done: true,
         };
         let before = sub.clone();
-        assert!(matches!(
-            sub.ack(&bad, &t, 500),
-            Err(DispatchError::InvalidOffset(_))
-        ));
+        let refused = sub.ack(&bad, &t, 500);
+        assert!(matches!(refused, Err(DispatchError::InvalidOffset(_))));
         assert_eq!(sub, before);
         // The lease expires: the work is woken again in a new generation.
-        assert!(matches!(
-            sub.expire(&t, 1001),
-            Some(Effect::Deliver { generation: 2, .. })
-        ));
+        assert_eq!(sub.expire(&t, end), None);
+        let again = sub.expire(&t, end + 1);
+        assert!(matches!(again, Some(Effect::Deliver { generation: 2, .. })));
+        // Once the handler accepted it, the lease is the TTL from its answer.
+        let id = sub.wake.as_ref().expect("woken again").id.clone();
+        sub.delivered(&id, Delivered::Accepted, &t, end + 100);
+        assert_eq!(sub.wake.as_ref().unwrap().lease_until_ms, Some(end + 1100));
     }
 }

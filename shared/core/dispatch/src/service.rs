@@ -2,11 +2,12 @@
 //! and the sweeper (leases that expired, retries that fell due), each a conditional
 //! update of one subscription followed by the effect it calls for.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_session::{
-    AppendObserver, AppendRequest, Appended, Created, Payload, ReadError, Sessions,
+    AppendObserver, AppendRequest, Appended, Created, Offset, Payload, ReadError, Sessions,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -91,70 +92,80 @@ impl Dispatch {
         self.key.jwks()
     }
 
-    /// A wake's token: `<tenant, base64url>.<HMAC of its scope>`, so a token works only
-    /// for its tenant, subscription, generation, wake and (for a claim) holder.
-    fn token(&self, sub: &Subscription, wake_id: &str, holder: &str) -> String {
-        let scope = format!(
-            "{}\n{}\n{}\n{wake_id}\n{holder}",
-            sub.tenant, sub.id, sub.generation
+    /// A wake's token: `<tenant>.<holder>.<HMAC of its scope>` (base64url each), so a token
+    /// works only for its tenant, subscription, generation, wake and holder (empty for a
+    /// webhook's callback), and can be checked before anything is read.
+    fn token(
+        &self,
+        tenant: &str,
+        id: &str,
+        generation: u64,
+        wake_id: &str,
+        holder: &str,
+    ) -> String {
+        let tag = hmac::sign(
+            &self.tokens,
+            token_scope(tenant, id, generation, wake_id, holder).as_bytes(),
         );
-        let tag = hmac::sign(&self.tokens, scope.as_bytes());
         format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(sub.tenant.as_bytes()),
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(tenant.as_bytes()),
+            URL_SAFE_NO_PAD.encode(holder.as_bytes()),
             URL_SAFE_NO_PAD.encode(tag.as_ref())
         )
     }
 
-    /// The tenant a wake token names (checked against the subscription afterwards).
-    pub fn token_tenant(token: &str) -> Result<String, DispatchError> {
-        let (tenant, _) = token.split_once('.').ok_or(DispatchError::TokenInvalid)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(tenant)
-            .map_err(|_| DispatchError::TokenInvalid)?;
-        String::from_utf8(bytes).map_err(|_| DispatchError::TokenInvalid)
-    }
-
-    fn check_token(&self, sub: &Subscription, token: &str) -> Result<(), DispatchError> {
-        let Some(wake) = &sub.wake else {
-            return Err(DispatchError::Fenced);
+    /// Checks a token against the subscription and wake a request names (constant time);
+    /// the tenant and holder it was minted for.
+    fn verify_token(
+        &self,
+        token: &str,
+        id: &str,
+        generation: u64,
+        wake_id: &str,
+    ) -> Result<(String, String), DispatchError> {
+        let mut parts = token.split('.');
+        let (Some(tenant), Some(holder), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(DispatchError::TokenInvalid);
         };
-        let holder = wake.holder.as_deref().unwrap_or_default();
-        let want = self.token(sub, &wake.id, holder);
-        // Both are MACs' encodings: comparing them leaks nothing about the key.
-        if want.as_bytes() == token.as_bytes() {
-            Ok(())
-        } else {
-            Err(DispatchError::TokenInvalid)
-        }
+        let text = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(DispatchError::TokenInvalid)
+        };
+        let (tenant, holder) = (text(tenant)?, text(holder)?);
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| DispatchError::TokenInvalid)?;
+        let scope = token_scope(&tenant, id, generation, wake_id, &holder);
+        hmac::verify(&self.tokens, scope.as_bytes(), &tag)
+            .map_err(|_| DispatchError::TokenInvalid)?;
+        Ok((tenant, holder))
     }
 
-    async fn tails(
+    /// The tails and stream ids of `paths` that exist.
+    async fn heads<'p>(
         &self,
         sessions: &Sessions,
         tenant: &str,
-        sub: &Subscription,
-    ) -> Result<Tails, DispatchError> {
-        let mut tails = Tails::new();
-        for path in sub.links.keys() {
-            if let Some(tail) = self.tail(sessions, tenant, path).await? {
-                tails.insert(path.clone(), tail);
+        paths: impl IntoIterator<Item = &'p String>,
+    ) -> Result<(Tails, BTreeMap<String, u64>), DispatchError> {
+        let (mut tails, mut ids) = (Tails::new(), BTreeMap::new());
+        for path in paths {
+            match sessions.head(&stored(tenant, path)).await {
+                Ok(info) => {
+                    tails.insert(path.clone(), info.tail);
+                    ids.insert(path.clone(), info.id);
+                }
+                Err(ReadError::NotFound(_) | ReadError::Gone(_)) => {}
+                Err(e) => return Err(DispatchError::Unavailable(e.to_string())),
             }
         }
-        Ok(tails)
-    }
-
-    async fn tail(
-        &self,
-        sessions: &Sessions,
-        tenant: &str,
-        path: &str,
-    ) -> Result<Option<agentwire_session::Offset>, DispatchError> {
-        match sessions.head(&stored(tenant, path)).await {
-            Ok(info) => Ok(Some(info.tail)),
-            Err(ReadError::NotFound(_) | ReadError::Gone(_)) => Ok(None),
-            Err(e) => Err(DispatchError::Unavailable(e.to_string())),
-        }
+        Ok((tails, ids))
     }
 
     /// Loads, changes and conditionally saves one subscription, then carries out the
@@ -171,7 +182,8 @@ impl Dispatch {
             let Some((mut sub, version)) = self.store.get(tenant, id).await? else {
                 return Err(DispatchError::NotFound);
             };
-            let tails = self.tails(sessions, tenant, &sub).await?;
+            let (tails, ids) = self.heads(sessions, tenant, sub.links.keys()).await?;
+            sub.reconcile(&ids);
             let now = agentwire_session::Clock::now_ms(&agentwire_session::SystemClock);
             let (out, effect) = change(&mut sub, &tails, now)?;
             if self.store.put(&sub, Some(version)).await? {
@@ -210,14 +222,31 @@ impl Dispatch {
                     }
                 }
             }
-            for path in &spec.streams {
-                if let Some(tail) = self.tail(sessions, tenant, path).await? {
-                    tails.insert(path.clone(), tail);
-                }
-            }
+            tails.extend(self.heads(sessions, tenant, &spec.streams).await?.0);
             let now = agentwire_session::Clock::now_ms(&agentwire_session::SystemClock);
             let sub = Subscription::new(tenant, id, spec.clone(), base_url, &tails, now);
             if self.store.put(&sub, None).await? {
+                // Appends made while it was being created saw no subscription: link streams
+                // created meanwhile from their start, and wake what is pending.
+                let listed: Vec<String> = tails.keys().cloned().collect();
+                let created = match spec.pattern {
+                    Some(_) => self.catalog.streams(tenant).await?,
+                    None => Vec::new(),
+                };
+                let (_, sub) = self
+                    .update(sessions, tenant, id, |sub, tails, now| {
+                        let mut tails = tails.clone();
+                        for (path, tail) in &created {
+                            if !listed.contains(path)
+                                && !sub.links.contains_key(path)
+                                && sub.saw_append(path, Offset::ZERO)
+                            {
+                                tails.insert(path.clone(), *tail);
+                            }
+                        }
+                        Ok(((), sub.wake_if_idle(&tails, now)))
+                    })
+                    .await?;
                 return Ok((true, sub.view(self.key.kid())));
             }
         }
@@ -263,13 +292,15 @@ impl Dispatch {
                 .ok_or_else(|| DispatchError::invalid("streams must be strings"))?;
             paths.push(normalize_path(s)?);
         }
-        let mut tails = Tails::new();
-        for path in &paths {
-            if let Some(tail) = self.tail(sessions, tenant, path).await? {
-                tails.insert(path.clone(), tail);
-            }
-        }
+        let (tails, _) = self.heads(sessions, tenant, &paths).await?;
         self.update(sessions, tenant, id, |sub, _, _| {
+            if let crate::model::Delivery::PullWake { wake_stream } = &sub.spec.delivery
+                && paths.contains(wake_stream)
+            {
+                return Err(DispatchError::invalid(
+                    "the wake stream must not be one of the subscription's own streams (each wake would wake it again)",
+                ));
+            }
             sub.add_streams(&paths, &tails);
             Ok(((), Effect::None))
         })
@@ -328,7 +359,9 @@ impl Dispatch {
                 "not an ack {{wake_id, generation, acks, done}}: {e}"
             ))
         })?;
-        let tenant = Dispatch::token_tenant(token)?;
+        // The token first: a request without a valid one learns nothing of the subscription.
+        let (tenant, holder) =
+            self.verify_token(token, id, request.generation, &request.wake_id)?;
         let (next, _) = self
             .update(sessions, &tenant, id, |sub, tails, now| {
                 if sub.is_pull_wake() != pull {
@@ -338,8 +371,7 @@ impl Dispatch {
                         "this subscription is pull-wake: its workers ack at …/ack"
                     }));
                 }
-                sub.fence(&request.wake_id, request.generation, now)?;
-                self.check_token(sub, token)?;
+                held_by(sub, &holder)?;
                 sub.ack(&request, tails, now)
             })
             .await?;
@@ -372,7 +404,7 @@ impl Dispatch {
         Ok(json!({
             "wake_id": wake.id,
             "generation": sub.generation,
-            "token": self.token(&sub, &wake.id, &worker),
+            "token": self.token(tenant, id, sub.generation, &wake.id, &worker),
             "streams": sub.stream_infos(&tails),
             "lease_ttl_ms": sub.spec.lease_ttl_ms,
         }))
@@ -389,13 +421,13 @@ impl Dispatch {
         let request: AckRequest = serde_json::from_slice(body).map_err(|e| {
             DispatchError::invalid(format!("not a release {{wake_id, generation}}: {e}"))
         })?;
-        let tenant = Dispatch::token_tenant(token)?;
+        let (tenant, holder) =
+            self.verify_token(token, id, request.generation, &request.wake_id)?;
         self.update(sessions, &tenant, id, |sub, tails, now| {
             if !sub.is_pull_wake() {
                 return Err(DispatchError::invalid("this subscription is not pull-wake"));
             }
-            sub.fence(&request.wake_id, request.generation, now)?;
-            self.check_token(sub, token)?;
+            held_by(sub, &holder)?;
             Ok((
                 (),
                 sub.release(&request.wake_id, request.generation, tails, now)?,
@@ -424,6 +456,9 @@ impl Dispatch {
             if !(sub.links.contains_key(path) || sub.spec.globs(path)) {
                 continue;
             }
+            // Always a write, even when the wake is in flight: the conditional write is
+            // what makes a concurrent `done` see this append (its transition re-reads the
+            // tails), so skipping "unchanged" writes would lose wakes.
             let result = self
                 .update(sessions, tenant, &sub.id, |sub, tails, now| {
                     if !sub.saw_append(path, start) {
@@ -467,7 +502,8 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Runs [`Dispatch::sweep`] until `stop` is dropped or set.
+    /// Runs [`Dispatch::sweep`] every [`DispatchConfig::sweep_every`] until `sessions`
+    /// stops its live reads (the server is shutting down).
     pub async fn run_sweeper(self: Arc<Self>, sessions: Sessions) {
         loop {
             tokio::time::sleep(self.config.sweep_every).await;
@@ -564,7 +600,7 @@ impl Dispatch {
             "generation": sub.generation,
             "streams": sub.stream_infos(&wake.snapshot.iter().map(|(k, v)| (k.clone(), *v)).collect()),
             "callback_url": sub.callback_url(),
-            "callback_token": self.token(&sub, &wake.id, ""),
+            "callback_token": self.token(tenant, id, sub.generation, &wake.id, ""),
         })
         .to_string();
         let now_s = agentwire_session::Clock::now_ms(&agentwire_session::SystemClock) / 1000;
@@ -582,6 +618,19 @@ impl Dispatch {
             warn!(subscription = %id, error = %e, "webhook answer not recorded");
         }
     }
+}
+
+/// The wake in flight must be held by the token's holder (a claim that expired and was
+/// taken by another worker is fenced, as a stale generation is).
+fn held_by(sub: &Subscription, holder: &str) -> Result<(), DispatchError> {
+    match &sub.wake {
+        Some(wake) if wake.holder.as_deref().unwrap_or_default() == holder => Ok(()),
+        _ => Err(DispatchError::Fenced),
+    }
+}
+
+fn token_scope(tenant: &str, id: &str, generation: u64, wake_id: &str, holder: &str) -> String {
+    format!("{tenant}\n{id}\n{generation}\n{wake_id}\n{holder}")
 }
 
 fn check_id(id: &str) -> Result<(), DispatchError> {

@@ -22,14 +22,15 @@ pub trait SubscriptionStore: Send + Sync {
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<(Subscription, u64)>, StoreError>;
 
     /// Writes `subscription` if the stored version is `expected` (`None`: if there is
-    /// none); `false` when another write came first. The new version is `expected + 1`.
+    /// none); `false` when another write came first. The new version is `expected + 1`
+    /// (a create after a delete continues the deleted one's count: versions never repeat).
     async fn put(
         &self,
         subscription: &Subscription,
         expected: Option<u64>,
     ) -> Result<bool, StoreError>;
 
-    /// Deletes it; whether it existed.
+    /// Deletes it, leaving a tombstone that keeps its version counting; whether it existed.
     async fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Every subscription of `tenant`, for matching its appends.
@@ -57,11 +58,14 @@ pub trait WebhookClient: Send + Sync {
 /// In memory, for tests and single-process use.
 #[derive(Default)]
 pub struct MemorySubscriptionStore {
-    items: Mutex<BTreeMap<(String, String), (Subscription, u64)>>,
+    items: Mutex<Items>,
 }
 
+/// By (tenant, id): the subscription (`None`: a tombstone) and its version.
+type Items = BTreeMap<(String, String), (Option<Subscription>, u64)>;
+
 impl MemorySubscriptionStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), (Subscription, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Items> {
         // A panicking holder leaves whole entries: nothing half-written to guard against.
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -70,10 +74,11 @@ impl MemorySubscriptionStore {
 #[async_trait]
 impl SubscriptionStore for MemorySubscriptionStore {
     async fn get(&self, tenant: &str, id: &str) -> Result<Option<(Subscription, u64)>, StoreError> {
-        Ok(self
-            .lock()
-            .get(&(tenant.to_owned(), id.to_owned()))
-            .cloned())
+        let items = self.lock();
+        Ok(match items.get(&(tenant.to_owned(), id.to_owned())) {
+            Some((Some(sub), version)) => Some((sub.clone(), *version)),
+            _ => None,
+        })
     }
 
     async fn put(
@@ -83,19 +88,26 @@ impl SubscriptionStore for MemorySubscriptionStore {
     ) -> Result<bool, StoreError> {
         let mut items = self.lock();
         let key = (subscription.tenant.clone(), subscription.id.clone());
-        let current = items.get(&key).map(|(_, v)| *v);
-        if current != expected {
-            return Ok(false);
-        }
-        items.insert(key, (subscription.clone(), expected.map_or(1, |v| v + 1)));
+        let next = match (items.get(&key), expected) {
+            (None, None) => 1,
+            (Some((None, tomb)), None) => tomb + 1,
+            (Some((Some(_), version)), Some(want)) if *version == want => want + 1,
+            _ => return Ok(false),
+        };
+        items.insert(key, (Some(subscription.clone()), next));
         Ok(true)
     }
 
     async fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .lock()
-            .remove(&(tenant.to_owned(), id.to_owned()))
-            .is_some())
+        let mut items = self.lock();
+        match items.get_mut(&(tenant.to_owned(), id.to_owned())) {
+            Some((sub @ Some(_), version)) => {
+                *sub = None;
+                *version += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn list(&self, tenant: &str) -> Result<Vec<Subscription>, StoreError> {
@@ -103,7 +115,7 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .lock()
             .iter()
             .filter(|((t, _), _)| t == tenant)
-            .map(|(_, (s, _))| s.clone())
+            .filter_map(|(_, (s, _))| s.clone())
             .collect())
     }
 
@@ -111,7 +123,11 @@ impl SubscriptionStore for MemorySubscriptionStore {
         Ok(self
             .lock()
             .iter()
-            .filter(|(_, (s, _))| s.next_due_ms().is_some_and(|at| at <= by_ms))
+            .filter(|(_, (s, _))| {
+                s.as_ref()
+                    .and_then(Subscription::next_due_ms)
+                    .is_some_and(|at| at <= by_ms)
+            })
             .map(|(k, _)| k.clone())
             .collect())
     }

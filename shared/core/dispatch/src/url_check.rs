@@ -60,16 +60,27 @@ pub fn public(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || v4.is_multicast()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // NAT64 (64:ff9b::/96), 6to4 (2002::/16) and IPv4-compatible (::/96) addresses
+            // carry an IPv4 one that may be private: refused whole.
+            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let compatible = segments[..6] == [0; 6];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || nat64
+                || compatible
+                || first == 0x2002
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80)
         }
@@ -98,6 +109,11 @@ mod tests {
             "https://[fe80::1]/",
             "https://[fd00::1]/",
             "https://[::ffff:10.0.0.1]/",
+            "https://[64:ff9b::a00:1]/",
+            "https://[2002:a00:1::]/",
+            "https://198.18.0.1/",
+            "https://240.0.0.1/",
+            "https://100.64.0.1/",
             "http://example.com/hook",
             "ftp://example.com/",
             "https://user:pw@example.com/",

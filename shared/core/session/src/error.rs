@@ -46,6 +46,8 @@ pub enum ProtocolError {
     ForkHeaderWithoutSource(&'static str),
     #[error("invalid stream name {0:?}")]
     InvalidName(String),
+    #[error("stream name {0:?} is reserved: __ds is the protocol's control namespace")]
+    ReservedName(String),
 }
 
 /// Why a stream could not be created (or forked).

@@ -13,6 +13,10 @@ pub fn validate_name(name: &str) -> Result<(), ProtocolError> {
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(ProtocolError::InvalidName(name.chars().take(64).collect()));
     }
+    // `__ds` is the protocol's control namespace (subscriptions): never a stream.
+    if name == "__ds" || name.starts_with("__ds/") {
+        return Err(ProtocolError::ReservedName(name.chars().take(64).collect()));
+    }
     Ok(())
 }
 

@@ -61,6 +61,12 @@ fn check_scope(principal: &Principal, body: &[u8]) -> Result<(), ApiError> {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return Ok(()); // The service refuses it with the reason.
     };
+    check_scope_of(principal, &value, Action::Append)
+}
+
+/// [`check_scope`] of a request body or of a stored subscription's view (whose streams
+/// are objects with a `path`).
+fn check_scope_of(principal: &Principal, value: &Value, action: Action) -> Result<(), ApiError> {
     if let Some(pattern) = value["pattern"].as_str() {
         let scope = &principal.claims.sessions;
         let covered = match scope.strip_suffix('*') {
@@ -75,12 +81,12 @@ fn check_scope(principal: &Principal, body: &[u8]) -> Result<(), ApiError> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
+        .filter_map(|s| s.as_str().or_else(|| s["path"].as_str()))
     {
-        principal.authorize(name.trim_matches('/'), Action::Append)?;
+        principal.authorize(name.trim_matches('/'), action)?;
     }
     if let Some(wake) = value["wake_stream"].as_str() {
-        principal.authorize(wake.trim_matches('/'), Action::Append)?;
+        principal.authorize(wake.trim_matches('/'), action)?;
     }
     Ok(())
 }
@@ -159,6 +165,23 @@ pub(crate) async fn handle(
     let principal = app.auth.authenticate(token, SystemClock.now_ms() / 1000)?;
     let tenant = principal.claims.tenant.clone();
     let no_content = |()| StatusCode::NO_CONTENT.into_response();
+    if !(action.is_empty() && method == Method::PUT) {
+        // An existing subscription is the token's to use only if its scope covers it.
+        let need = if method == Method::GET {
+            Action::Read
+        } else {
+            Action::Append
+        };
+        check_role(&principal, need)?;
+        match dispatch.get(&tenant, id).await {
+            Ok(view) => check_scope_of(&principal, &view, need)?,
+            // Deleting what is not there is done already.
+            Err(DispatchError::NotFound) if action.is_empty() && method == Method::DELETE => {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            Err(e) => return Ok(refused(e)),
+        }
+    }
     let result = match (action, &method) {
         ("", &Method::PUT) => {
             check_scope(&principal, &body)?;

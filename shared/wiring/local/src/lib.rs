@@ -393,7 +393,7 @@ fn embedded_parts(
     let targets = Targets::PublicAndLoopback;
     let webhooks = Arc::new(agentwire_webhook::HttpWebhookClient::new(
         targets,
-        Duration::from_secs(10),
+        Duration::from_millis(agentwire_dispatch::model::DELIVERY_TIMEOUT_MS as u64),
     ));
     let dispatch = Dispatch::new(
         subscriptions.clone(),

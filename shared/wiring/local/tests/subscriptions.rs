@@ -88,6 +88,8 @@ impl Server {
 /// handler calls back later); records each request's body and signature.
 #[derive(Clone, Default)]
 struct Receiver {
+    /// Answer `{"done": true}` once up.
+    done: bool,
     /// Each request's signature header and raw body.
     seen: Arc<Mutex<Vec<(String, String)>>>,
     failures: usize,
@@ -107,16 +109,22 @@ async fn receive(
     seen.push((signature, body));
     if seen.len() <= r.failures {
         (StatusCode::INTERNAL_SERVER_ERROR, "down".into())
+    } else if r.done {
+        (StatusCode::OK, r#"{"done": true}"#.into())
     } else {
         (StatusCode::OK, "{}".into())
     }
 }
 
 async fn receiver(failures: usize) -> (String, Receiver) {
-    let state = Receiver {
+    receiver_with(Receiver {
         failures,
         ..Receiver::default()
-    };
+    })
+    .await
+}
+
+async fn receiver_with(state: Receiver) -> (String, Receiver) {
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(state.clone());
@@ -600,4 +608,215 @@ async fn bad_requests_are_refused_by_name_and_change_nothing() {
         .send("GET", "__ds/subscriptions/s", "not a token", None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+fn body(seen: &Receiver, n: usize) -> Option<Value> {
+    let seen = seen.seen.lock().unwrap();
+    seen.get(n).map(|(_, b)| serde_json::from_str(b).unwrap())
+}
+
+#[tokio::test]
+async fn a_done_answer_acks_the_snapshot_and_an_append_during_a_wake_is_woken_after_it() {
+    let server = serve().await;
+    let admin = token("acme", "*", Role::Admin);
+    let (url, hook) = receiver_with(Receiver {
+        done: true,
+        ..Receiver::default()
+    })
+    .await;
+    let spec = json!({"type": "webhook", "pattern": "chat-*", "webhook": {"url": url}});
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/sync", &admin, Some(spec))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    server.append("chat-1", &admin, json!({"n": 1})).await;
+    let first = wait_for("the wake", Duration::from_secs(5), || body(&hook, 0)).await;
+    let tail = first["streams"][0]["tail_offset"].clone();
+    let acked = wait_for("the auto-ack", Duration::from_secs(5), || {
+        let seen = hook.seen.lock().unwrap().len();
+        (seen >= 1).then_some(())
+    });
+    acked.await;
+    let mut ok = false;
+    for _ in 0..50 {
+        let (_, sub) = server
+            .send("GET", "__ds/subscriptions/sync", &admin, None)
+            .await;
+        if sub["streams"][0]["acked_offset"] == tail {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the snapshot's tail is acked");
+
+    // A handler that calls back: an append while its wake is in flight is not lost.
+    let (url, slow) = receiver(0).await;
+    let spec = json!({"type": "webhook", "pattern": "chat-*", "webhook": {"url": url}});
+    server
+        .send("PUT", "__ds/subscriptions/async", &admin, Some(spec))
+        .await;
+    server.append("chat-2", &admin, json!({"n": 1})).await;
+    let wake = wait_for("the wake", Duration::from_secs(5), || body(&slow, 0)).await;
+    server.append("chat-2", &admin, json!({"n": 2})).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        slow.seen.lock().unwrap().len(),
+        1,
+        "one wake in flight at a time"
+    );
+    let snapshot = wake["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["path"] == "chat-2")
+        .unwrap()["tail_offset"]
+        .clone();
+    let callback = wake["callback_url"]
+        .as_str()
+        .unwrap()
+        .split("/v1/stream/")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let ack = json!({"wake_id": wake["wake_id"], "generation": wake["generation"], "acks": [{"stream": "chat-2", "offset": snapshot}], "done": true});
+    let (status, answer) = server
+        .send(
+            "POST",
+            &callback,
+            wake["callback_token"].as_str().unwrap(),
+            Some(ack),
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({"ok": true, "next_wake": true}))
+    );
+    let next = wait_for("the next wake", Duration::from_secs(5), || body(&slow, 1)).await;
+    assert_eq!(
+        next["generation"].as_u64(),
+        wake["generation"].as_u64().map(|g| g + 1)
+    );
+    let chat2 = next["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["path"] == "chat-2")
+        .unwrap()
+        .clone();
+    assert_eq!(chat2["acked_offset"], snapshot);
+    assert_eq!(chat2["has_pending"], true);
+}
+
+#[tokio::test]
+async fn a_released_claim_is_woken_again_and_narrow_tokens_cannot_touch_wider_subscriptions() {
+    let server = serve().await;
+    let admin = token("acme", "*", Role::Admin);
+    server
+        .send("PUT", "wake/pool", &admin, Some(json!([])))
+        .await;
+    let spec = json!({"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool"});
+    let (status, _) = server
+        .send("PUT", "__ds/subscriptions/all", &admin, Some(spec))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    server.append("chat-1", &admin, json!({"n": 1})).await;
+    let (status, claim) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/all/claim",
+            &admin,
+            Some(json!({"worker": "w1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claim}");
+    let release = json!({"wake_id": claim["wake_id"], "generation": claim["generation"]});
+    let (status, _) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/all/release",
+            claim["token"].as_str().unwrap(),
+            Some(release.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, events) = server
+        .send("GET", "wake/pool?offset=-1", &admin, None)
+        .await;
+    let generations: Vec<u64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["generation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        generations,
+        [1, 2],
+        "released with work pending: woken again"
+    );
+    let (status, body) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/all/release",
+            claim["token"].as_str().unwrap(),
+            Some(release),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("FENCED"))
+    );
+
+    // A token for chat-1* cannot read, claim or delete a subscription over all of chat-*.
+    let narrow = token("acme", "chat-1*", Role::Writer);
+    for (method, path, body) in [
+        ("GET", "__ds/subscriptions/all", None),
+        (
+            "POST",
+            "__ds/subscriptions/all/claim",
+            Some(json!({"worker": "w9"})),
+        ),
+        ("DELETE", "__ds/subscriptions/all", None),
+        ("DELETE", "__ds/subscriptions/all/streams/chat-1", None),
+    ] {
+        let (status, _) = server.send(method, path, &narrow, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let (status, _) = server
+        .send("GET", "__ds/subscriptions/all", &admin, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "still there");
+
+    // A token minted for one tenant does not verify for another, whatever its text says.
+    let (tenant, rest) = claim["token"].as_str().unwrap().split_once('.').unwrap();
+    assert!(!tenant.is_empty());
+    let globex = format!("{}.{rest}", base64_url("globex"));
+    let ack = json!({"wake_id": claim["wake_id"], "generation": claim["generation"], "done": true});
+    let (status, body) = server
+        .send("POST", "__ds/subscriptions/all/ack", &globex, Some(ack))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("TOKEN_INVALID"))
+    );
+
+    // `__ds` names no stream.
+    let (status, _) = server.send("PUT", "__ds", &admin, Some(json!([]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn base64_url(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
