@@ -198,11 +198,9 @@ fn examples(rubric: &Rubric, judge: &Judge, tuning: &[&GradedTrace]) -> Vec<Exam
     }
     // Stable: items keep their order within each kind.
     out.sort_by_key(|e| !e.adjudicated);
-    out.truncate(MAX_EXAMPLES);
+    out.truncate(crate::prompt::MAX_EXAMPLES);
     out
 }
-
-const MAX_EXAMPLES: usize = 10;
 
 /// What a comparison runs with.
 pub struct Trial<'a> {

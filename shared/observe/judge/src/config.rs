@@ -456,7 +456,7 @@ impl JudgeConfig {
             if !(r.near_threshold.is_finite() && (0.0..=1.0).contains(&r.near_threshold)) {
                 return Err(ConfigError::new(field("near_threshold"), "must be 0 to 1"));
             }
-            if r.few_shot > 10 {
+            if r.few_shot > crate::prompt::MAX_EXAMPLES {
                 return Err(ConfigError::new(field("few_shot"), "at most 10"));
             }
             let mut variants = std::collections::HashSet::new();
@@ -482,7 +482,7 @@ impl JudgeConfig {
                         format!("at most {MAX_INSTRUCTIONS} characters"),
                     ));
                 }
-                if v.few_shot.is_some_and(|n| n > 10) {
+                if v.few_shot.is_some_and(|n| n > crate::prompt::MAX_EXAMPLES) {
                     return Err(ConfigError::new(field("few_shot"), "at most 10"));
                 }
             }

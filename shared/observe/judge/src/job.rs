@@ -292,7 +292,7 @@ impl JudgeJob {
         Ok(Arc::new(judge))
     }
 
-    /// Up to [`MAX_SHOTS`] graded traces of `rubric`'s version with the experts' answers and
+    /// Up to [`MAX_EXAMPLES`](crate::prompt::MAX_EXAMPLES) (and one) graded traces of `rubric`'s version with the experts' answers and
     /// justifications: adjudicated items first (where the experts had to draw the line),
     /// then other graded items with a justification, each redacted as the tenant
     /// configures. Read again after [`CONFIG_TTL`].
@@ -328,7 +328,7 @@ impl JudgeJob {
                 .await
                 .map_err(|e| storage(&e))?;
             for grade in grades {
-                if shots.len() > MAX_SHOTS {
+                if shots.len() > crate::prompt::MAX_EXAMPLES {
                     break 'queues;
                 }
                 let justified = crate::prompt::justified(&grade.answers);
@@ -367,10 +367,6 @@ enum Built {
     Never(String),
     Later(String),
 }
-
-/// The most few-shot examples kept per rubric (one more, so the trace judged can be left
-/// out of its own prompt).
-const MAX_SHOTS: usize = 10;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The maps hold no invariant a panicking holder could break.

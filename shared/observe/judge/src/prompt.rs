@@ -16,6 +16,10 @@ use crate::config::{EndpointConfig, JudgeConfig, PromptConfig};
 use crate::endpoint::ChatMessage;
 use crate::verdict;
 
+/// The most few-shot examples a prompt is given (a rubric's or variant's `few_shot` is at
+/// most this; the job and calibration keep no more).
+pub const MAX_EXAMPLES: usize = 10;
+
 /// The template's version; bump it with any change to the prompt's text or layout.
 pub const PROMPT_VERSION: &str = "judge-1";
 
