@@ -23,6 +23,8 @@ FUNCTIONS = {
     "WebSocketFunction": "agentwire-websocket",
     "ArchiverFunction": "agentwire-archiver",
     "ScorerFunction": "agentwire-scorer",
+    # The archiver's bootstrap, run as the dispatch function (AGENTWIRE_JOB=dispatch).
+    "DispatchFunction": "agentwire-archiver",
     # The scorer's bootstrap, run as the judge (AGENTWIRE_JOB=judge).
     "JudgeFunction": "agentwire-scorer",
 }
@@ -33,9 +35,11 @@ WEBSOCKET_ROUTES = [
 COMMON_ENV = ["AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_BUCKET", "RUST_LOG"]
 # Only the functions that push to WebSocket clients and check tokens get these.
 API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT"]
-API_FUNCTIONS = ["HttpFunction", "WebSocketFunction"]
+# The dispatch function appends wake events (pushed to WebSocket followers) and derives
+# the webhook key from the token secret.
+API_FUNCTIONS = ["HttpFunction", "WebSocketFunction", "DispatchFunction"]
 # Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
-JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer"}
+JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer", "DispatchFunction": "archiver"}
 OUTPUTS = [
     "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
     "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
@@ -319,6 +323,23 @@ def _(t: Template) -> None:
     expect(patterns == ['{"dynamodb":{"Keys":{"sk":{"S":["meta"]}}}}'], f"filter patterns are {patterns}")
     expect(streams[0].get("BisectBatchOnFunctionError") is True, "no BisectBatchOnFunctionError")
     expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event")
+
+
+@check("DispatchFunction reads the SessionsTable stream filtered to subscription items, with a failure destination, and sweeps every minute")
+def _(t: Template) -> None:
+    events = t.props("DispatchFunction").get("Events", {})
+    streams = [e["Properties"] for e in events.values() if e.get("Type") == "DynamoDB"]
+    expect(len(streams) == 1 and refs(streams[0].get("Stream")) == {"SessionsTable"}, "no DynamoDB event on SessionsTable")
+    patterns = [f.get("Pattern") for f in streams[0].get("FilterCriteria", {}).get("Filters", [])]
+    expect(patterns == ['{"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"sub#"}]}}}}'], f"filter patterns are {patterns}")
+    expect(streams[0].get("BisectBatchOnFunctionError") is True, "no BisectBatchOnFunctionError")
+    failure = streams[0].get("DestinationConfig", {}).get("OnFailure", {})
+    expect(refs(failure.get("Destination")) == {"DispatchFailures"}, f"OnFailure is {failure!r}")
+    schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
+    expect(schedules == ["rate(1 minute)"], f"schedules are {schedules}")
+    expect(t.function_env("DispatchFunction").get("AGENTWIRE_JOB") == "dispatch", "DispatchFunction is not run as dispatch")
+    index = [i for i in t.props("SessionsTable").get("GlobalSecondaryIndexes", []) if i.get("IndexName") == "keys"]
+    expect(len(index) == 1 and index[0]["Projection"]["ProjectionType"] == "KEYS_ONLY", f"the keys index is {index!r}")
 
 
 @check("ScorerFunction gets the Bucket's Object Created events for traces/ through EventBridge, re-scores on a schedule, and indexes into SessionsTable's scores index")

@@ -104,12 +104,11 @@ done
 kill "$server" 2>/dev/null || true
 server=""
 
-# Subscriptions (webhooks, pull-wake) are served on SQLite; on DynamoDB not yet.
+# Subscriptions (webhooks, pull-wake) in full on both backends.
 subscriptions=1
 conformance sqlite
-subscriptions=0
 # The Lambda functions' wiring: DynamoDB log and registry, S3 blobs, inline pushes through
-# the management API, live reads polling DynamoDB.
+# the management API, live reads polling DynamoDB, subscriptions in the session table.
 conformance aws --backend aws --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT" \
   --s3-endpoint "$AGENTWIRE_S3_ENDPOINT" --dynamodb-table conformance
 

@@ -411,8 +411,13 @@ async fn aws(
         budget: stack.budget.clone(),
         endpoints: stack.judge_endpoints(),
         sqlite: None,
-        // Subscriptions on DynamoDB are not built yet: this backend serves none.
-        dispatch: None,
+        // Subscriptions on the session table, sent from this process (the HTTP and
+        // dispatch functions split that work on Lambda).
+        dispatch: Some(agentwire_local_stack::local_dispatch(
+            stack.subscriptions.clone(),
+            stack.subscriptions.clone(),
+            &local.data_dir,
+        )?),
     };
     Ok(LocalStack::assemble(
         parts,

@@ -3,11 +3,13 @@
 //! OTLP/HTTP trace ingest (`POST /v1/traces`) is served beside it, into the bucket, the
 //! scores API (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index, and
 //! the grading API (`/v1/rubrics`, `/v1/queues`) on the session table
-//! (`Stack::http_app` builds them all); the grading page is served at `/grade/`.
+//! (`Stack::http_app` builds them all); the grading page is served at `/grade/`. Durable
+//! Streams subscriptions are served too: pull-wake claims here, webhook sends by the
+//! dispatch function.
 
 mod page;
 
-use agentwire_aws_stack::{Needs, Settings, Stack};
+use agentwire_aws_stack::{Needs, Sends, Settings, Stack};
 use agentwire_streams_http::HttpConfig;
 
 #[tokio::main]
@@ -23,8 +25,11 @@ async fn main() -> anyhow::Result<()> {
         sse: false,
         ..HttpConfig::default()
     };
+    // Webhook wakes are sent by the dispatch function, which follows the table's stream:
+    // this one's work ends with its answer.
+    let dispatch = stack.dispatch(Sends::ByChangeFeed).await?;
     let app = stack
-        .http_app(stack.auth().await?, config)?
+        .http_app(stack.auth().await?, config, Some(dispatch))?
         .merge(page::router());
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

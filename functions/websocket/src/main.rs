@@ -1,7 +1,7 @@
 //! The WebSocket routes on Lambda: every route goes to `Realtime::handle`, the handler the
 //! local gateway calls too.
 
-use agentwire_aws_stack::{Needs, Settings, Stack};
+use agentwire_aws_stack::{Needs, Sends, Settings, Stack};
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -10,7 +10,9 @@ async fn main() -> anyhow::Result<()> {
     agentwire_aws_stack::init_logging();
     let settings = Settings::from_env(Needs::API)?;
     let stack = Stack::connect(&settings).await?;
-    let realtime = stack.realtime(stack.auth().await?)?;
+    // Messages written over the socket wake subscriptions too; the dispatch function sends.
+    let dispatch = stack.dispatch(Sends::ByChangeFeed).await?;
+    let realtime = stack.realtime(stack.auth().await?, Some(&dispatch))?;
     let handler = service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let realtime = realtime.clone();
         async move { Ok::<_, lambda_runtime::Error>(realtime.handle(event.payload).await) }

@@ -219,7 +219,7 @@ async fn world(args: &Args) -> anyhow::Result<World> {
     Ok(World {
         url,
         token,
-        realtime: stack.realtime(auth)?,
+        realtime: stack.realtime(auth, None)?,
         archiver: stack.archiver(),
         meter,
         http,

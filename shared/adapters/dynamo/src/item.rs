@@ -172,6 +172,12 @@ impl Meta {
             ("refs".into(), n(self.refs)),
             ("del".into(), AttributeValue::Bool(self.deleted)),
         ]);
+        // Listed under its tenant in the keys index: the streams a new pattern
+        // subscription links (set once, at creation; no stored name lacks a tenant).
+        if let Some((tenant, session)) = agentwire_auth::split_stored_name(&self.name) {
+            item.insert("kpk".into(), s(&format!("streams#{tenant}")));
+            item.insert("ksk".into(), s(session));
+        }
         match self.expiry {
             Expiry::Never => {}
             Expiry::Ttl { seconds } => {

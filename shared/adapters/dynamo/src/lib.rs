@@ -8,6 +8,7 @@ mod grading;
 mod item;
 mod scores;
 mod stream;
+mod subscriptions;
 mod table;
 
 pub use activity::DynamoActivityIndex;
@@ -16,6 +17,8 @@ pub use connections::{CONNECTION_LIFETIME_SECS, DynamoConnectionRegistry};
 pub use grading::DynamoGradingStore;
 pub use scores::{DynamoScoreIndex, SCORES_INDEX};
 pub use stream::session_changes;
+pub use subscriptions::{DynamoSubscriptionStore, subscription_changes};
+pub use table::KEYS_INDEX;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -151,3 +151,76 @@ mod budget_ledger {
 
     budget_ledger_contract!(ledger);
 }
+
+/// The SubscriptionStore contract, on DynamoDB Local (in the session table, with its
+/// `keys` index), and the stream catalog beside it.
+mod subscription_store {
+    use std::sync::Arc;
+
+    use agentwire_contracts::subscription_store_contract;
+    use agentwire_dispatch::{StreamCatalog, SubscriptionStore};
+    use agentwire_dynamo::{DynamoSessionLog, DynamoSubscriptionStore, local_client};
+    use agentwire_session::{CreateStream, Expiry, Offset, SessionLog};
+    use bytes::Bytes;
+
+    async fn table() -> (String, String) {
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("subscriptions-{:016x}", fastrand::u64(..));
+        DynamoSessionLog::new(local_client(&endpoint), &table)
+            .ensure_table()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB Local must be running at {endpoint}: {e}"));
+        (endpoint, table)
+    }
+
+    async fn store() -> (Arc<dyn SubscriptionStore>, ()) {
+        let (endpoint, table) = table().await;
+        let store = DynamoSubscriptionStore::new(local_client(&endpoint), table);
+        store.ensure_index().await.expect("the keys index");
+        (Arc::new(store), ())
+    }
+
+    subscription_store_contract!(store);
+
+    fn stream(name: &str, body: &'static [u8]) -> CreateStream {
+        CreateStream {
+            name: name.to_owned(),
+            content_type: Some("application/octet-stream".into()),
+            expiry: Expiry::Never,
+            closed: false,
+            fork: None,
+            body: Bytes::from_static(body),
+        }
+    }
+
+    /// What a new pattern subscription links: the tenant's live streams at their tails,
+    /// never another tenant's, never a deleted one.
+    #[tokio::test]
+    async fn the_catalog_lists_one_tenants_live_streams_with_their_tails() {
+        let (endpoint, table) = table().await;
+        let log = DynamoSessionLog::new(local_client(&endpoint), &table);
+        log.create(stream("acme/chat-1", b"abc"))
+            .await
+            .expect("create");
+        log.create(stream("acme/team/chat-2", b""))
+            .await
+            .expect("create");
+        log.create(stream("acme/gone", b"x")).await.expect("create");
+        log.delete("acme/gone").await.expect("delete");
+        log.create(stream("acme-other/chat-9", b"x"))
+            .await
+            .expect("create");
+        let catalog = DynamoSubscriptionStore::new(local_client(&endpoint), &table);
+        let mut listed = catalog.streams("acme").await.expect("list");
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                ("chat-1".to_owned(), Offset(3)),
+                ("team/chat-2".to_owned(), Offset(0))
+            ]
+        );
+        assert_eq!(catalog.streams("nobody").await.expect("list"), []);
+    }
+}

@@ -19,7 +19,7 @@ pub mod url_check;
 
 pub use error::DispatchError;
 pub use model::{Delivery, Spec, Subscription};
-pub use service::{Dispatch, DispatchConfig, DispatchObserver};
+pub use service::{Dispatch, DispatchConfig, DispatchObserver, Sends};
 pub use store::{
     MemorySubscriptionStore, StoreError, StreamCatalog, SubscriptionStore, WebhookClient,
 };

@@ -232,6 +232,10 @@ pub struct Subscription {
     pub generation: u64,
     pub wake: Option<Wake>,
     pub retry: Option<Retry>,
+    /// Counts webhook sends asked for ([`Effect::Deliver`]): a change feed of stored
+    /// subscriptions (DynamoDB Streams) sends when this grew, and only then.
+    #[serde(default)]
+    pub deliveries: u64,
 }
 
 /// What the service must do after a transition was saved.
@@ -346,6 +350,7 @@ impl Subscription {
             generation: 0,
             wake: None,
             retry: None,
+            deliveries: 0,
         }
     }
 
@@ -458,10 +463,13 @@ impl Subscription {
             lease_until_ms: Some(now_ms + self.spec.lease_ttl_ms as i64 + allowance),
         });
         match &self.spec.delivery {
-            Delivery::Webhook { .. } => Effect::Deliver {
-                wake_id: id,
-                generation: self.generation,
-            },
+            Delivery::Webhook { .. } => {
+                self.deliveries += 1;
+                Effect::Deliver {
+                    wake_id: id,
+                    generation: self.generation,
+                }
+            }
             Delivery::PullWake { wake_stream } => Effect::WakeEvent {
                 wake_stream: wake_stream.clone(),
                 stream: first,
@@ -666,6 +674,7 @@ impl Subscription {
             // Not due again until this attempt's answer reschedules it.
             retry.next_attempt_at_ms = i64::MAX;
         }
+        self.deliveries += 1;
         Effect::Deliver {
             wake_id: wake.id.clone(),
             generation: self.generation,

@@ -33,6 +33,18 @@ pub struct DispatchConfig {
     pub targets: Targets,
     /// How often the sweeper looks for expired leases and due retries.
     pub sweep_every: Duration,
+    pub sends: Sends,
+}
+
+/// Who sends the webhook wakes a transition asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sends {
+    /// This process, in a task of its own (`agentwire dev`, a long-running server).
+    Inline,
+    /// Whoever follows the stored subscriptions' changes and calls
+    /// [`Dispatch::send_changed`] (on AWS, a function fed by the table's stream): a Lambda
+    /// handler cannot keep working after it answered.
+    ByChangeFeed,
 }
 
 impl Default for DispatchConfig {
@@ -40,6 +52,7 @@ impl Default for DispatchConfig {
         DispatchConfig {
             targets: Targets::Public,
             sweep_every: Duration::from_millis(200),
+            sends: Sends::Inline,
         }
     }
 }
@@ -571,6 +584,7 @@ impl Dispatch {
                     warn!(subscription = %sub.id, error = %e, "wake event not written");
                 }
             }
+            Effect::Deliver { .. } if self.config.sends == Sends::ByChangeFeed => {}
             Effect::Deliver { wake_id, .. } => {
                 let this = self.clone();
                 let sessions = sessions.clone();
@@ -579,6 +593,21 @@ impl Dispatch {
                     this.deliver(&sessions, &tenant, &id, &wake_id).await;
                 });
             }
+        }
+    }
+
+    /// Sends the wake a stored change asked for, if it did (its delivery count grew): a
+    /// change feed delivers at least once, and a repeated record sends the same wake
+    /// again, which its generation makes harmless.
+    pub async fn send_changed(
+        self: &Arc<Self>,
+        sessions: &Sessions,
+        old: Option<&Subscription>,
+        new: &Subscription,
+    ) {
+        let asked = new.deliveries > old.map_or(0, |old| old.deliveries);
+        if let (true, Some(wake)) = (asked, &new.wake) {
+            self.deliver(sessions, &new.tenant, &new.id, &wake.id).await;
         }
     }
 

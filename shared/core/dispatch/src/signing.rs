@@ -33,9 +33,30 @@ impl WebhookKey {
         Ok((WebhookKey::from_pkcs8(&bytes)?, bytes))
     }
 
-    /// The key a [`WebhookKey::generate`] document holds.
+    /// The PKCS#8 document of the key derived from `secret` (at least 32 random bytes):
+    /// where the stack already keeps one secret (the token secret in Secrets Manager), the
+    /// webhook key needs no second one, and every function derives the same key.
+    pub fn document_from_secret(secret: &[u8]) -> Result<Vec<u8>, String> {
+        if secret.len() < 32 {
+            return Err("a webhook key's secret is at least 32 bytes".into());
+        }
+        let mut seed = sha2::Sha256::new();
+        seed.update(b"agentwire webhook key\n");
+        seed.update(secret);
+        // RFC 8410's PKCS#8 v1 encoding of an Ed25519 private key: a fixed prefix, then
+        // the 32-byte seed.
+        let mut document = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        document.extend_from_slice(&seed.finalize());
+        Ok(document)
+    }
+
+    /// The key a [`WebhookKey::generate`] or [`WebhookKey::document_from_secret`] document
+    /// holds (a v2 document's public key is checked against its private key).
     pub fn from_pkcs8(document: &[u8]) -> Result<WebhookKey, String> {
-        let pair = Ed25519KeyPair::from_pkcs8(document)
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(document)
             .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
         let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
         // RFC 7638: the required members in lexicographic order, no whitespace.
@@ -139,5 +160,26 @@ mod tests {
         assert!(!verify(&header, body, &other.jwks(), 1_700_000_010, 300));
         assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
         assert!(WebhookKey::from_pkcs8(b"nope").is_err());
+    }
+
+    #[test]
+    fn a_key_derived_from_a_secret_is_the_same_everywhere_and_the_secrets_own() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let one = WebhookKey::from_pkcs8(&WebhookKey::document_from_secret(secret).unwrap());
+        let two = WebhookKey::from_pkcs8(&WebhookKey::document_from_secret(secret).unwrap());
+        let (one, two) = (one.unwrap(), two.unwrap());
+        assert_eq!(one.kid(), two.kid(), "every function derives the same key");
+        let body = b"{}";
+        assert!(verify(
+            &one.signature(100, body),
+            body,
+            &two.jwks(),
+            100,
+            300
+        ));
+        let other =
+            WebhookKey::document_from_secret(b"another secret, also 32 bytes long").unwrap();
+        assert_ne!(WebhookKey::from_pkcs8(&other).unwrap().kid(), one.kid());
+        assert!(WebhookKey::document_from_secret(b"short").is_err());
     }
 }

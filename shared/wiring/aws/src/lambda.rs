@@ -104,6 +104,98 @@ pub async fn serve_archiver(archiver: &Archiver) -> Result<(), lambda_runtime::E
     .await
 }
 
+/// How long one scheduled invocation of the dispatch function sweeps: EventBridge
+/// schedules run at most every minute, and leases are seconds long, so each invocation
+/// sweeps every [`SWEEP_EVERY`] until the next one is about to start.
+pub const SWEEP_FOR: std::time::Duration = std::time::Duration::from_secs(55);
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What invoked the dispatch function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchEvent {
+    /// A batch of the session table's stream: subscriptions as they were and are.
+    Changes(
+        Vec<(
+            Option<agentwire_dispatch::Subscription>,
+            agentwire_dispatch::Subscription,
+        )>,
+    ),
+    /// The schedule: sweep expired leases and due retries.
+    Schedule,
+}
+
+impl DispatchEvent {
+    /// Tells the two event shapes apart; anything else is refused with what it was.
+    pub fn parse(event: Value) -> Result<DispatchEvent, String> {
+        if event.get("Records").is_some() {
+            let event: StreamEvent = serde_json::from_value(event)
+                .map_err(|e| format!("not a DynamoDB Stream event: {e}"))?;
+            return Ok(DispatchEvent::Changes(
+                agentwire_dynamo::subscription_changes(&event),
+            ));
+        }
+        if event.get("detail-type").is_some() {
+            let _: EventBridgeEvent = serde_json::from_value(event)
+                .map_err(|e| format!("not an EventBridge event: {e}"))?;
+            return Ok(DispatchEvent::Schedule);
+        }
+        Err(
+            "expected a DynamoDB Stream event (Records) or an EventBridge schedule (detail-type)"
+                .into(),
+        )
+    }
+}
+
+/// One invocation of the dispatch function: the wakes a batch asked for sent (a failed
+/// send is the subscription's scheduled retry, not the batch's; one never answered is
+/// woken again when its lease runs out), or a minute of sweeping.
+pub async fn dispatch(
+    dispatch: &Arc<agentwire_dispatch::Dispatch>,
+    sessions: &agentwire_session::Sessions,
+    event: Value,
+) -> Result<Value, Diagnostic> {
+    let event = DispatchEvent::parse(event).map_err(|message| Diagnostic {
+        error_type: "BadEvent".into(),
+        error_message: message,
+    })?;
+    match event {
+        DispatchEvent::Changes(changes) => {
+            let sends = changes.len();
+            futures_util::future::join_all(
+                changes
+                    .iter()
+                    .map(|(old, new)| dispatch.send_changed(sessions, old.as_ref(), new)),
+            )
+            .await;
+            Ok(json!({ "job": "dispatch", "changes": sends }))
+        }
+        DispatchEvent::Schedule => {
+            let until = tokio::time::Instant::now() + SWEEP_FOR;
+            let mut sweeps = 0;
+            while tokio::time::Instant::now() < until {
+                if let Err(e) = dispatch.sweep(sessions).await {
+                    warn!(error = %e, "subscription sweep failed");
+                }
+                sweeps += 1;
+                tokio::time::sleep(SWEEP_EVERY).await;
+            }
+            Ok(json!({ "job": "dispatch", "sweeps": sweeps }))
+        }
+    }
+}
+
+/// Serves the dispatch function on Lambda: its stream batches and its schedule.
+pub async fn serve_dispatch(
+    dispatch: Arc<agentwire_dispatch::Dispatch>,
+    sessions: agentwire_session::Sessions,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let (dispatch, sessions) = (dispatch.clone(), sessions.clone());
+        async move { self::dispatch(&dispatch, &sessions, event.payload).await }
+    }))
+    .await
+}
+
 /// What invoked the scorer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScorerEvent {

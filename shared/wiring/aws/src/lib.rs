@@ -18,9 +18,11 @@ use std::time::Duration;
 use agentwire_apigw_push::ApiGatewayPush;
 use agentwire_archive::Archiver;
 use agentwire_auth::{Auth, Signer};
+pub use agentwire_dispatch::{Dispatch, Sends, Targets};
+use agentwire_dispatch::{DispatchConfig, DispatchObserver};
 use agentwire_dynamo::{
     DynamoActivityIndex, DynamoBudgetLedger, DynamoConnectionRegistry, DynamoGradingStore,
-    DynamoScoreIndex, DynamoSessionLog,
+    DynamoScoreIndex, DynamoSessionLog, DynamoSubscriptionStore,
 };
 use agentwire_grading_http::GradingService;
 use agentwire_realtime::{Fanout, Realtime};
@@ -227,6 +229,8 @@ pub struct Stack {
     pub grading: Arc<DynamoGradingStore>,
     /// The LLM judge's daily spend per tenant, in the session table.
     pub budget: Arc<DynamoBudgetLedger>,
+    /// Durable Streams subscriptions and the stream catalog, in the session table.
+    pub subscriptions: Arc<DynamoSubscriptionStore>,
     /// Present when the settings had [`Needs::delivery`].
     pub delivery: Option<Delivery>,
     secret: Option<SecretSource>,
@@ -318,6 +322,10 @@ impl Stack {
                 dynamodb.clone(),
                 &settings.sessions_table,
             )),
+            subscriptions: Arc::new(DynamoSubscriptionStore::new(
+                dynamodb.clone(),
+                &settings.sessions_table,
+            )),
             budget: Arc::new(DynamoBudgetLedger::new(dynamodb, &settings.sessions_table)),
             bucket,
             delivery,
@@ -337,6 +345,47 @@ impl Stack {
     /// Token checking with the configured secret (read from Secrets Manager when given as
     /// an ARN): for the functions that take requests.
     pub async fn auth(&self) -> Result<Auth, ConfigError> {
+        Ok(Auth::Tokens(Signer::new(self.secret_value().await?)))
+    }
+
+    /// Subscriptions on the session table, signing webhooks with a key derived from the
+    /// token secret (one secret for the stack; every function derives the same key, and
+    /// rotating the secret rotates the key). `sends` says who sends webhook wakes: on
+    /// Lambda, [`Sends::ByChangeFeed`] (the dispatch function, fed by the table's stream).
+    pub async fn dispatch(&self, sends: Sends) -> Result<Arc<Dispatch>, ConfigError> {
+        self.dispatch_with(sends, Targets::Public).await
+    }
+
+    /// [`Stack::dispatch`] with webhooks allowed to reach `targets` (tests on this machine
+    /// need loopback ones).
+    pub async fn dispatch_with(
+        &self,
+        sends: Sends,
+        targets: Targets,
+    ) -> Result<Arc<Dispatch>, ConfigError> {
+        let key = agentwire_dispatch::signing::WebhookKey::document_from_secret(
+            &self.secret_value().await?,
+        )
+        .map_err(|e| ConfigError::Env(vec![e]))?;
+        let webhooks = Arc::new(agentwire_webhook::HttpWebhookClient::new(
+            targets,
+            Duration::from_millis(agentwire_dispatch::model::DELIVERY_TIMEOUT_MS as u64),
+        ));
+        Dispatch::new(
+            self.subscriptions.clone(),
+            self.subscriptions.clone(),
+            webhooks,
+            &key,
+            DispatchConfig {
+                targets,
+                sends,
+                ..DispatchConfig::default()
+            },
+        )
+        .map_err(|e| ConfigError::Env(vec![e]))
+    }
+
+    async fn secret_value(&self) -> Result<Vec<u8>, ConfigError> {
         let secret = match &self.secret {
             None => return Err(ConfigError::NotConfigured("a token secret (Needs::tokens)")),
             Some(SecretSource::Value(value)) => value.clone(),
@@ -359,7 +408,7 @@ impl Stack {
                     })?
             }
         };
-        Ok(Auth::Tokens(Signer::new(secret)))
+        Ok(secret)
     }
 
     /// The session service as a Lambda runs it: appends push to WebSocket subscribers
@@ -372,11 +421,27 @@ impl Stack {
             .with_poll_interval(POLL_INTERVAL))
     }
 
-    /// The WebSocket routes' service.
-    pub fn realtime(&self, auth: Auth) -> Result<Realtime, ConfigError> {
+    /// [`Stack::sessions`] whose appends also wake `dispatch`'s subscriptions.
+    pub fn sessions_dispatching(&self, dispatch: &Arc<Dispatch>) -> Result<Sessions, ConfigError> {
+        Ok(self
+            .sessions()?
+            .with_observer(Arc::new(DispatchObserver(dispatch.clone()))))
+    }
+
+    /// The WebSocket routes' service; with `dispatch`, what clients write over it wakes
+    /// subscriptions as HTTP appends do.
+    pub fn realtime(
+        &self,
+        auth: Auth,
+        dispatch: Option<&Arc<Dispatch>>,
+    ) -> Result<Realtime, ConfigError> {
         let delivery = self.delivery()?;
+        let sessions = match dispatch {
+            Some(dispatch) => self.sessions_dispatching(dispatch)?,
+            None => self.sessions()?,
+        };
         Ok(Realtime::new(
-            self.sessions()?,
+            sessions,
             delivery.registry.clone(),
             delivery.push.clone(),
             auth,
@@ -423,29 +488,42 @@ impl Stack {
     /// The HTTP function's router: the Durable Streams API (`http`), OTLP/HTTP trace ingest
     /// (`POST /v1/traces`, with `http`'s body limit), the scores API and the grading API
     /// (`/v1/rubrics`, `/v1/queues`, bodies up to
-    /// [`agentwire_grading_http::DEFAULT_MAX_BODY_BYTES`]), all checking tokens with `auth`.
-    pub fn http_app(&self, auth: Auth, http: HttpConfig) -> Result<axum::Router, ConfigError> {
+    /// [`agentwire_grading_http::DEFAULT_MAX_BODY_BYTES`]), all checking tokens with `auth`;
+    /// with `dispatch`, the subscription routes too, and appends wake its subscriptions.
+    pub fn http_app(
+        &self,
+        auth: Auth,
+        http: HttpConfig,
+        dispatch: Option<Arc<Dispatch>>,
+    ) -> Result<axum::Router, ConfigError> {
         let traces = TracesConfig {
             max_body_bytes: http.max_body_bytes,
             ..TracesConfig::default()
         };
-        Ok(
-            agentwire_streams_http::router(self.sessions()?, auth.clone(), http)
-                .merge(agentwire_traces_http::router(
-                    self.trace_archive(),
-                    auth.clone(),
-                    traces,
-                ))
-                .merge(agentwire_traces_http::scores_router(
-                    self.scores.clone(),
-                    auth.clone(),
-                ))
-                .merge(agentwire_grading_http::router(
-                    self.grading_service(),
-                    auth,
-                    agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
-                )),
-        )
+        let streams = match dispatch {
+            Some(dispatch) => agentwire_streams_http::router_with_dispatch(
+                self.sessions_dispatching(&dispatch)?,
+                auth.clone(),
+                http,
+                dispatch,
+            ),
+            None => agentwire_streams_http::router(self.sessions()?, auth.clone(), http),
+        };
+        Ok(streams
+            .merge(agentwire_traces_http::router(
+                self.trace_archive(),
+                auth.clone(),
+                traces,
+            ))
+            .merge(agentwire_traces_http::scores_router(
+                self.scores.clone(),
+                auth.clone(),
+            ))
+            .merge(agentwire_grading_http::router(
+                self.grading_service(),
+                auth,
+                agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
+            )))
     }
 
     /// Creates the tables (with the scores index) and the bucket when missing: for local
@@ -453,6 +531,10 @@ impl Stack {
     pub async fn ensure_local_resources(&self) -> Result<(), String> {
         self.log.ensure_table().await.map_err(|e| e.to_string())?;
         self.scores
+            .ensure_index()
+            .await
+            .map_err(|e| e.to_string())?;
+        self.subscriptions
             .ensure_index()
             .await
             .map_err(|e| e.to_string())?;

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use agentwire_archive::{Archiver, ChangeFeed};
 use agentwire_auth::Auth;
-use agentwire_dispatch::{Dispatch, DispatchConfig, DispatchObserver, Targets};
+use agentwire_dispatch::{
+    Dispatch, DispatchConfig, DispatchObserver, StreamCatalog, SubscriptionStore, Targets,
+};
 use agentwire_fs::DirTraceArchive;
 use agentwire_grading::GradingStore;
 use agentwire_grading_http::GradingService;
@@ -388,24 +390,7 @@ fn embedded_parts(
     let grading = SqliteGradingStore::open(&db).map_err(|e| storage(&db, e))?;
     let budget = SqliteBudgetLedger::open(&db).map_err(|e| storage(&db, e))?;
     let subscriptions = Arc::new(SqliteSubscriptionStore::open(&db).map_err(|e| storage(&db, e))?);
-    let key = webhook_key(&settings.data_dir)?;
-    // A development server: webhooks to this machine over plain http too.
-    let targets = Targets::PublicAndLoopback;
-    let webhooks = Arc::new(agentwire_webhook::HttpWebhookClient::new(
-        targets,
-        Duration::from_millis(agentwire_dispatch::model::DELIVERY_TIMEOUT_MS as u64),
-    ));
-    let dispatch = Dispatch::new(
-        subscriptions.clone(),
-        subscriptions,
-        webhooks,
-        &key,
-        DispatchConfig {
-            targets,
-            ..DispatchConfig::default()
-        },
-    )
-    .map_err(|e| storage(&settings.data_dir, e))?;
+    let dispatch = local_dispatch(subscriptions.clone(), subscriptions, &settings.data_dir)?;
     Ok(Parts {
         log,
         registry: Arc::new(InMemoryConnectionRegistry::default()),
@@ -421,6 +406,36 @@ fn embedded_parts(
         sqlite,
         dispatch: Some(dispatch),
     })
+}
+
+/// Subscriptions as a development server keeps them, on any store: signed with the data
+/// directory's key, webhooks to this machine over plain http allowed, sent in-process.
+pub fn local_dispatch(
+    store: Arc<dyn SubscriptionStore>,
+    catalog: Arc<dyn StreamCatalog>,
+    data_dir: &Path,
+) -> Result<Arc<Dispatch>, LocalError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| LocalError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let key = webhook_key(data_dir)?;
+    let targets = Targets::PublicAndLoopback;
+    let webhooks = Arc::new(agentwire_webhook::HttpWebhookClient::new(
+        targets,
+        Duration::from_millis(agentwire_dispatch::model::DELIVERY_TIMEOUT_MS as u64),
+    ));
+    Dispatch::new(
+        store,
+        catalog,
+        webhooks,
+        &key,
+        DispatchConfig {
+            targets,
+            ..DispatchConfig::default()
+        },
+    )
+    .map_err(|e| storage(data_dir, e))
 }
 
 /// The webhook signing key of the data directory (`webhook-key.p8`, PKCS#8, readable by

@@ -144,7 +144,7 @@ async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamod
         ..HttpConfig::default()
     };
     let app = stack
-        .http_app(stack.auth().await.expect("auth"), config)
+        .http_app(stack.auth().await.expect("auth"), config, None)
         .expect("the HTTP function's router");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

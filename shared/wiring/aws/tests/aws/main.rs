@@ -5,4 +5,5 @@ mod archiver;
 mod bedrock;
 mod claim_check;
 mod common;
+mod dispatch;
 mod grading;
