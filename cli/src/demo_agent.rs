@@ -1,9 +1,17 @@
 //! `agentwire demo-agent`: answers each new user message with a scripted reply, token by
-//! token, and obeys cancel, pause, resume and steer.
+//! token, and obeys cancel, pause, resume and steer. With `--session` it follows one
+//! session; with `--pattern` it is a worker of a pool serving every matching session,
+//! woken through a pull-wake subscription with a lease per session (`agentwire_sdk::Worker`).
 
 use std::time::Duration;
 
-use agentwire_sdk::{Client, Coalesce, ControlEvent, ControlKind, Envelope, EventType, Session};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agentwire_sdk::{
+    Client, Coalesce, ControlEvent, ControlKind, Envelope, EventType, Session, Worker,
+    WorkerOptions,
+};
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
@@ -11,10 +19,33 @@ use tokio::sync::broadcast;
 use tracing::info;
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("serves").required(true).args(["session", "pattern"])))]
 pub struct DemoAgentArgs {
     /// The session to answer in (created if missing).
     #[arg(long)]
-    session: String,
+    session: Option<String>,
+
+    /// Serve every session whose name matches (`chat-*`), as one worker of the pool:
+    /// run several and they share the sessions.
+    #[arg(long)]
+    pattern: Option<String>,
+
+    /// The pool's subscription id (workers of one pool use the same).
+    #[arg(long, default_value = "demo-agents")]
+    pool: String,
+
+    /// How long a session's lease lasts without a heartbeat: how soon a dead worker's
+    /// session is answered by another.
+    #[arg(long, default_value_t = 10_000)]
+    lease_ttl_ms: u64,
+
+    /// Sessions this worker serves at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+
+    /// This worker's name (claims and `agent.lost` events give it).
+    #[arg(long)]
+    worker_name: Option<String>,
 
     /// agentwire's base URL.
     #[arg(long, env = "AGENTWIRE_URL", default_value = "http://127.0.0.1:8787")]
@@ -41,7 +72,12 @@ impl DemoAgentArgs {
     /// The agent `agentwire dev` runs for its demo session.
     pub fn for_dev(session: &str, url: String, token: Option<String>) -> DemoAgentArgs {
         DemoAgentArgs {
-            session: session.to_owned(),
+            session: Some(session.to_owned()),
+            pattern: None,
+            pool: "demo-agents".into(),
+            lease_ttl_ms: 10_000,
+            concurrency: 16,
+            worker_name: None,
             url,
             token,
             rate: 30.0,
@@ -59,21 +95,26 @@ every subscriber receives the same events in the same order.";
 pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
     let client = Client::new(&args.url, args.token.clone());
-    let session = client
-        .open(&args.session)
-        .await
-        .context("cannot open the session")?;
-    let _watch = session.watch_control();
-    crate::say(format_args!("demo-agent answering in {}", args.session));
     let coalesce = Coalesce {
         linger: Duration::from_millis(args.linger_ms),
         ..Coalesce::default()
     };
+    let name = match (&args.session, &args.pattern) {
+        (Some(name), _) => name.clone(),
+        (None, Some(pattern)) => return serve_pool(client, pattern.clone(), args, coalesce).await,
+        (None, None) => anyhow::bail!("give --session or --pattern"),
+    };
+    let session = client
+        .open(&name)
+        .await
+        .context("cannot open the session")?;
+    let _watch = session.watch_control();
+    crate::say(format_args!("demo-agent answering in {name}"));
     let mut at = session.position().await;
     let mut user_text = std::collections::HashMap::<String, String>::new();
     let mut replies = 0u64;
     loop {
-        let (events, next) = client.wait_events(&args.session, at).await?;
+        let (events, next) = client.wait_events(&name, at).await?;
         at = next;
         for (_, event) in events {
             let Ok(event) = Envelope::from_value(event) else {
@@ -102,6 +143,66 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// One worker of the pool over `pattern`: each woken session's unanswered messages get a
+/// scripted reply, named to the lease first so a death mid-reply is reported.
+async fn serve_pool(
+    client: Client,
+    pattern: String,
+    args: DemoAgentArgs,
+    coalesce: Coalesce,
+) -> anyhow::Result<()> {
+    let mut options = WorkerOptions::new(&args.pool, &pattern);
+    options.lease_ttl = Duration::from_millis(args.lease_ttl_ms);
+    options.concurrency = args.concurrency;
+    if let Some(name) = &args.worker_name {
+        options.name = name.clone();
+    }
+    let worker = Worker::start(&client, options)
+        .await
+        .context("cannot join the pool (create its subscription)")?;
+    crate::say(format_args!(
+        "demo-agent {} serving {pattern} in pool {}",
+        worker.name(),
+        args.pool
+    ));
+    let name = worker.name().to_owned();
+    let args = Arc::new(args);
+    let replies = Arc::new(AtomicU64::new(0));
+    worker
+        .run(move |job| {
+            let (args, replies, name) = (args.clone(), replies.clone(), name.clone());
+            async move {
+                let unanswered = job.unanswered();
+                if unanswered.is_empty() {
+                    return Ok(());
+                }
+                let watch = job.session.watch_control();
+                for message in unanswered {
+                    let n = replies.fetch_add(1, Ordering::Relaxed) + 1;
+                    let reply_id = format!("m_{name}_{n}");
+                    job.working_on(&reply_id).await?;
+                    let answered = answer(
+                        &job.session,
+                        &reply_id,
+                        &message.id,
+                        &message.text,
+                        &args,
+                        coalesce,
+                    )
+                    .await;
+                    if let Err(e) = answered {
+                        watch.abort();
+                        return Err(agentwire_sdk::SdkError::Protocol(e.to_string()));
+                    }
+                }
+                watch.abort();
+                Ok(())
+            }
+        })
+        .await
+        .context("the worker stopped")
 }
 
 /// Streams one scripted reply, obeying control as it comes.

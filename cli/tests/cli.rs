@@ -1500,3 +1500,237 @@ fn calibrate_judge_keeps_the_prompt_that_agrees_with_the_experts() {
     });
     assert!(spent.tokens > 0, "the calls are the tenant's spend");
 }
+
+/// A pool of `agentwire demo-agent --pattern` workers against `agentwire dev`.
+struct Pool {
+    workers: Vec<(String, std::process::Child)>,
+}
+
+impl Pool {
+    fn spawn(&mut self, dev: &Dev, name: &str, reply_tokens: &str, rate: &str) {
+        let child = agentwire()
+            .args([
+                "demo-agent",
+                "--pattern",
+                "chat-*",
+                "--lease-ttl-ms",
+                "2000",
+            ])
+            .args([
+                "--linger-ms",
+                "10",
+                "--tokens",
+                reply_tokens,
+                "--rate",
+                rate,
+            ])
+            .args(["--worker-name", name, "--url"])
+            .arg(format!("http://{}", dev.addr))
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run agentwire demo-agent");
+        self.workers.push((name.to_owned(), child));
+    }
+
+    /// SIGKILL: no goodbye, no last write.
+    fn kill(&mut self, name: &str) {
+        let at = self
+            .workers
+            .iter()
+            .position(|(n, _)| n == name)
+            .expect("a worker");
+        let (_, mut child) = self.workers.remove(at);
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.workers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A session's events, from the start.
+fn session_events(dev: &Dev, name: &str) -> Vec<serde_json::Value> {
+    let reply = request(
+        dev,
+        &format!("GET /v1/stream/{name}?offset=-1 HTTP/1.1"),
+        "",
+    );
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+/// The assistant messages of a session: (id, finished).
+fn replies(events: &[serde_json::Value]) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for event in events {
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        match event["type"].as_str() {
+            Some("message.start") if event["role"] == "assistant" => out.push((id, false)),
+            Some("message.end") => {
+                if let Some(reply) = out.iter_mut().find(|(r, _)| *r == id) {
+                    reply.1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn wait_for<T>(what: &str, within: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn post_user_message(dev: &Dev, session: &str, text: &str) {
+    let id = format!("u_{session}");
+    let body = serde_json::json!([
+        {"type": "message.start", "id": id, "role": "user"},
+        {"type": "message.delta", "id": id, "data": {"text": text}},
+        {"type": "message.end", "id": id, "role": "user"},
+    ]);
+    let reply = request(
+        dev,
+        &format!("PUT /v1/stream/{session} HTTP/1.1"),
+        &body.to_string(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+}
+
+/// Four workers share a hundred sessions through one pull-wake subscription with a lease
+/// per session: every message is answered exactly once. Then a worker killed mid-reply
+/// loses its lease: the session gets `agent.lost` naming the reply within the lease TTL,
+/// and another worker answers.
+#[test]
+fn a_pool_of_workers_answers_every_message_once_and_a_killed_ones_session_is_answered_again() {
+    let dev = Dev::start(&[]);
+    let mut pool = Pool {
+        workers: Vec::new(),
+    };
+    for n in 1..=4 {
+        pool.spawn(&dev, &format!("w{n}"), "5", "500");
+    }
+    wait_for(
+        "the pool's subscription",
+        std::time::Duration::from_secs(20),
+        || {
+            let reply = request(
+                &dev,
+                "GET /v1/stream/__ds/subscriptions/demo-agents HTTP/1.1",
+                "",
+            );
+            reply.starts_with("HTTP/1.1 200").then_some(())
+        },
+    );
+    // Every worker follows the wake stream before the messages come.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sessions: Vec<String> = (0..100).map(|i| format!("chat-{i:03}")).collect();
+    for session in &sessions {
+        post_user_message(&dev, session, "hello");
+    }
+    let answered = wait_for(
+        "every session's reply",
+        std::time::Duration::from_secs(90),
+        || {
+            let all: Vec<Vec<(String, bool)>> = sessions
+                .iter()
+                .map(|s| replies(&session_events(&dev, s)))
+                .collect();
+            all.iter()
+                .all(|r| r.iter().any(|(_, done)| *done))
+                .then_some(all)
+        },
+    );
+    // Settled: nothing more arrives after every session has its reply.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for (session, before) in sessions.iter().zip(&answered) {
+        let now = replies(&session_events(&dev, session));
+        assert_eq!(now.len(), 1, "{session} was answered once, not {now:?}");
+        assert_eq!(&now, before);
+        let worker = now[0].0.split('_').nth(1).unwrap_or_default().to_owned();
+        *by_worker.entry(worker).or_default() += 1;
+    }
+    assert!(
+        by_worker.len() >= 2,
+        "the pool shared the load: {by_worker:?}"
+    );
+
+    // Only a slow worker is left; it is killed while it writes.
+    for n in 1..=4 {
+        pool.kill(&format!("w{n}"));
+    }
+    pool.spawn(&dev, "slow", "400", "20");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    post_user_message(&dev, "chat-kill", "hello again");
+    let lost_reply = wait_for(
+        "the slow worker's reply",
+        std::time::Duration::from_secs(20),
+        || {
+            let events = session_events(&dev, "chat-kill");
+            let (id, _) = replies(&events).into_iter().next()?;
+            let writing = events
+                .iter()
+                .any(|e| e["type"] == "message.delta" && e["id"] == id.as_str());
+            writing.then_some(id)
+        },
+    );
+    assert!(lost_reply.starts_with("m_slow_"), "{lost_reply}");
+    pool.kill("slow");
+    let killed = std::time::Instant::now();
+    pool.spawn(&dev, "rescuer", "5", "500");
+    let lost = wait_for("agent.lost", std::time::Duration::from_secs(10), || {
+        session_events(&dev, "chat-kill")
+            .into_iter()
+            .find(|e| e["type"] == "agent.lost")
+    });
+    let elapsed = killed.elapsed();
+    // Within the TTL of the last heartbeat, plus the sweep's interval, this poll's and slack
+    // for a loaded machine.
+    assert!(
+        elapsed < std::time::Duration::from_millis(2_000 + 1_500),
+        "after {elapsed:?}"
+    );
+    assert_eq!(
+        lost["id"],
+        lost_reply.as_str(),
+        "it names the reply: {lost}"
+    );
+    assert_eq!(lost["data"]["worker"], "slow");
+    let rescued = wait_for(
+        "another worker's answer",
+        std::time::Duration::from_secs(20),
+        || {
+            let now = replies(&session_events(&dev, "chat-kill"));
+            now.iter()
+                .any(|(id, done)| *done && id.starts_with("m_rescuer_"))
+                .then_some(now)
+        },
+    );
+    assert_eq!(
+        rescued.len(),
+        2,
+        "the lost reply and one answer: {rescued:?}"
+    );
+    assert!(!rescued[0].1, "the lost reply never ended");
+}

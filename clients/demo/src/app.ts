@@ -110,11 +110,11 @@ function renderMessage(message: ChatMessage): void {
   const bubble = element.querySelector(".bubble")!;
   if (bubble.textContent !== message.text) bubble.textContent = message.text;
   const mark = element.querySelector(".stopped");
-  if (message.status === "stopped" && !mark) {
+  if ((message.status === "stopped" || message.status === "lost") && !mark) {
     const stopped = document.createElement("span");
     stopped.className = "stopped";
-    stopped.dataset.testid = "stopped";
-    stopped.textContent = "stopped";
+    stopped.dataset.testid = message.status;
+    stopped.textContent = message.status === "lost" ? "agent lost: answering again" : "stopped";
     element.appendChild(stopped);
   }
 }

@@ -17,6 +17,7 @@ export const EVENT_TYPES = [
   "tool.call",
   "tool.result",
   "agent.status",
+  "agent.lost",
   "control.cancel",
   "control.steer",
   "control.pause",
@@ -84,6 +85,11 @@ export interface ToolResult extends EventBody {
 export interface AgentStatus extends EventBody {
   type: "agent.status";
 }
+/** The worker writing reply `id` (when it said which) lost its lease; another answers. */
+export interface AgentLost extends EventBody {
+  type: "agent.lost";
+  data: { worker: string; subscription: string; generation: number };
+}
 export interface ControlRequest extends EventBody {
   type: `control.${ControlKind}`;
   data?: Record<string, unknown>;
@@ -106,6 +112,7 @@ export type KnownEvent =
   | ToolCall
   | ToolResult
   | AgentStatus
+  | AgentLost
   | ControlRequest
   | ControlAckEvent
   | PresenceEvent;
@@ -132,6 +139,8 @@ const SHAPES: { [T in KnownEventType]: (event: EventBody) => boolean } = {
   "tool.call": (e) => isString(e.id),
   "tool.result": (e) => isString(e.id),
   "agent.status": () => true,
+  "agent.lost": (e) =>
+    isObject(e.data) && isString(e.data.worker) && isString(e.data.subscription) && typeof e.data.generation === "number",
   "control.cancel": (e) => e.data === undefined || isObject(e.data),
   "control.steer": (e) => e.data === undefined || isObject(e.data),
   "control.pause": (e) => e.data === undefined || isObject(e.data),

@@ -13,6 +13,7 @@ export {
 } from "./events.js";
 export type {
   AgentStatus,
+  AgentLost,
   ControlAckEvent,
   ControlKind,
   ControlRequest,

@@ -10,7 +10,8 @@ export interface ChatMessage {
   parent?: string;
   user?: string;
   text: string;
-  status: "streaming" | "done" | "stopped";
+  /** `lost`: its agent died mid-reply (`agent.lost`); another agent answers anew. */
+  status: "streaming" | "done" | "stopped" | "lost";
   /** Offset of its first event. */
   offset: string;
 }
@@ -28,6 +29,12 @@ export class MessagesView {
   next?: string;
 
   apply({ offset, event }: SessionEvent): ChatMessage | undefined {
+    if (event.type === "agent.lost") {
+      // Names the reply its worker was writing; a reply already ended stays as it is.
+      const lost = typeof event.id === "string" ? this.byId.get(event.id) : undefined;
+      if (lost && lost.status === "streaming") lost.status = "lost";
+      return lost;
+    }
     if (!isMessageEvent(event)) return undefined;
     const id = event.id;
     let message = this.byId.get(id);

@@ -72,6 +72,20 @@ test("messages assemble from start, deltas and end, by agent, and survive a snap
   assert.deepEqual(restored.messages, view.messages)
 })
 
+test("agent.lost marks the reply its worker was writing, and only a reply still streaming", () => {
+  const view = new MessagesView()
+  const apply = (n, event) => view.apply({ session: "s", offset: offsetAt(n), event })
+  apply(0, { type: "message.start", id: "a", role: "assistant" })
+  apply(1, { type: "message.delta", id: "a", data: { text: "Half a" } })
+  apply(2, { type: "message.start", id: "b", role: "assistant" })
+  apply(3, { type: "message.end", id: "b" })
+  const lost = { worker: "w1", subscription: "agents:00", generation: 2 }
+  assert.equal(apply(4, { type: "agent.lost", id: "a", data: lost }).status, "lost")
+  assert.equal(apply(5, { type: "agent.lost", id: "b", data: lost }).status, "done")
+  assert.equal(apply(6, { type: "agent.lost", data: lost }), undefined)
+  assert.deepEqual(view.messages.map((m) => m.status), ["lost", "done"])
+})
+
 test("a dropped socket resumes from the last offset: nothing lost, nothing repeated", async () => {
   const server = new FakeServer()
   const c = client(server)

@@ -56,11 +56,15 @@ test("MessagesView assembles the fixture's messages and ignores its other events
   for (const [i, event] of events.entries()) {
     const message = view.apply({ session: "s", offset: offsetAt(i), event })
     if (event.type.startsWith("message.")) assert.equal(message?.id, event.id, event.type)
+    // A lost agent's event names its reply, if that is one of the messages.
+    else if (event.type === "agent.lost") assert.equal(message?.id, view.messages.find((m) => m.id === event.id)?.id)
     else assert.equal(message, undefined, `${event.type} is not a message`)
   }
   // What each message should be, from the fixture alone.
   const expected = new Map()
   for (const [i, event] of events.entries()) {
+    const lost = event.type === "agent.lost" && expected.get(event.id)
+    if (lost && lost.status === "streaming") lost.status = "lost"
     if (!event.type.startsWith("message.")) continue
     const m = expected.get(event.id) ?? { id: event.id, role: "assistant", text: "", status: "streaming", offset: offsetAt(i) }
     if (event.type === "message.start" && event.role) m.role = event.role

@@ -136,10 +136,17 @@ impl Client {
     /// Opens (creating if needed) a JSON session for an agent.
     pub async fn open(&self, session: &str) -> Result<Session, SdkError> {
         let tail = self.ensure(session).await?;
+        Ok(Session::at(self, session, tail))
+    }
+}
+
+impl Session {
+    /// A handle on `session` whose tail is known to be `tail`.
+    pub(crate) fn at(client: &Client, session: &str, tail: Offset) -> Session {
         let (controls, _) = broadcast::channel(64);
-        Ok(Session {
+        Session {
             shared: Arc::new(Shared {
-                client: self.clone(),
+                client: client.clone(),
                 name: session.to_owned(),
                 controls,
                 published: Mutex::default(),
@@ -152,7 +159,7 @@ impl Client {
                 seq: 0,
                 seen: tail,
             })),
-        })
+        }
     }
 }
 

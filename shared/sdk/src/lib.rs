@@ -4,12 +4,15 @@
 //! (token deltas coalesced into few appends), and learn of control (cancel, steer, pause,
 //! resume) through [`Session::controls`] and each reply's [`CancelSignal`]. Clients follow a
 //! session live over the WebSocket API with [`SessionFeed`], which orders and dedupes
-//! events by offset and fills gaps over HTTP.
+//! events by offset and fills gaps over HTTP. A pool of agents serves every session whose
+//! name matches a pattern with [`Worker`]: woken by a Durable Streams subscription, one
+//! lease per session, lost workers' sessions answered by another.
 
 mod agent;
 mod client;
 mod error;
 mod feed;
+mod worker;
 
 pub use agent::{CancelSignal, Coalesce, ControlEvent, Reply, ReplyOutcome, Session};
 pub use agentwire_session::Offset;
@@ -20,3 +23,4 @@ pub use feed::{
     CLOSE_BEHIND, CLOSE_TOKEN_EXPIRED, DEFAULT_HEARTBEAT, FeedOptions, SessionFeed, TOKEN_EXPIRED,
     TokenSource,
 };
+pub use worker::{Job, UserMessage, Worker, WorkerOptions};

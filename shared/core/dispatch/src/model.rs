@@ -43,6 +43,12 @@ pub struct Spec {
     pub streams: Vec<String>,
     pub lease_ttl_ms: u64,
     pub description: Option<String>,
+    /// agentwire's `"lease_scope": "stream"`: every matching stream gets a subscription of
+    /// its own (a child, made on the stream's first append), so a pool of workers holds
+    /// one lease per session rather than one for all. Left out of the stored form when
+    /// false, so the hashes of protocol subscriptions are the protocol's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_stream: bool,
 }
 
 /// A stream path as the protocol's bodies give it: no leading or trailing `/`, not a
@@ -114,6 +120,15 @@ impl Spec {
                 }
             },
         };
+        let per_stream = match text("lease_scope")?.as_deref() {
+            None | Some("subscription") => false,
+            Some("stream") => true,
+            Some(other) => {
+                return Err(DispatchError::invalid(format!(
+                    "lease_scope must be subscription or stream, not {other}"
+                )));
+            }
+        };
         let description = text("description")?;
         if description.as_ref().is_some_and(|d| d.len() > 1024) {
             return Err(DispatchError::invalid(
@@ -167,7 +182,21 @@ impl Spec {
             streams,
             lease_ttl_ms,
             description,
+            per_stream,
         })
+    }
+
+    /// The spec of a per-stream subscription's child for `path`: the same delivery and
+    /// lease over that one stream.
+    pub fn child(&self, parent: &str, path: &str) -> Spec {
+        Spec {
+            delivery: self.delivery.clone(),
+            pattern: None,
+            streams: vec![path.to_owned()],
+            lease_ttl_ms: self.lease_ttl_ms,
+            description: Some(format!("the lease on {path} for {parent}")),
+            per_stream: false,
+        }
     }
 
     /// The hash identical re-confirmations share.
@@ -208,6 +237,20 @@ pub struct Wake {
     /// Until when the holder (or the webhook's handler) has it; `None` while unclaimed, or
     /// while a failed webhook delivery waits for its retry.
     pub lease_until_ms: Option<i64>,
+    /// The reply the holder said it is writing (agentwire's `reply` in a heartbeat ack):
+    /// named in the `agent.lost` event if the lease runs out.
+    #[serde(default)]
+    pub reply: Option<String>,
+}
+
+/// A worker whose lease ran out while it held a wake: it died, or stalled past its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub worker: String,
+    pub reply: Option<String>,
+    pub generation: u64,
+    /// The streams it was serving that still have work: each gets an `agent.lost` event.
+    pub streams: Vec<String>,
 }
 
 /// A failed webhook delivery's retry.
@@ -236,6 +279,9 @@ pub struct Subscription {
     /// subscriptions (DynamoDB Streams) sends when this grew, and only then.
     #[serde(default)]
     pub deliveries: u64,
+    /// For a per-stream subscription's child, the parent's id.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// What the service must do after a transition was saved.
@@ -253,6 +299,11 @@ pub enum Effect {
         wake_stream: String,
         stream: String,
         generation: u64,
+    },
+    /// Tell the streams a worker was lost, then carry out `then` (the work's new wake).
+    Lost {
+        lost: Lost,
+        then: Box<Effect>,
     },
 }
 
@@ -276,6 +327,9 @@ pub struct AckRequest {
     pub acks: Vec<Ack>,
     #[serde(default)]
     pub done: bool,
+    /// agentwire: the reply the worker is writing, named if it is lost.
+    #[serde(default)]
+    pub reply: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +405,7 @@ impl Subscription {
             wake: None,
             retry: None,
             deliveries: 0,
+            parent: None,
         }
     }
 
@@ -436,7 +491,8 @@ impl Subscription {
 
     /// Starts a wake when there is pending work and none is in flight.
     pub fn wake_if_idle(&mut self, tails: &Tails, now_ms: i64) -> Effect {
-        if self.wake.is_some() {
+        // A per-stream parent only matches: its children are woken.
+        if self.wake.is_some() || self.spec.per_stream {
             return Effect::None;
         }
         let Some(first) = self.first_pending(tails) else {
@@ -461,6 +517,7 @@ impl Subscription {
             snapshot,
             holder: None,
             lease_until_ms: Some(now_ms + self.spec.lease_ttl_ms as i64 + allowance),
+            reply: None,
         });
         match &self.spec.delivery {
             Delivery::Webhook { .. } => {
@@ -585,6 +642,9 @@ impl Subscription {
         let lease = now_ms + self.spec.lease_ttl_ms as i64;
         if let Some(wake) = &mut self.wake {
             wake.lease_until_ms = Some(lease);
+            if request.reply.is_some() {
+                wake.reply.clone_from(&request.reply);
+            }
         }
         Ok((self.pending(tails), Effect::None))
     }
@@ -604,10 +664,34 @@ impl Subscription {
     /// A lease past its time is cleared, and the work woken again. Whether it expired.
     pub fn expire(&mut self, tails: &Tails, now_ms: i64) -> Option<Effect> {
         let wake = self.wake.as_ref()?;
-        if wake.lease_until_ms.is_some_and(|until| until < now_ms) {
-            return Some(self.finish(tails, now_ms));
+        if wake.lease_until_ms.is_none_or(|until| until >= now_ms) {
+            return None;
         }
-        None
+        // A claimed lease of an agent pool's session that ran out: its worker is gone
+        // mid-work. (Only pools' sessions are told: other subscriptions' streams are the
+        // application's own, of any content type.)
+        let lost = match (&wake.holder, self.is_pull_wake() && self.parent.is_some()) {
+            (Some(worker), true) => Some(Lost {
+                worker: worker.clone(),
+                reply: wake.reply.clone(),
+                generation: self.generation,
+                streams: self
+                    .links
+                    .keys()
+                    .filter(|path| tail_of(tails, path) > self.links[*path].acked)
+                    .cloned()
+                    .collect(),
+            }),
+            _ => None,
+        };
+        let then = self.finish(tails, now_ms);
+        Some(match lost {
+            Some(lost) => Effect::Lost {
+                lost,
+                then: Box::new(then),
+            },
+            None => then,
+        })
     }
 
     /// The webhook's answer to the delivery of `wake_id`.
@@ -913,6 +997,7 @@ mod tests {
                 offset: Offset(8).to_string(),
             }],
             done: true,
+            reply: None,
         };
         let before = sub.clone();
         let refused = sub.ack(&bad, &t, 500);
@@ -926,5 +1011,86 @@ mod tests {
         let id = sub.wake.as_ref().expect("woken again").id.clone();
         sub.delivered(&id, Delivered::Accepted, &t, end + 100);
         assert_eq!(sub.wake.as_ref().unwrap().lease_until_ms, Some(end + 1100));
+    }
+
+    #[test]
+    fn a_claimed_lease_that_runs_out_names_the_lost_worker_and_its_reply_and_wakes_again() {
+        let spec = spec(
+            json!({"type": "pull-wake", "streams": ["chat-1"], "wake_stream": "pool", "lease_ttl_ms": 1000}),
+        );
+        let mut sub = Subscription::new("acme", "s", spec, "http://h", &tails(&[("chat-1", 0)]), 0);
+        sub.parent = Some("pool".into());
+        let t = tails(&[("chat-1", 4)]);
+        assert!(sub.saw_append("chat-1", Offset(0)));
+        assert!(matches!(
+            sub.wake_if_idle(&t, 0),
+            Effect::WakeEvent { generation: 1, .. }
+        ));
+        sub.claim("w1", &t, 10).expect("claimed");
+        let wake_id = sub.wake.as_ref().unwrap().id.clone();
+        let beat = AckRequest {
+            wake_id,
+            generation: 1,
+            acks: vec![],
+            done: false,
+            reply: Some("m_7".into()),
+        };
+        sub.ack(&beat, &t, 500).expect("a heartbeat");
+        assert_eq!(
+            sub.expire(&t, 1500),
+            None,
+            "the heartbeat extended the lease"
+        );
+        let Some(Effect::Lost { lost, then }) = sub.expire(&t, 1501) else {
+            panic!("lost");
+        };
+        assert_eq!(
+            lost,
+            Lost {
+                worker: "w1".into(),
+                reply: Some("m_7".into()),
+                generation: 1,
+                streams: vec!["chat-1".into()],
+            }
+        );
+        assert!(
+            matches!(*then, Effect::WakeEvent { generation: 2, .. }),
+            "{then:?}"
+        );
+        assert_eq!(
+            sub.wake.as_ref().unwrap().holder,
+            None,
+            "for another worker"
+        );
+        // An unclaimed wake that runs out is woken again, and nobody was lost.
+        assert!(matches!(
+            sub.expire(&t, 10_000),
+            Some(Effect::WakeEvent { generation: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn lease_scope_stream_is_kept_apart_from_the_protocols_hash() {
+        let plain = json!({"type": "pull-wake", "pattern": "chat-*", "wake_stream": "pool"});
+        let mut scoped = plain.clone();
+        scoped["lease_scope"] = json!("stream");
+        let (plain, scoped) = (spec(plain), spec(scoped));
+        assert!(!plain.per_stream && scoped.per_stream);
+        assert_ne!(plain.hash(), scoped.hash());
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("per_stream")
+        );
+        let child = scoped.child("pool-sub", "chat-9");
+        assert_eq!(child.streams, ["chat-9"]);
+        assert!(!child.per_stream && child.pattern.is_none());
+        assert!(
+            Spec::parse(
+                br#"{"type": "pull-wake", "pattern": "c", "wake_stream": "p", "lease_scope": "x"}"#,
+                Targets::Public
+            )
+            .is_err()
+        );
     }
 }

@@ -220,6 +220,12 @@ impl Dispatch {
     ) -> Result<(bool, Value), DispatchError> {
         check_id(id)?;
         let spec = Spec::parse(body, self.config.targets)?;
+        if spec.per_stream && id.len() > 200 {
+            // Its children's ids add 17 characters and must stay valid ids.
+            return Err(DispatchError::invalid(
+                "a subscription with lease_scope stream has an id of at most 200 characters",
+            ));
+        }
         for _ in 0..MAX_ATTEMPTS {
             if let Some((existing, _)) = self.store.get(tenant, id).await? {
                 if existing.hash != spec.hash() {
@@ -279,6 +285,19 @@ impl Dispatch {
 
     /// `DELETE`: later callbacks, acks and releases find nothing and change nothing.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<(), DispatchError> {
+        let (sub, _) = self
+            .store
+            .get(tenant, id)
+            .await?
+            .ok_or(DispatchError::NotFound)?;
+        if sub.spec.per_stream {
+            // Its children go with it: their leases are its workers'.
+            for child in self.store.list(tenant).await? {
+                if child.parent.as_deref() == Some(id) {
+                    self.store.delete(tenant, &child.id).await?;
+                }
+            }
+        }
         self.store.delete(tenant, id).await?;
         Ok(())
     }
@@ -465,8 +484,21 @@ impl Dispatch {
         if path == "__ds" || path.starts_with("__ds/") {
             return Ok(());
         }
-        for sub in self.store.list(tenant).await? {
-            if !(sub.links.contains_key(path) || sub.spec.globs(path)) {
+        let subs = self.store.list(tenant).await?;
+        for sub in &subs {
+            let matches = sub.links.contains_key(path) || sub.spec.globs(path);
+            if !matches {
+                continue;
+            }
+            if sub.spec.per_stream {
+                // The parent only matches: the stream's own child is woken (made now if
+                // this is the stream's first append since the parent was).
+                let child = child_id(&sub.id, path);
+                if !subs.iter().any(|s| s.id == child)
+                    && let Err(e) = self.adopt(sessions, sub, &child, path, start, tail).await
+                {
+                    warn!(subscription = %child, error = %e, "append not dispatched");
+                }
                 continue;
             }
             // Always a write, even when the wake is in flight: the conditional write is
@@ -490,6 +522,41 @@ impl Dispatch {
                 warn!(subscription = %sub.id, error = %e, "append not dispatched");
             }
         }
+        Ok(())
+    }
+
+    /// Makes `parent`'s child for `path` (unless a concurrent append made it first) and
+    /// wakes it for the append `start..tail`. The child's cursor starts where the parent's
+    /// link for the stream was (a stream that existed when the parent was made), or at
+    /// the stream's start: the same for every racer, so no append is skipped.
+    async fn adopt(
+        self: &Arc<Self>,
+        sessions: &Sessions,
+        parent: &Subscription,
+        id: &str,
+        path: &str,
+        start: agentwire_session::Offset,
+        tail: agentwire_session::Offset,
+    ) -> Result<(), DispatchError> {
+        let from = parent
+            .links
+            .get(path)
+            .map_or(agentwire_session::Offset::ZERO, |link| link.acked);
+        let tails: Tails = [(path.to_owned(), from)].into();
+        let now = agentwire_session::Clock::now_ms(&agentwire_session::SystemClock);
+        let spec = parent.spec.child(&parent.id, path);
+        let mut child = Subscription::new(&parent.tenant, id, spec, &parent.base_url, &tails, now);
+        child.parent = Some(parent.id.clone());
+        // Lost to a concurrent append: that one's child is the same.
+        self.store.put(&child, None).await?;
+        self.update(sessions, &parent.tenant, id, |sub, tails, now| {
+            sub.saw_append(path, start);
+            let mut tails = tails.clone();
+            let known = tails.entry(path.to_owned()).or_insert(tail);
+            *known = (*known).max(tail);
+            Ok(((), sub.wake_if_idle(&tails, now)))
+        })
+        .await?;
         Ok(())
     }
 
@@ -559,30 +626,28 @@ impl Dispatch {
                     "generation": generation,
                     "ts": agentwire_session::Clock::now_ms(&agentwire_session::SystemClock),
                 });
-                let payload = match Payload::frame(
-                    agentwire_session::content::Mode::Json,
-                    Bytes::from(event.to_string()),
-                    false,
-                ) {
-                    Ok(payload) => payload,
-                    Err(e) => {
-                        warn!(error = %e, "wake event not framed");
-                        return;
-                    }
-                };
-                let request = AppendRequest {
-                    content_type: Some("application/json".into()),
-                    payload,
-                    ..AppendRequest::default()
-                };
                 // A wake stream that is missing leaves the wake claimable: workers that
                 // claim on a timer still get it.
-                if let Err(e) = sessions
-                    .append(&stored(&sub.tenant, &wake_stream), request)
-                    .await
-                {
+                if let Err(e) = append_json(sessions, &sub.tenant, &wake_stream, &event).await {
                     warn!(subscription = %sub.id, error = %e, "wake event not written");
                 }
+            }
+            Effect::Lost { lost, then } => {
+                // The session hears its agent is gone (clients mark the reply), before
+                // another worker is woken to answer again.
+                let event = agentwire_session::events::Envelope::agent_lost(
+                    lost.reply.as_deref(),
+                    &lost.worker,
+                    &sub.id,
+                    lost.generation,
+                );
+                let event = serde_json::to_value(event).unwrap_or_default();
+                for stream in &lost.streams {
+                    if let Err(e) = append_json(sessions, &sub.tenant, stream, &event).await {
+                        warn!(subscription = %sub.id, error = %e, "agent.lost not written");
+                    }
+                }
+                self.carry_out(sessions, sub, *then).await;
             }
             Effect::Deliver { .. } if self.config.sends == Sends::ByChangeFeed => {}
             Effect::Deliver { wake_id, .. } => {
@@ -656,6 +721,39 @@ fn held_by(sub: &Subscription, holder: &str) -> Result<(), DispatchError> {
         Some(wake) if wake.holder.as_deref().unwrap_or_default() == holder => Ok(()),
         _ => Err(DispatchError::Fenced),
     }
+}
+
+/// Appends one JSON event to `tenant`'s stream `path`.
+async fn append_json(
+    sessions: &Sessions,
+    tenant: &str,
+    path: &str,
+    event: &Value,
+) -> Result<(), String> {
+    let payload = Payload::frame(
+        agentwire_session::content::Mode::Json,
+        Bytes::from(event.to_string()),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    let request = AppendRequest {
+        content_type: Some("application/json".into()),
+        payload,
+        ..AppendRequest::default()
+    };
+    sessions
+        .append(&stored(tenant, path), request)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// A per-stream subscription's child for `path`: `<parent>:<16 hex of the path's
+/// SHA-256>`, a valid id of bounded length whatever the path.
+pub fn child_id(parent: &str, path: &str) -> String {
+    let digest = sha2::Sha256::digest(path.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{parent}:{hex}")
 }
 
 fn token_scope(tenant: &str, id: &str, generation: u64, wake_id: &str, holder: &str) -> String {

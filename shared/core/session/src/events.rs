@@ -49,6 +49,9 @@ pub enum EventType {
     ToolResult,
     /// `agent.status`: an agent says what it is doing.
     AgentStatus,
+    /// `agent.lost`: the worker writing reply `id` (when it said which) lost its lease
+    /// mid-work (it died or stalled); the user's message is woken again for another.
+    AgentLost,
     /// `control.cancel`: stop (all replies, or the one `data.message_id` names).
     ControlCancel,
     /// `control.steer`: redirect the agent mid-reply.
@@ -69,13 +72,14 @@ pub enum EventType {
 
 impl EventType {
     /// Every known type, in a stable order (the order of the client fixture).
-    pub const KNOWN: [EventType; 13] = [
+    pub const KNOWN: [EventType; 14] = [
         EventType::MessageStart,
         EventType::MessageDelta,
         EventType::MessageEnd,
         EventType::ToolCall,
         EventType::ToolResult,
         EventType::AgentStatus,
+        EventType::AgentLost,
         EventType::ControlCancel,
         EventType::ControlSteer,
         EventType::ControlPause,
@@ -98,6 +102,7 @@ impl EventType {
             "tool.call" => EventType::ToolCall,
             "tool.result" => EventType::ToolResult,
             "agent.status" => EventType::AgentStatus,
+            "agent.lost" => EventType::AgentLost,
             "control.cancel" => EventType::ControlCancel,
             "control.steer" => EventType::ControlSteer,
             "control.pause" => EventType::ControlPause,
@@ -118,6 +123,7 @@ impl EventType {
             EventType::ToolCall => "tool.call",
             EventType::ToolResult => "tool.result",
             EventType::AgentStatus => "agent.status",
+            EventType::AgentLost => "agent.lost",
             EventType::ControlCancel => "control.cancel",
             EventType::ControlSteer => "control.steer",
             EventType::ControlPause => "control.pause",
@@ -406,6 +412,25 @@ impl Envelope {
     /// `agent.status` with `data`.
     pub fn agent_status(data: Value) -> Envelope {
         Envelope::new(EventType::AgentStatus).with_data(data)
+    }
+
+    /// `agent.lost`: `worker` lost its lease (of `subscription`, in `generation`) while
+    /// writing `reply`, if it had said which.
+    pub fn agent_lost(
+        reply: Option<&str>,
+        worker: &str,
+        subscription: &str,
+        generation: u64,
+    ) -> Envelope {
+        let event = Envelope::new(EventType::AgentLost).with_data(json!({
+            "worker": worker,
+            "subscription": subscription,
+            "generation": generation,
+        }));
+        match reply {
+            Some(reply) => event.with_id(reply),
+            None => event,
+        }
     }
 
     /// The same event with `id`.
@@ -796,6 +821,10 @@ mod tests {
             (
                 "agent_status",
                 Envelope::agent_status(json!({"state": "working"})).with_agent("planner"),
+            ),
+            (
+                "agent_lost",
+                Envelope::agent_lost(Some("m_1"), "worker-2", "agents:0123456789abcdef", 4),
             ),
             (
                 "control",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agentwire_auth::{Auth, Claims, Role, Signer};
 use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_session::Offset;
 use agentwire_streams_http::HttpConfig;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -814,4 +815,80 @@ fn base64_url(text: &str) -> String {
         }
     }
     out
+}
+
+/// `lease_scope: "stream"`: each matching session gets a subscription of its own on its
+/// first append, so two workers hold two sessions' leases at once; deleting the pool
+/// deletes them.
+#[tokio::test]
+async fn a_per_stream_pool_gives_each_session_its_own_lease() {
+    let server = serve().await;
+    let agent = token("acme", "*", Role::Writer);
+    server
+        .send("PUT", "wake/pool", &agent, Some(json!([])))
+        .await;
+    let (status, body) = server
+        .send(
+            "PUT",
+            "__ds/subscriptions/pool",
+            &agent,
+            Some(json!({"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool", "lease_scope": "stream"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for chat in ["chat-1", "chat-2"] {
+        server
+            .append(chat, &agent, json!({"type": "user.message", "text": "hi"}))
+            .await;
+    }
+    let (_, wakes) = server
+        .send("GET", "wake/pool?offset=-1", &agent, None)
+        .await;
+    let wakes = wakes.as_array().expect("wake events").clone();
+    assert_eq!(wakes.len(), 2, "one wake per session: {wakes:?}");
+    let mut children = Vec::new();
+    for (wake, chat) in wakes.iter().zip(["chat-1", "chat-2"]) {
+        assert_eq!(wake["stream"], chat);
+        let child = wake["subscription_id"].as_str().unwrap().to_owned();
+        assert!(child.starts_with("pool:"), "{child}");
+        children.push(child);
+    }
+    assert_ne!(children[0], children[1]);
+    // Two workers, two leases, at once.
+    for (child, worker) in children.iter().zip(["w1", "w2"]) {
+        let (status, claim) = server
+            .send(
+                "POST",
+                &format!("__ds/subscriptions/{child}/claim"),
+                &agent,
+                Some(json!({"worker": worker})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{claim}");
+        assert_eq!(
+            claim["streams"][0]["acked_offset"],
+            Offset::ZERO.to_string(),
+            "from the session's start"
+        );
+    }
+    // The pool itself never wakes.
+    let (status, _) = server
+        .send(
+            "POST",
+            "__ds/subscriptions/pool/claim",
+            &agent,
+            Some(json!({"worker": "w3"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .send("DELETE", "__ds/subscriptions/pool", &agent, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for child in &children {
+        let (status, _) = server
+            .send("GET", &format!("__ds/subscriptions/{child}"), &agent, None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{child} went with its pool");
+    }
 }

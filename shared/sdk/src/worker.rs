@@ -1,0 +1,467 @@
+//! A pool worker: serves every session whose name matches a pattern, woken by a Durable
+//! Streams pull-wake subscription, one lease per session.
+//!
+//! The workers of a pool share one subscription (`lease_scope: "stream"`, so each session
+//! has a lease of its own) and follow its wake stream. On a wake a worker claims that
+//! session's lease, reads what arrived since the session's cursor, and hands it to the
+//! handler as a [`Job`]; heartbeats keep the lease while the handler writes, and a `done`
+//! ack moves the cursor past what was handled. A worker that dies loses its lease when the
+//! lease runs out: the server writes `agent.lost` into the session and wakes it again, and
+//! another worker answers what is still unanswered ([`Job::unanswered`]).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentwire_session::Offset;
+use agentwire_session::events::{Envelope, EventType};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::agent::Session;
+use crate::client::{Client, refuse_unless_ok};
+use crate::error::SdkError;
+
+/// What a pool of workers shares, and what this one is called.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The pool's subscription id (workers of one pool use the same).
+    pub subscription: String,
+    /// The session names the pool serves (`chat-*`).
+    pub pattern: String,
+    /// The stream wakes are written to; made if missing.
+    pub wake_stream: String,
+    /// How long a session's lease lasts without a heartbeat (1 s to 10 min): how soon a
+    /// dead worker's session is answered by another.
+    pub lease_ttl: Duration,
+    /// This worker's name, as claims and `agent.lost` give it.
+    pub name: String,
+    /// Sessions served at once.
+    pub concurrency: usize,
+}
+
+impl WorkerOptions {
+    /// A pool `subscription` over `pattern`, waking through `wakes/<subscription>`, with
+    /// 10 s leases, 16 sessions at a time, and a name unique to this process.
+    pub fn new(subscription: &str, pattern: &str) -> WorkerOptions {
+        WorkerOptions {
+            subscription: subscription.to_owned(),
+            pattern: pattern.to_owned(),
+            wake_stream: format!("wakes/{subscription}"),
+            lease_ttl: Duration::from_secs(10),
+            name: format!("worker-{}-{:04x}", std::process::id(), fastrand::u16(..)),
+            concurrency: 16,
+        }
+    }
+}
+
+/// A user message, assembled from its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMessage {
+    pub id: String,
+    pub text: String,
+}
+
+/// One session's new events, under its lease.
+pub struct Job {
+    /// The session, with the agent API (replies, control, sub-agents).
+    pub session: Session,
+    /// What arrived since the session's cursor, with offsets.
+    pub events: Vec<(Offset, Value)>,
+    lease: Arc<Lease>,
+}
+
+impl Job {
+    /// The user messages among [`Job::events`] that ended and have no finished reply (a
+    /// `message.start` naming them as `parent`, then its `message.end`): a reply a lost
+    /// worker left unfinished is answered again, a finished one never twice.
+    pub fn unanswered(&self) -> Vec<UserMessage> {
+        let mut texts: HashMap<String, String> = HashMap::new();
+        let mut ended: Vec<String> = Vec::new();
+        let mut replies: HashMap<String, String> = HashMap::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        for (_, event) in &self.events {
+            let Ok(event) = Envelope::from_value(event.clone()) else {
+                continue;
+            };
+            let Some(id) = event.id.clone() else { continue };
+            match event.kind {
+                EventType::MessageStart if event.is_from_user() => {
+                    texts.insert(id, String::new());
+                }
+                EventType::MessageStart => {
+                    if let Some(parent) = event.parent.clone() {
+                        replies.insert(id, parent);
+                    }
+                }
+                EventType::MessageDelta => {
+                    if let Some(text) = texts.get_mut(&id) {
+                        text.push_str(event.text().unwrap_or_default());
+                    }
+                }
+                EventType::MessageEnd if texts.contains_key(&id) => ended.push(id),
+                EventType::MessageEnd => {
+                    finished.insert(id);
+                }
+                _ => {}
+            }
+        }
+        let answered: HashSet<&String> = replies
+            .iter()
+            .filter(|(reply, _)| finished.contains(*reply))
+            .map(|(_, parent)| parent)
+            .collect();
+        ended
+            .into_iter()
+            .filter(|id| !answered.contains(id))
+            .map(|id| UserMessage {
+                text: texts.remove(&id).unwrap_or_default(),
+                id,
+            })
+            .collect()
+    }
+
+    /// Says which reply this worker is writing, at once: if the worker dies, the
+    /// session's `agent.lost` names it.
+    pub async fn working_on(&self, reply_id: &str) -> Result<(), SdkError> {
+        *self.lease.reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply_id.to_owned());
+        self.lease.beat().await.map(drop)
+    }
+}
+
+/// A claimed session's lease.
+struct Lease {
+    client: Client,
+    subscription: String,
+    token: String,
+    wake_id: String,
+    generation: u64,
+    reply: Mutex<Option<String>>,
+}
+
+impl Lease {
+    async fn post(&self, path: &str, body: Value) -> Result<Value, SdkError> {
+        let url = self
+            .client
+            .stream_url(&format!("__ds/subscriptions/{}/{path}", self.subscription));
+        let response = self
+            .client
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let response = refuse_unless_ok(response).await?;
+        Ok(response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A heartbeat: the lease runs for another TTL.
+    async fn beat(&self) -> Result<Value, SdkError> {
+        let reply = self.reply.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut body = json!({"wake_id": self.wake_id, "generation": self.generation});
+        if let Some(reply) = reply {
+            body["reply"] = json!(reply);
+        }
+        self.post("ack", body).await
+    }
+
+    /// Acks `stream` up to `offset` and gives the lease back.
+    async fn done(&self, stream: &str, offset: Offset) -> Result<Value, SdkError> {
+        self.post(
+            "ack",
+            json!({
+                "wake_id": self.wake_id,
+                "generation": self.generation,
+                "acks": [{"stream": stream, "offset": offset.to_string()}],
+                "done": true,
+            }),
+        )
+        .await
+    }
+}
+
+/// A worker of a pool; see the module documentation.
+pub struct Worker {
+    client: Client,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// Makes the wake stream and the pool's subscription if they are missing (the same
+    /// configuration re-confirms; another is refused with the server's reason).
+    pub async fn start(client: &Client, options: WorkerOptions) -> Result<Worker, SdkError> {
+        if options.concurrency == 0 {
+            return Err(SdkError::Protocol(
+                "a worker serves at least one session".into(),
+            ));
+        }
+        client.ensure(&options.wake_stream).await?;
+        let body = json!({
+            "type": "pull-wake",
+            "pattern": options.pattern,
+            "wake_stream": options.wake_stream,
+            "lease_ttl_ms": options.lease_ttl.as_millis() as u64,
+            "lease_scope": "stream",
+            "description": format!("agent pool for {}", options.pattern),
+        });
+        let url = client.stream_url(&format!("__ds/subscriptions/{}", options.subscription));
+        let request = client
+            .http
+            .put(url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        refuse_unless_ok(client.authorized(request).send().await?).await?;
+        Ok(Worker {
+            client: client.clone(),
+            options,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// Serves the pool until an error it cannot get past (the wake stream gone, a token
+    /// refused): each wake is claimed and, if this worker got the lease, `handler` gets
+    /// the session's new events. Wakes that arrive while every slot is busy wait: the
+    /// wake stream keeps them, and another worker may claim them first.
+    pub async fn run<H, F>(&self, handler: H) -> Result<(), SdkError>
+    where
+        H: Fn(Job) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), SdkError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
+        let serving: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let prefix = format!("{}:", self.options.subscription);
+        let mut at = self.client.ensure(&self.options.wake_stream).await?;
+        info!(worker = %self.options.name, pattern = %self.options.pattern, "worker serving");
+        loop {
+            let (events, next) = self
+                .client
+                .wait_events(&self.options.wake_stream, at)
+                .await?;
+            at = next;
+            for (_, event) in events {
+                if event["type"] != "wake" {
+                    continue;
+                }
+                let Some(id) = event["subscription_id"].as_str() else {
+                    continue;
+                };
+                if !id.starts_with(&prefix) {
+                    continue;
+                }
+                if !serving
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_owned())
+                {
+                    // Being served here: what it woke for is read before the ack.
+                    continue;
+                }
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| SdkError::Closed)?;
+                let (client, handler, serving) =
+                    (self.client.clone(), handler.clone(), serving.clone());
+                let (id, name, ttl) = (
+                    id.to_owned(),
+                    self.options.name.clone(),
+                    self.options.lease_ttl,
+                );
+                tokio::spawn(async move {
+                    let served = serve(&client, &id, &name, ttl, handler, &serving).await;
+                    if let Err(e) = served {
+                        warn!(subscription = %id, error = %e, "session not served");
+                    }
+                    serving
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Claims `id`'s lease and runs `handler` until the session has nothing new, then acks.
+async fn serve<H, F>(
+    client: &Client,
+    id: &str,
+    worker: &str,
+    ttl: Duration,
+    handler: Arc<H>,
+    serving: &Mutex<HashSet<String>>,
+) -> Result<(), SdkError>
+where
+    H: Fn(Job) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), SdkError>> + Send + 'static,
+{
+    let url = client.stream_url(&format!("__ds/subscriptions/{id}/claim"));
+    let request = client
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(json!({"worker": worker}).to_string());
+    let response = client.authorized(request).send().await?;
+    if response.status() == reqwest::StatusCode::CONFLICT {
+        // Another worker has it, or it was answered already.
+        debug!(subscription = %id, "claim lost");
+        return Ok(());
+    }
+    let claim: Value = refuse_unless_ok(response).await?.json().await?;
+    let field = |name: &str| {
+        claim[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SdkError::Protocol(format!("a claim without {name}: {claim}")))
+    };
+    let lease = Arc::new(Lease {
+        client: client.clone(),
+        subscription: id.to_owned(),
+        token: field("token")?,
+        wake_id: field("wake_id")?,
+        generation: claim["generation"]
+            .as_u64()
+            .ok_or_else(|| SdkError::Protocol(format!("a claim without generation: {claim}")))?,
+        reply: Mutex::new(None),
+    });
+    let stream = claim["streams"][0]["path"]
+        .as_str()
+        .ok_or_else(|| SdkError::Protocol(format!("a claim without its stream: {claim}")))?
+        .to_owned();
+    let mut cursor = Offset::parse(claim["streams"][0]["acked_offset"].as_str().unwrap_or(""))
+        .map_err(|e| SdkError::Protocol(format!("a claim's acked_offset: {e}")))?;
+    // Heartbeats at a third of the TTL; a fenced one means the lease is gone (it ran
+    // out, another worker has the session): stop writing at once.
+    let (lost_tx, mut lost) = tokio::sync::watch::channel(false);
+    let beats = {
+        let lease = lease.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(ttl / 3);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                match lease.beat().await {
+                    // Fenced (409) or deleted (404): the lease is gone.
+                    Err(SdkError::Refused { status, .. }) if status == 409 || status == 404 => {
+                        warn!(subscription = %lease.subscription, "lease lost");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    // A network failure: the next beat may get through in time.
+                    Err(e) => {
+                        warn!(subscription = %lease.subscription, error = %e, "heartbeat failed")
+                    }
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    let session = client.open(&stream).await?;
+    let outcome = async {
+        loop {
+            let mut events = Vec::new();
+            let mut from = cursor;
+            loop {
+                let page = client.read(&stream, from).await?;
+                events.extend(page.events);
+                from = page.next;
+                if page.up_to_date {
+                    break;
+                }
+            }
+            if events.is_empty() {
+                return Ok::<(), SdkError>(());
+            }
+            let job = Job {
+                session: session.clone(),
+                events,
+                lease: lease.clone(),
+            };
+            let mut work = tokio::spawn(handler(job));
+            tokio::select! {
+                done = &mut work => done.map_err(|e| SdkError::Protocol(format!("handler failed: {e}")))??,
+                _ = lost.wait_for(|lost| *lost) => {
+                    work.abort();
+                    return Err(SdkError::Protocol("the lease ran out mid-work; the session goes to another worker".into()));
+                }
+            }
+            // Read again: what arrived meanwhile (the reply itself, or another message).
+            cursor = from;
+        }
+    }
+    .await;
+    beats.abort();
+    outcome?;
+    // The ack wakes the session again if more arrived: that wake is this worker's to
+    // take too, so it is no longer "being served" here.
+    serving.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    lease.done(&stream, cursor).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(events: Vec<Value>) -> Job {
+        let client = Client::new("http://127.0.0.1:9", None);
+        Job {
+            session: Session::at(&client, "chat-1", Offset::ZERO),
+            events: events
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (Offset::ZERO.advance(i as u64), e))
+                .collect(),
+            lease: Arc::new(Lease {
+                client,
+                subscription: "pool:00".into(),
+                token: String::new(),
+                wake_id: String::new(),
+                generation: 1,
+                reply: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn user(id: &str, text: &str) -> Vec<Value> {
+        Envelope::user_message(id, "ann", text)
+            .into_iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_message_with_a_finished_reply_is_answered_and_an_unfinished_one_is_not() {
+        let mut events = user("u1", "first");
+        events.extend(user("u2", "second"));
+        events.extend(user("u3", "still typing"));
+        events.pop(); // u3 has not ended
+        events.push(
+            json!({"type": "message.start", "id": "r1", "role": "assistant", "parent": "u1"}),
+        );
+        events.push(json!({"type": "message.end", "id": "r1"}));
+        // A lost worker's reply to u2: started, never ended.
+        events.push(
+            json!({"type": "message.start", "id": "r2", "role": "assistant", "parent": "u2"}),
+        );
+        events.push(json!({"type": "agent.lost", "id": "r2", "data": {"worker": "w1", "subscription": "pool:00", "generation": 1}}));
+        let unanswered = job(events).unanswered();
+        assert_eq!(
+            unanswered,
+            [UserMessage {
+                id: "u2".into(),
+                text: "second".into()
+            }]
+        );
+    }
+}
