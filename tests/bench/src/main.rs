@@ -8,6 +8,7 @@
 
 mod protocol;
 mod stats;
+mod wake;
 mod workloads;
 
 use std::time::Duration;
@@ -40,6 +41,16 @@ struct Args {
     /// Measured appends per fan-out workload.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     fanout_appends: u64,
+    /// Which workload groups run: latency, throughput, fanout, resume, dispatch.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "latency,throughput,fanout,resume,dispatch"
+    )]
+    only: Vec<String>,
+    /// Measured user messages per dispatch workload (append → worker's first delta).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    wakes: u64,
     /// Messages a resuming reader catches up.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     resume_events: u64,
@@ -73,7 +84,11 @@ async fn main() -> anyhow::Result<()> {
     let seconds = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
 
-    for live in [Live::LongPoll, Live::Sse, Live::WebSocket] {
+    let runs = |group: &str| args.only.iter().any(|g| g == group);
+    for live in [Live::LongPoll, Live::Sse, Live::WebSocket]
+        .into_iter()
+        .filter(|_| runs("latency"))
+    {
         let workload = format!(
             "append → {} read, ms p50 / p90 / p99 / max ({} appends)",
             live.label(),
@@ -92,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
         (1, false, "1 writer, 1 session"),
         (16, false, "16 writers, 1 session"),
         (100, true, "100 writers, 100 sessions"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| runs("throughput"))
+    {
         let workload = format!("appends/s, {what}");
         rows.push(
             run(&args.targets, workload, Live::LongPoll, |t| async move {
@@ -103,7 +121,10 @@ async fn main() -> anyhow::Result<()> {
             .await,
         );
     }
-    for live in [Live::WebSocket, Live::Sse] {
+    for live in [Live::WebSocket, Live::Sse]
+        .into_iter()
+        .filter(|_| runs("fanout"))
+    {
         for &subscribers in &args.fanout {
             let workload = format!(
                 "fan-out to {subscribers} {} subscribers, ms p50 / p90 / p99 / max",
@@ -119,7 +140,10 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    for live in [None, Some(Live::WebSocket)] {
+    for live in [None, Some(Live::WebSocket)]
+        .into_iter()
+        .filter(|_| runs("resume"))
+    {
         let how = live.map_or("catch-up reads", |_| "WebSocket subscribe");
         let workload = format!(
             "resume {} messages from 0, messages/s ({how})",
@@ -136,6 +160,24 @@ async fn main() -> anyhow::Result<()> {
                         .map(Figure::Rate)
                 },
             )
+            .await,
+        );
+    }
+
+    for webhook in [false, true].into_iter().filter(|_| runs("dispatch")) {
+        let how = if webhook { "webhook" } else { "pull-wake" };
+        let workload = format!(
+            "user append → worker's first delta by {how}, ms p50 / p90 / p99 / max ({} messages)",
+            args.wakes
+        );
+        rows.push(
+            run(&args.targets, workload, Live::LongPoll, |t| async move {
+                let latency = match webhook {
+                    true => wake::webhook(&t, args.wakes).await,
+                    false => wake::pull_wake(&t, args.wakes).await,
+                };
+                latency.map(Figure::Latency)
+            })
             .await,
         );
     }
