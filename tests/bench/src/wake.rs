@@ -18,6 +18,9 @@ use crate::protocol::{self, Target};
 use crate::stats::Latency;
 
 const WARM_UP: u64 = 20;
+
+/// The webhook receiver's state: the server to append to, where to report deltas.
+type Receiver = (Target, mpsc::UnboundedSender<(String, Instant)>);
 const STEP: Duration = Duration::from_secs(30);
 
 fn unique(what: &str) -> String {
@@ -196,9 +199,7 @@ pub async fn webhook(target: &Target, count: u64) -> anyhow::Result<Latency> {
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
-            |axum::extract::State(state): axum::extract::State<
-                Arc<(Target, mpsc::UnboundedSender<(String, Instant)>)>,
-            >,
+            |axum::extract::State(state): axum::extract::State<Arc<Receiver>>,
              body: axum::body::Bytes| async move {
                 let (target, tx) = &*state;
                 let wake: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
