@@ -179,3 +179,34 @@ test("stop in one tab stops the agent for every tab at the same point", async ()
   const replyId = events.find((e) => e.type === "message.start" && e.role === "assistant").id
   assert.ok(events.slice(ack).every((e) => e.id !== replyId), "no event of the reply after the ack")
 })
+
+test("a pool worker killed mid-reply: the tab marks the reply lost and shows another worker's answer", async () => {
+  const worker = (name, rate, tokens) =>
+    start(
+      ["demo-agent", "--pattern", "lost-*", "--pool", "lost-pool", "--lease-ttl-ms", "1500", "--worker-name", name,
+        "--url", url, "--token", writer, "--rate", String(rate), "--tokens", String(tokens)],
+      /serving/,
+    )
+  const slow = await worker("slow", 20, 400)
+  // Pool workers serve sessions, they do not make them: the app does.
+  const made = await fetch(`${url}/v1/stream/lost-1`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${writer}`, "content-type": "application/json" },
+  })
+  assert.equal(made.status, 201)
+  const page = await tab("lost-1")
+  await send(page, "Are you there?")
+  await replyLonger(page, 30)
+  slow.child.kill("SIGKILL")
+  await worker("rescuer", 200, 20)
+  await page.waitForSelector('[data-testid="lost"]', { timeout: 10_000 })
+  await page.waitForFunction(
+    (selector) => [...document.querySelectorAll(selector)].some((el) => el.dataset.status === "done"),
+    reply,
+    { timeout: 20_000 },
+  )
+  const statuses = await page.$$eval(reply, (els) => els.map((el) => el.dataset.status))
+  assert.deepEqual(statuses, ["lost", "done"], "the lost reply, then one answer")
+  await page.screenshot({ path: join(artifacts, "demo-agent-lost.png") })
+})
+
