@@ -68,7 +68,8 @@ pub struct UserMessage {
 pub struct Job {
     /// The session, with the agent API (replies, control, sub-agents).
     pub session: Session,
-    /// What arrived since the session's cursor, with offsets.
+    /// What arrived since the session's cursor, with offsets; from the session's start
+    /// when a message in it began before the cursor (a user message sent in pieces).
     pub events: Vec<(Offset, Value)>,
     lease: Arc<Lease>,
 }
@@ -102,7 +103,7 @@ impl Job {
                     }
                 }
                 EventType::MessageEnd if texts.contains_key(&id) => ended.push(id),
-                EventType::MessageEnd => {
+                EventType::MessageEnd if !event.is_from_user() => {
                     finished.insert(id);
                 }
                 _ => {}
@@ -236,7 +237,9 @@ impl Worker {
     {
         let handler = Arc::new(handler);
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
-        let serving: Arc<Mutex<HashSet<String>>> = Arc::default();
+        // Sessions being served here, each with the number of the serve that has it.
+        let serving: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let mut serves = 0u64;
         let prefix = format!("{}:", self.options.subscription);
         let mut at = self.client.ensure(&self.options.wake_stream).await?;
         info!(worker = %self.options.name, pattern = %self.options.pattern, "worker serving");
@@ -256,13 +259,15 @@ impl Worker {
                 if !id.starts_with(&prefix) {
                     continue;
                 }
-                if !serving
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_owned())
+                serves += 1;
+                let serve_no = serves;
                 {
-                    // Being served here: what it woke for is read before the ack.
-                    continue;
+                    let mut serving = serving.lock().unwrap_or_else(|p| p.into_inner());
+                    if serving.contains_key(id) {
+                        // Being served here: what it woke for is read before the ack.
+                        continue;
+                    }
+                    serving.insert(id.to_owned(), serve_no);
                 }
                 let permit = slots
                     .clone()
@@ -277,19 +282,42 @@ impl Worker {
                     self.options.lease_ttl,
                 );
                 tokio::spawn(async move {
-                    let served = serve(&client, &id, &name, ttl, handler, &serving).await;
-                    if let Err(e) = served {
+                    let done = || release(&serving, &id, serve_no);
+                    if let Err(e) = serve(&client, &id, &name, ttl, handler, &done).await {
                         warn!(subscription = %id, error = %e, "session not served");
                     }
-                    serving
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
+                    done();
                     drop(permit);
                 });
             }
         }
     }
+}
+
+/// Forgets that serve `serve_no` has session `id` (once; a later serve's entry stays).
+fn release(serving: &Mutex<HashMap<String, u64>>, id: &str, serve_no: u64) {
+    let mut serving = serving.lock().unwrap_or_else(|p| p.into_inner());
+    if serving.get(id) == Some(&serve_no) {
+        serving.remove(id);
+    }
+}
+
+/// Whether a message event in `events` belongs to a message that started before them.
+fn begins_before(events: &[(Offset, Value)]) -> bool {
+    let mut started = HashSet::new();
+    for (_, event) in events {
+        let (Some(kind), Some(id)) = (event["type"].as_str(), event["id"].as_str()) else {
+            continue;
+        };
+        match kind {
+            "message.start" => {
+                started.insert(id);
+            }
+            "message.delta" | "message.end" if !started.contains(id) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Claims `id`'s lease and runs `handler` until the session has nothing new, then acks.
@@ -299,7 +327,7 @@ async fn serve<H, F>(
     worker: &str,
     ttl: Duration,
     handler: Arc<H>,
-    serving: &Mutex<HashSet<String>>,
+    done_here: &(dyn Fn() + Sync),
 ) -> Result<(), SdkError>
 where
     H: Fn(Job) -> F + Send + Sync + 'static,
@@ -322,7 +350,7 @@ where
         claim[name]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| SdkError::Protocol(format!("a claim without {name}: {claim}")))
+            .ok_or_else(|| SdkError::Protocol(format!("a claim without {name}")))
     };
     let lease = Arc::new(Lease {
         client: client.clone(),
@@ -331,37 +359,46 @@ where
         wake_id: field("wake_id")?,
         generation: claim["generation"]
             .as_u64()
-            .ok_or_else(|| SdkError::Protocol(format!("a claim without generation: {claim}")))?,
+            .ok_or_else(|| SdkError::Protocol("a claim without generation".into()))?,
         reply: Mutex::new(None),
     });
     let stream = claim["streams"][0]["path"]
         .as_str()
-        .ok_or_else(|| SdkError::Protocol(format!("a claim without its stream: {claim}")))?
+        .ok_or_else(|| SdkError::Protocol("a claim without its stream".into()))?
         .to_owned();
     let mut cursor = Offset::parse(claim["streams"][0]["acked_offset"].as_str().unwrap_or(""))
         .map_err(|e| SdkError::Protocol(format!("a claim's acked_offset: {e}")))?;
     // Heartbeats at a third of the TTL; a fenced one means the lease is gone (it ran
     // out, another worker has the session): stop writing at once.
+    // A worker that cannot reach the server stops too, before its lease can have run out
+    // (it runs from the server's answer to the last beat, so from after it was sent).
     let (lost_tx, mut lost) = tokio::sync::watch::channel(false);
     let beats = {
         let lease = lease.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(ttl / 3);
             ticker.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
                 ticker.tick().await;
+                let sent = tokio::time::Instant::now();
                 match lease.beat().await {
+                    Ok(_) => last = sent,
                     // Fenced (409) or deleted (404): the lease is gone.
                     Err(SdkError::Refused { status, .. }) if status == 409 || status == 404 => {
                         warn!(subscription = %lease.subscription, "lease lost");
                         let _ = lost_tx.send(true);
                         return;
                     }
-                    // A network failure: the next beat may get through in time.
+                    Err(e) if last.elapsed() + ttl / 3 >= ttl => {
+                        warn!(subscription = %lease.subscription, error = %e, "lease about to run out unrenewed");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    // The next beat may get through in time.
                     Err(e) => {
                         warn!(subscription = %lease.subscription, error = %e, "heartbeat failed")
                     }
-                    Ok(_) => {}
                 }
             }
         })
@@ -381,6 +418,22 @@ where
             }
             if events.is_empty() {
                 return Ok::<(), SdkError>(());
+            }
+            if begins_before(&events) {
+                // A message whose start is behind the cursor (sent in several appends):
+                // the job sees the session from its start, so it is whole.
+                let mut whole = Vec::new();
+                let mut at = Offset::ZERO;
+                while at < cursor {
+                    let page = client.read(&stream, at).await?;
+                    if page.events.is_empty() {
+                        break;
+                    }
+                    whole.extend(page.events.into_iter().filter(|(o, _)| *o < cursor));
+                    at = page.next;
+                }
+                whole.extend(events);
+                events = whole;
             }
             let job = Job {
                 session: session.clone(),
@@ -404,7 +457,7 @@ where
     outcome?;
     // The ack wakes the session again if more arrived: that wake is this worker's to
     // take too, so it is no longer "being served" here.
-    serving.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    done_here();
     lease.done(&stream, cursor).await?;
     Ok(())
 }
@@ -438,6 +491,25 @@ mod tests {
             .into_iter()
             .map(|e| serde_json::to_value(e).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_message_sent_in_pieces_is_seen_whole() {
+        let mut first = user("u1", "in pieces");
+        let end = first.pop().unwrap();
+        let at = |events: Vec<Value>| -> Vec<(Offset, Value)> {
+            events.into_iter().map(|e| (Offset::ZERO, e)).collect()
+        };
+        assert!(!begins_before(&at(first.clone())));
+        assert!(job(first.clone()).unanswered().is_empty(), "not ended yet");
+        // The next batch holds only its end: the job must reach back for its start.
+        assert!(begins_before(&at(vec![end.clone()])));
+        assert!(
+            job(vec![end.clone()]).unanswered().is_empty(),
+            "a user's end is no reply"
+        );
+        first.push(end);
+        assert_eq!(job(first).unanswered().len(), 1);
     }
 
     #[test]

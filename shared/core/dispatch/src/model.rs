@@ -642,8 +642,13 @@ impl Subscription {
         let lease = now_ms + self.spec.lease_ttl_ms as i64;
         if let Some(wake) = &mut self.wake {
             wake.lease_until_ms = Some(lease);
-            if request.reply.is_some() {
-                wake.reply.clone_from(&request.reply);
+            if let Some(reply) = &request.reply {
+                if reply.is_empty() || reply.len() > 256 {
+                    return Err(DispatchError::invalid(
+                        "reply must be a message id of 1 to 256 characters",
+                    ));
+                }
+                wake.reply = Some(reply.clone());
             }
         }
         Ok((self.pending(tails), Effect::None))

@@ -220,6 +220,14 @@ impl Dispatch {
     ) -> Result<(bool, Value), DispatchError> {
         check_id(id)?;
         let spec = Spec::parse(body, self.config.targets)?;
+        if let Some((parent, _)) = id.rsplit_once(':')
+            && let Some((existing, _)) = self.store.get(tenant, parent).await?
+            && existing.spec.per_stream
+        {
+            return Err(DispatchError::invalid(format!(
+                "`{id}` is the name of one of pool `{parent}`'s sessions; choose another id"
+            )));
+        }
         if spec.per_stream && id.len() > 200 {
             // Its children's ids add 17 characters and must stay valid ids.
             return Err(DispatchError::invalid(
@@ -266,6 +274,26 @@ impl Dispatch {
                         Ok(((), sub.wake_if_idle(&tails, now)))
                     })
                     .await?;
+                if sub.spec.per_stream {
+                    // A pool wakes its sessions' children, not itself: sessions with
+                    // events past their links (appended while the pool was being made)
+                    // get theirs now.
+                    let (now_tails, _) = self
+                        .heads(
+                            sessions,
+                            tenant,
+                            &sub.links.keys().cloned().collect::<Vec<_>>(),
+                        )
+                        .await?;
+                    for (path, link) in &sub.links {
+                        let tail = now_tails.get(path).copied().unwrap_or(link.acked);
+                        if tail > link.acked {
+                            let child = child_id(&sub.id, path);
+                            self.adopt(sessions, &sub, &child, path, link.acked, tail)
+                                .await?;
+                        }
+                    }
+                }
                 return Ok((true, sub.view(self.key.kid())));
             }
         }
@@ -547,8 +575,18 @@ impl Dispatch {
         let spec = parent.spec.child(&parent.id, path);
         let mut child = Subscription::new(&parent.tenant, id, spec, &parent.base_url, &tails, now);
         child.parent = Some(parent.id.clone());
-        // Lost to a concurrent append: that one's child is the same.
-        self.store.put(&child, None).await?;
+        if !self.store.put(&child, None).await? {
+            // Lost to a concurrent append (whose child is the same) or taken: only the
+            // pool's own child is woken.
+            match self.store.get(&parent.tenant, id).await? {
+                Some((existing, _)) if existing.parent.as_deref() == Some(&parent.id) => {}
+                _ => return Ok(()),
+            }
+        } else if self.store.get(&parent.tenant, &parent.id).await?.is_none() {
+            // The pool was deleted meanwhile: its children go with it.
+            self.store.delete(&parent.tenant, id).await?;
+            return Ok(());
+        }
         self.update(sessions, &parent.tenant, id, |sub, tails, now| {
             sub.saw_append(path, start);
             let mut tails = tails.clone();

@@ -854,6 +854,17 @@ async fn a_per_stream_pool_gives_each_session_its_own_lease() {
         children.push(child);
     }
     assert_ne!(children[0], children[1]);
+    // A pool's session names are the pool's: nobody else can take one first.
+    let squat = format!("pool:{}", "0".repeat(16));
+    let (status, body) = server
+        .send(
+            "PUT",
+            &format!("__ds/subscriptions/{squat}"),
+            &agent,
+            Some(json!({"type": "pull-wake", "streams": ["chat-3"], "wake_stream": "wake/pool"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Two workers, two leases, at once.
     for (child, worker) in children.iter().zip(["w1", "w2"]) {
         let (status, claim) = server
