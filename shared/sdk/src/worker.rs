@@ -170,6 +170,15 @@ impl Lease {
         self.post("ack", body).await
     }
 
+    /// Gives the lease back without acking: the work is woken again.
+    async fn release(&self) -> Result<Value, SdkError> {
+        self.post(
+            "release",
+            json!({"wake_id": self.wake_id, "generation": self.generation}),
+        )
+        .await
+    }
+
     /// Acks `stream` up to `offset` and gives the lease back.
     async fn done(&self, stream: &str, offset: Offset) -> Result<Value, SdkError> {
         self.post(
@@ -292,6 +301,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// How long a worker whose handler failed keeps the session before giving it back.
+fn retry_pause(ttl: Duration) -> Duration {
+    (ttl / 2).min(Duration::from_secs(5))
 }
 
 /// Forgets that serve `serve_no` has session `id` (once; a later serve's entry stays).
@@ -453,8 +467,21 @@ where
         }
     }
     .await;
+    if let Err(e) = outcome {
+        if !*lost.borrow() {
+            // The handler failed (a model endpoint down, a bug): this worker is alive, so
+            // it gives the session back itself, after a pause that keeps a failure that
+            // repeats from spinning (the heartbeats hold the lease meanwhile); the user's
+            // message is woken again, for whichever worker claims it.
+            warn!(subscription = %id, error = %e, "handler failed; the session is given back");
+            tokio::time::sleep(retry_pause(ttl)).await;
+            beats.abort();
+            done_here();
+            lease.release().await?;
+        }
+        return Err(e);
+    }
     beats.abort();
-    outcome?;
     // The ack wakes the session again if more arrived: that wake is this worker's to
     // take too, so it is no longer "being served" here.
     done_here();
