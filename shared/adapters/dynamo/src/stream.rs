@@ -17,7 +17,7 @@ pub fn session_changes(event: &Event) -> Vec<SessionChange> {
 }
 
 /// A stream image as the SDK's item type.
-fn item(image: &serde_dynamo::Item) -> Item {
+pub(crate) fn item(image: &serde_dynamo::Item) -> Item {
     image
         .iter()
         .map(|(name, value)| (name.clone(), value.clone().into()))

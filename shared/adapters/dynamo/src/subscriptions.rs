@@ -320,12 +320,7 @@ impl StreamCatalog for DynamoSubscriptionStore {
 pub fn subscription_changes(
     event: &aws_lambda_events::dynamodb::Event,
 ) -> Vec<(Option<Subscription>, Subscription)> {
-    let image = |image: &serde_dynamo::Item| -> Item {
-        image
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone().into()))
-            .collect()
-    };
+    let image = crate::stream::item;
     event
         .records
         .iter()

@@ -534,14 +534,7 @@ impl Dispatch {
             // tails), so skipping "unchanged" writes would lose wakes.
             let result = self
                 .update(sessions, tenant, &sub.id, |sub, tails, now| {
-                    if !sub.saw_append(path, start) {
-                        return Ok(((), Effect::None));
-                    }
-                    let mut tails = tails.clone();
-                    // The link may be new: its tail was not read.
-                    let known = tails.entry(path.to_owned()).or_insert(tail);
-                    *known = (*known).max(tail);
-                    Ok(((), sub.wake_if_idle(&tails, now)))
+                    Ok(((), appended(sub, tails, path, start, tail, now)))
                 })
                 .await;
             if let Err(e) = result
@@ -588,11 +581,7 @@ impl Dispatch {
             return Ok(());
         }
         self.update(sessions, &parent.tenant, id, |sub, tails, now| {
-            sub.saw_append(path, start);
-            let mut tails = tails.clone();
-            let known = tails.entry(path.to_owned()).or_insert(tail);
-            *known = (*known).max(tail);
-            Ok(((), sub.wake_if_idle(&tails, now)))
+            Ok(((), appended(sub, tails, path, start, tail, now)))
         })
         .await?;
         Ok(())
@@ -759,6 +748,25 @@ fn held_by(sub: &Subscription, holder: &str) -> Result<(), DispatchError> {
         Some(wake) if wake.holder.as_deref().unwrap_or_default() == holder => Ok(()),
         _ => Err(DispatchError::Fenced),
     }
+}
+
+/// The transition of an append `start..tail` to `path`: linked if the subscription takes
+/// it, woken if idle. The link may be new, so its tail is taken from the append.
+fn appended(
+    sub: &mut Subscription,
+    tails: &Tails,
+    path: &str,
+    start: agentwire_session::Offset,
+    tail: agentwire_session::Offset,
+    now: i64,
+) -> Effect {
+    if !sub.saw_append(path, start) {
+        return Effect::None;
+    }
+    let mut tails = tails.clone();
+    let known = tails.entry(path.to_owned()).or_insert(tail);
+    *known = (*known).max(tail);
+    sub.wake_if_idle(&tails, now)
 }
 
 /// Appends one JSON event to `tenant`'s stream `path`.
