@@ -27,6 +27,8 @@ FUNCTIONS = {
     "DispatchFunction": "agentwire-archiver",
     # The scorer's bootstrap, run as the judge (AGENTWIRE_JOB=judge).
     "JudgeFunction": "agentwire-scorer",
+    # The archiver's bootstrap, run as the evals function (AGENTWIRE_JOB=evals).
+    "EvalsFunction": "agentwire-archiver",
 }
 WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
@@ -37,9 +39,11 @@ COMMON_ENV = ["AGENTWIRE_SESSIONS_TABLE", "AGENTWIRE_BUCKET", "RUST_LOG"]
 API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWIRE_WS_ENDPOINT"]
 # The dispatch function appends wake events (pushed to WebSocket followers) and derives
 # the webhook key from the token secret.
-API_FUNCTIONS = ["HttpFunction", "WebSocketFunction", "DispatchFunction"]
+# The evals function posts questions into sessions (pushed to WebSocket followers too).
+API_FUNCTIONS = ["HttpFunction", "WebSocketFunction", "DispatchFunction", "EvalsFunction"]
 # Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
-JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer", "DispatchFunction": "archiver"}
+JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer", "DispatchFunction": "archiver",
+        "EvalsFunction": "archiver"}
 OUTPUTS = [
     "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
     "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
@@ -342,6 +346,16 @@ def _(t: Template) -> None:
     expect(len(index) == 1 and index[0]["Projection"]["ProjectionType"] == "KEYS_ONLY", f"the keys index is {index!r}")
 
 
+@check("EvalsFunction runs as evals every minute, one invocation at a time, within Lambda's 15 minutes")
+def _(t: Template) -> None:
+    events = t.props("EvalsFunction").get("Events", {})
+    schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
+    expect(schedules == ["rate(1 minute)"], f"schedules are {schedules}")
+    expect(t.function_env("EvalsFunction").get("AGENTWIRE_JOB") == "evals", "EvalsFunction is not run as evals")
+    expect(t.function_prop("EvalsFunction", "ReservedConcurrentExecutions") == 1, "runs could be carried out twice at once")
+    expect(t.function_prop("EvalsFunction", "Timeout") == 900, "the timeout is not 900 s")
+
+
 @check("ScorerFunction gets the Bucket's Object Created events for traces/ through EventBridge, re-scores on a schedule, and indexes into SessionsTable's scores index")
 def _(t: Template) -> None:
     events = t.props("ScorerFunction").get("Events", {})
@@ -435,6 +449,8 @@ GRADING_ROUTES = [
     ("PUT", "/v1/rubrics/{name}/{version}"), ("GET", "/v1/rubrics/{name}"),
     ("GET", "/v1/queues"), ("POST", "/v1/queues"), ("GET", "/v1/queues/{queue}"),
     ("ANY", "/v1/queues/{queue}/{proxy+}"),
+    # The evals API (shared/delivery/evals-http/src/lib.rs), one greedy route.
+    ("ANY", "/v1/evals/{proxy+}"),
     # The grading page, bundled into the function (functions/http/src/page.rs).
     ("GET", "/grade"), ("GET", "/grade/{proxy+}"),
 ]

@@ -66,6 +66,11 @@ pub struct DemoAgentArgs {
     /// Coalescing linger, in milliseconds.
     #[arg(long, default_value_t = 100)]
     linger_ms: u64,
+
+    /// Answer worse when the question contains this text (ignoring case): the reply then
+    /// does not restate the question. A known regression, for trying evals out.
+    #[arg(long, value_name = "TEXT")]
+    worse_on: Option<String>,
 }
 
 impl DemoAgentArgs {
@@ -83,6 +88,7 @@ impl DemoAgentArgs {
             rate: 30.0,
             tokens: 90,
             linger_ms: 100,
+            worse_on: None,
         }
     }
 }
@@ -230,7 +236,15 @@ async fn answer(
     let replier = session.sub_agent("demo", None);
     let reply = replier.reply(reply_id, Some(question_id), coalesce);
     let cancel = reply.cancelled();
-    let opening = format!("You said: “{}”. ", question.trim());
+    let worse = args
+        .worse_on
+        .as_deref()
+        .is_some_and(|text| question.to_lowercase().contains(&text.to_lowercase()));
+    let opening = if worse {
+        "I am not sure what you mean. ".to_owned()
+    } else {
+        format!("You said: “{}”. ", question.trim())
+    };
     let words = opening
         .split_inclusive(' ')
         .chain(SCRIPT.split_inclusive(' ').cycle())

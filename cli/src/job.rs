@@ -34,6 +34,16 @@ pub struct JobSettings {
         default_value_t = 60
     )]
     expiry_sweep_seconds: u64,
+
+    /// How often the `evals` job starts the tenants' scheduled evals (each once a day, at
+    /// or after its hour) and carries on unfinished runs, in seconds.
+    #[arg(
+        long,
+        env = "AGENTWIRE_EVALS_EVERY_SECONDS",
+        global = true,
+        default_value_t = 3600
+    )]
+    evals_every_seconds: u64,
 }
 
 impl JobSettings {
@@ -42,6 +52,7 @@ impl JobSettings {
             idle: Duration::from_secs(self.idle_seconds),
             archive_sweep: Duration::from_secs(self.archive_sweep_seconds),
             expiry_sweep: Duration::from_secs(self.expiry_sweep_seconds),
+            evals_every: Duration::from_secs(self.evals_every_seconds),
             ..LocalSettings::new(data_dir)
         }
     }
@@ -90,7 +101,13 @@ pub async fn run(args: JobArgs) -> anyhow::Result<()> {
             }
         }
         JobCommand::Run { name } => {
-            let job = agentwire_jobs::find(&stack.jobs, &name).map_err(anyhow::Error::msg)?;
+            // Run here, not handed to a server's tasks: this process ends with the job.
+            let inline = stack.evals_job_inline();
+            let job = if name == inline.name() {
+                &inline
+            } else {
+                agentwire_jobs::find(&stack.jobs, &name).map_err(anyhow::Error::msg)?
+            };
             let report = job.run(SystemClock.now_ms()).await?;
             crate::say(format_args!("{}: {}", job.name(), report.summary));
             for line in &report.details {

@@ -5,6 +5,7 @@ mod calibrate;
 mod calibrate_judge;
 mod demo_agent;
 mod dev;
+mod eval;
 mod import;
 mod job;
 mod judge;
@@ -44,6 +45,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Judge archived traces against a rubric through a model endpoint, within a budget.
     Judge(judge::JudgeArgs),
+    /// Evals: datasets, runs through the real agent, comparisons and the CI gate.
+    Eval(eval::EvalArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -87,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::Agreement(args) => agreement::run(args),
         Command::Judge(args) => runtime.block_on(judge::run(args)),
+        Command::Eval(args) => runtime.block_on(eval::run(args)),
         Command::Token(_) | Command::Score(_) | Command::Calibrate(_) => {
             unreachable!("handled above")
         }

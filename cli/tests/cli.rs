@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+#[path = "cli/evals.rs"]
+mod evals;
+
 fn agentwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agentwire"))
 }

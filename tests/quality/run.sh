@@ -17,7 +17,7 @@ cargo build --release --locked -p agentwire -p agentwire-quality
 aw="$root/target/release/agentwire"
 quality="$root/target/release/agentwire-quality"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'kill ${dev_pid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 out="$root/EVALS-run.md"
 
 echo "=== RAGTruth QA (train split): groundedness against the labelled hallucinations"
@@ -42,6 +42,21 @@ tau="$data/tau-bench/gpt-4o-airline-dev.json"
 "$quality" tau-bench --traces "$work/tau" --scores "$work/tau.jsonl" \
   --scores-without "$work/tau-bare.jsonl" --markdown "$work/tau.md"
 
+echo "=== tau-bench airline (dev half): a replay eval run through agentwire dev's evals API"
+mkdir -p "$work/replay"
+"$aw" import tau-bench --file "$tau" --out "$work/replay" --tenant local
+"$aw" dev --listen 127.0.0.1:0 --data-dir "$work/replay" --insecure --no-demo-agent \
+  >"$work/replay-dev.log" 2>&1 &
+dev_pid=$!
+for _ in $(seq 100); do
+  url="$(sed -n 's/^agentwire dev listening on //p' "$work/replay-dev.log")"
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+"$aw" eval --url "$url" dataset from-traces tau-dev --sessions 'tau-*'
+"$aw" eval --url "$url" run --dataset tau-dev --replay | tee "$work/replay.txt"
+kill "$dev_pid"
+
 echo "=== speed: every deterministic scorer on the RAGTruth traces, one core"
 "$quality" bench --traces "$work/ragtruth/traces" | tee "$work/bench.md"
 
@@ -62,6 +77,12 @@ echo "=== speed: the LLM judge against a local OpenAI-compatible server, beside 
   echo
   echo "## tau-bench airline dev: tool_use"
   cat "$work/tau.md"
+  echo
+  echo "## tau-bench airline dev: a replay eval run"
+  echo
+  echo '```'
+  cat "$work/replay.txt"
+  echo '```'
   echo
   echo "## Speed"
   cat "$work/bench.md"

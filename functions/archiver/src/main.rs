@@ -2,7 +2,9 @@
 //! activity for the idle sweep) and the EventBridge schedule (the sweep itself). With
 //! `AGENTWIRE_JOB=dispatch` the same bootstrap is the dispatch function (Durable Streams
 //! subscriptions: webhook wakes from the same table's stream, and the lease and retry
-//! sweep on a schedule): one build, two functions with their own roles.
+//! sweep on a schedule); with `AGENTWIRE_JOB=evals` it is the evals function (scheduled
+//! evals and the runs created over the API): one build, three functions with their own
+//! roles.
 
 use agentwire_aws_stack::{Needs, Sends, Settings, Stack, lambda};
 
@@ -20,8 +22,18 @@ async fn main() -> anyhow::Result<()> {
             let sessions = stack.sessions_dispatching(&dispatch)?;
             lambda::serve_dispatch(dispatch, sessions).await
         }
+        Ok("evals") => {
+            // Asks through sessions (the table's stream wakes the agent under test), so it
+            // needs the API's settings; runs until every unfinished run is done or the
+            // function's timeout cuts it (the next invocation resumes).
+            let stack = Stack::connect(&Settings::from_env(Needs::API)?).await?;
+            let job = stack.evals_job()?;
+            lambda::serve_job(&job).await
+        }
         Ok(other) => {
-            anyhow::bail!("AGENTWIRE_JOB={other}: expected dispatch, or nothing for the archiver")
+            anyhow::bail!(
+                "AGENTWIRE_JOB={other}: expected dispatch or evals, or nothing for the archiver"
+            )
         }
         Err(_) => {
             let settings = Settings::from_env(Needs::JOB)?;

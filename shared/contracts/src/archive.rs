@@ -19,6 +19,8 @@ macro_rules! trace_archive_contract {
             neighbouring_keys_are_separate_objects,
             dot_and_empty_segments_never_reach_another_key,
             listing_a_prefix_gives_its_keys_in_order,
+            put_new_writes_only_where_nothing_is,
+            of_racing_put_news_exactly_one_wins,
         );
     };
     (@cases $archive:path; $($case:ident),* $(,)?) => {
@@ -197,4 +199,48 @@ pub async fn listing_a_prefix_gives_its_keys_in_order(archive: &dyn TraceArchive
     );
     assert!(list("traces/dt=2026-11-28/").await.is_empty());
     assert_eq!(list("scores/").await.len(), 1);
+}
+
+/// `put_new` writes a missing key, and refuses (changing nothing) one that is there.
+pub async fn put_new_writes_only_where_nothing_is(archive: &dyn TraceArchive) {
+    let key = "runs/tenant=acme/r1/run.json";
+    assert!(
+        archive
+            .put_new(key, Bytes::from_static(b"first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !archive
+            .put_new(key, Bytes::from_static(b"second"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(archive, key).await.as_deref(), Some(&b"first"[..]));
+    put(archive, KEY, b"trace").await;
+    assert!(
+        !archive
+            .put_new(KEY, Bytes::from_static(b"other"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(archive, KEY).await.as_deref(), Some(&b"trace"[..]));
+}
+
+/// Of writers racing `put_new` on one key, exactly one wins, and its body is the object.
+pub async fn of_racing_put_news_exactly_one_wins(archive: &dyn TraceArchive) {
+    let key = "datasets/tenant=acme/name=d/v000001.jsonl.gz";
+    let bodies: Vec<Bytes> = (0..8).map(|i| Bytes::from(format!("body {i}"))).collect();
+    let won = futures_util::future::join_all(
+        bodies.iter().map(|body| archive.put_new(key, body.clone())),
+    )
+    .await;
+    let winners: Vec<usize> = won
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| *w.as_ref().unwrap())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{won:?}");
+    assert_eq!(get(archive, key).await, Some(bodies[winners[0]].clone()));
 }

@@ -89,6 +89,28 @@ impl TraceArchive for DirTraceArchive {
         Ok(())
     }
 
+    async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, ArchiveError> {
+        let path = self.path(key)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| failed(dir, e))?;
+        }
+        // Written aside, then hard-linked in: a link, unlike a rename, fails when the name
+        // is taken, so of two writers exactly one publishes.
+        let (partial, file) = create_partial(&path).await?;
+        let linked = match write_durably(file, &body).await {
+            Ok(()) => tokio::fs::hard_link(&partial, &path).await,
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&partial).await;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(failed(&path, e)),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError> {
         let path = self.path(key)?;
         match tokio::fs::read(&path).await {

@@ -139,6 +139,30 @@ impl TraceArchive for S3Bucket {
             .map_err(|e| ArchiveError(e.message))
     }
 
+    async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, ArchiveError> {
+        // S3's conditional write: `If-None-Match: *` makes a put that would replace an
+        // object fail with 412 Precondition Failed.
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 412 | 409)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(ArchiveError(failed("put", key, e).message)),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError> {
         S3Bucket::get(self, key)
             .await

@@ -16,6 +16,10 @@ pub trait TraceArchive: Send + Sync {
     /// Writes (or replaces) the object at `key`; durable once this returns.
     async fn put(&self, key: &str, body: Bytes) -> Result<(), ArchiveError>;
 
+    /// Writes `body` at `key` only if no object is there, atomically: `false` (and nothing
+    /// written) when one was. What makes a version number or a run id one writer's alone.
+    async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, ArchiveError>;
+
     /// The object at `key`, if there is one.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError>;
 

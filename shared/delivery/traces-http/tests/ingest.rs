@@ -42,6 +42,15 @@ impl TraceArchive for MemoryArchive {
         Ok(())
     }
 
+    async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, ArchiveError> {
+        let mut objects = self.objects.lock().unwrap();
+        if objects.contains_key(key) {
+            return Ok(false);
+        }
+        objects.insert(key.to_owned(), body);
+        Ok(true)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError> {
         Ok(self.objects.lock().unwrap().get(key).cloned())
     }

@@ -96,6 +96,11 @@ impl TraceArchive for ScoringArchive {
         Ok(())
     }
 
+    async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, ArchiveError> {
+        // Traces are replaced, never created once: only other objects come this way.
+        self.inner.put_new(key, body).await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Bytes>, ArchiveError> {
         self.inner.get(key).await
     }

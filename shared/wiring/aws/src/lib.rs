@@ -24,6 +24,8 @@ use agentwire_dynamo::{
     DynamoActivityIndex, DynamoBudgetLedger, DynamoConnectionRegistry, DynamoGradingStore,
     DynamoScoreIndex, DynamoSessionLog, DynamoSubscriptionStore,
 };
+use agentwire_evals::nightly::Nightly;
+use agentwire_evals::{EvalStore, Launch, Runner, SessionAgent};
 use agentwire_grading_http::GradingService;
 use agentwire_realtime::{Fanout, Realtime};
 use agentwire_s3::S3Bucket;
@@ -43,6 +45,17 @@ pub fn init_logging() {
 
 /// How often live reads re-read DynamoDB: appends land in other Lambda instances.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often the evals function runs (the template's schedule): runs created over the
+/// API start within a minute.
+pub const EVALS_EVERY: Duration = Duration::from_secs(60);
+
+/// Leaves a run created over the API queued for the evals function.
+struct Queued;
+
+impl Launch for Queued {
+    fn launch(&self, _tenant: &str, _run: &str) {}
+}
 
 /// A missing or malformed setting; lists every one at once.
 #[derive(Debug, thiserror::Error)]
@@ -474,6 +487,34 @@ impl Stack {
         ))
     }
 
+    /// The eval runner: datasets and runs in the bucket, questions posted through this
+    /// function's sessions (the table's stream wakes the agent under test through the
+    /// dispatch function), sessions archived and scored as the scorer function does.
+    pub fn evals(&self) -> Result<Arc<Runner>, ConfigError> {
+        let agent = SessionAgent::new(self.sessions()?, Arc::new(self.archiver()));
+        Ok(Arc::new(
+            Runner::new(
+                EvalStore::new(self.trace_archive()),
+                Some(Arc::new(agent)),
+                self.scorer(),
+                Arc::new(SystemClock),
+            )
+            .with_after(Arc::new(agentwire_report::RunReports)),
+        ))
+    }
+
+    /// The `evals` job as its function runs it: scheduled evals started, and every
+    /// unfinished run carried out in the invocation (one cut short by the function's
+    /// timeout is resumed by the next).
+    pub fn evals_job(&self) -> Result<Nightly, ConfigError> {
+        Ok(Nightly::new(
+            self.evals()?,
+            self.trace_archive(),
+            None,
+            EVALS_EVERY,
+        ))
+    }
+
     /// The grading API's service: the grading store, the score index its grades join as
     /// `human` records, and the trace archive its item view reads conversations from.
     pub fn grading_service(&self) -> GradingService {
@@ -521,8 +562,20 @@ impl Stack {
             ))
             .merge(agentwire_grading_http::router(
                 self.grading_service(),
-                auth,
+                auth.clone(),
                 agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
+            ))
+            .merge(agentwire_evals_http::router(
+                agentwire_evals_http::EvalsApi {
+                    runner: self.evals()?,
+                    // A request's function ends with its answer: the evals function (every
+                    // minute) carries out the runs created here.
+                    launch: Arc::new(Queued),
+                    archive: self.trace_archive(),
+                    scores: self.scores.clone(),
+                    grading: self.grading.clone(),
+                    auth,
+                },
             )))
     }
 

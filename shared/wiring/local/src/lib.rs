@@ -21,6 +21,8 @@ use agentwire_auth::Auth;
 use agentwire_dispatch::{
     Dispatch, DispatchConfig, DispatchObserver, StreamCatalog, SubscriptionStore, Targets,
 };
+use agentwire_evals::nightly::{NIGHTLY_EVERY, Nightly};
+use agentwire_evals::{EvalStore, Runner, SessionAgent, Spawner};
 use agentwire_fs::DirTraceArchive;
 use agentwire_grading::GradingStore;
 use agentwire_grading_http::GradingService;
@@ -63,6 +65,8 @@ pub struct LocalSettings {
     pub read_pool: ReadPool,
     /// How often the day that just ended is re-scored.
     pub rescore_every: Duration,
+    /// How often the `evals` job looks for scheduled evals and unfinished runs.
+    pub evals_every: Duration,
 }
 
 impl LocalSettings {
@@ -76,6 +80,7 @@ impl LocalSettings {
             change_window: Duration::from_secs(1),
             read_pool: ReadPool::default(),
             rescore_every: RESCORE_EVERY,
+            evals_every: NIGHTLY_EVERY,
         }
     }
 
@@ -153,6 +158,12 @@ pub struct LocalStack {
     pub jobs: Vec<Arc<dyn Job>>,
     /// Subscriptions (webhooks and pull-wake), when the backend offers them.
     pub dispatch: Option<Arc<Dispatch>>,
+    /// Evals: runs created through the API or by the `evals` job, carried out in this
+    /// process through its sessions (so dispatch delivers them to the agent under test).
+    pub evals: Arc<Runner>,
+    pub eval_runs: Arc<Spawner>,
+    /// The store under the scoring archive (configurations, datasets, runs).
+    plain_archive: Arc<dyn TraceArchive>,
     clock: Arc<dyn Clock>,
     log: Arc<dyn SessionLog>,
     feed: Arc<ChangeFeed>,
@@ -210,7 +221,7 @@ impl LocalStack {
             clock.clone(),
         ));
         let judge = Arc::new(JudgeJob::new(
-            reader,
+            reader.clone(),
             parts.archive.clone(),
             parts.scores.clone(),
             parts.grading.clone(),
@@ -252,9 +263,26 @@ impl LocalStack {
         if let Some(poll) = parts.poll {
             sessions = sessions.with_poll_interval(poll);
         }
+        let agent = SessionAgent::new(sessions.clone(), archiver.clone());
+        let evals = Arc::new(
+            Runner::new(
+                EvalStore::new(parts.archive.clone()),
+                Some(Arc::new(agent)),
+                reader,
+                clock.clone(),
+            )
+            .with_after(Arc::new(agentwire_report::RunReports)),
+        );
+        let eval_runs = Spawner::new(evals.clone());
         let mut jobs: Vec<Arc<dyn Job>> = vec![
             archiver.clone(),
             Arc::new(Rescore::new(scorer.clone(), settings.rescore_every)),
+            Arc::new(Nightly::new(
+                evals.clone(),
+                parts.archive.clone(),
+                Some(eval_runs.clone()),
+                settings.evals_every,
+            )),
         ];
         if let Some(sqlite) = parts.sqlite {
             jobs.push(Arc::new(ExpirySweep::new(sqlite, settings.expiry_sweep)));
@@ -273,6 +301,9 @@ impl LocalStack {
             judge,
             jobs,
             dispatch: parts.dispatch,
+            evals,
+            eval_runs,
+            plain_archive: parts.archive,
             clock,
             log: parts.log,
             feed,
@@ -325,8 +356,18 @@ impl LocalStack {
                     self.archive.clone(),
                     self.clock.clone(),
                 ),
-                auth,
+                auth.clone(),
                 agentwire_grading_http::DEFAULT_MAX_BODY_BYTES,
+            ))
+            .merge(agentwire_evals_http::router(
+                agentwire_evals_http::EvalsApi {
+                    runner: self.evals.clone(),
+                    launch: self.eval_runs.clone(),
+                    archive: self.archive.clone(),
+                    scores: self.scores.clone(),
+                    grading: self.grading.clone(),
+                    auth,
+                },
             ))
             .merge(agentwire_local_gateway::router(
                 realtime,
@@ -334,9 +375,29 @@ impl LocalStack {
             ))
     }
 
-    /// Runs every job on its schedule until [`Scheduler::stop`].
+    /// Runs every job on its schedule until [`Scheduler::stop`], and carries on the eval
+    /// runs a stopped process left unfinished.
     pub fn start_jobs(&self) -> Scheduler {
+        let eval_runs = self.eval_runs.clone();
+        tokio::spawn(async move {
+            match eval_runs.resume_all().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "carrying on unfinished eval runs"),
+                Err(e) => tracing::warn!(error = %e, "unfinished eval runs not resumed"),
+            }
+        });
         Scheduler::start(&self.jobs, self.clock.clone())
+    }
+
+    /// The `evals` job carrying runs out itself, as on AWS (for `agentwire job run evals`,
+    /// whose process ends with the job).
+    pub fn evals_job_inline(&self) -> Arc<dyn Job> {
+        Arc::new(Nightly::new(
+            self.evals.clone(),
+            self.plain_archive.clone(),
+            None,
+            NIGHTLY_EVERY,
+        ))
     }
 
     /// Ends live reads now and makes new ones answer at once: the server is stopping.

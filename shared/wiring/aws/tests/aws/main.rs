@@ -6,4 +6,5 @@ mod bedrock;
 mod claim_check;
 mod common;
 mod dispatch;
+mod evals;
 mod grading;
