@@ -107,7 +107,7 @@ fn job_run_of_an_unknown_job_names_the_known_ones() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"nightly\"") && stderr.contains("archiver, rescore, expiry"),
+        stderr.contains("\"nightly\"") && stderr.contains("archiver, rescore, evals, expiry"),
         "{stderr}"
     );
 }

@@ -21,7 +21,8 @@
 //!
 //! Errors are `{"error": "<message>"}`: 400 a bad dataset line (the message names it) or
 //! field, 401/403 the token, 404 no such dataset, version or run (another tenant's are
-//! never visible), 409 comparing a run that has not finished, 503 storage unavailable. A refused call changes nothing.
+//! never visible), 409 comparing a run that has not finished or resuming one that has
+//! ended, 500 stored data that does not read back, 503 storage unavailable. A refused call changes nothing.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -102,7 +103,9 @@ impl From<EvalError> for Failure {
         let status = match &e {
             EvalError::Invalid(_) => StatusCode::BAD_REQUEST,
             EvalError::NotFound(_) => StatusCode::NOT_FOUND,
-            EvalError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Damaged data does not heal with a retry.
+            EvalError::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            EvalError::Store(StoreError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Failure(status, e.to_string())
     }
@@ -183,6 +186,13 @@ async fn put_dataset(
         ))
     })?;
     let items = parse_jsonl(text).map_err(|e| bad(format!("dataset {name}: {e}")))?;
+    // A replay item names a trace of this tenant, never another's.
+    for item in &items {
+        if let Some(trace) = &item.trace {
+            agentwire_evals::runner::check_trace_key(trace, &tenant)
+                .map_err(|e| bad(format!("dataset {name}: item {}: {e}", item.id)))?;
+        }
+    }
     stored_version(&api, &tenant, &name, &items).await
 }
 
@@ -269,9 +279,7 @@ async fn from_traces(
             }
         }
     }
-    let items = items_from_traces(&*api.archive, &tenant, &pick)
-        .await
-        .map_err(bad)?;
+    let items = items_from_traces(&*api.archive, &tenant, &pick).await?;
     stored_version(&api, &tenant, &name, &items).await
 }
 
@@ -388,6 +396,18 @@ async fn resume_run(
 ) -> Result<Response, Failure> {
     let tenant = api.tenant(&headers)?;
     let run = load_run(&api, &tenant, &id).await?;
+    if matches!(
+        run.status,
+        agentwire_evals::Status::Finished | agentwire_evals::Status::Failed
+    ) {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!(
+                "run {id} is {}: only a queued or interrupted run can be resumed; start a new run",
+                to_value(run.status).as_str().unwrap_or_default()
+            ),
+        ));
+    }
     api.launch.launch(&tenant, &id);
     Ok(reply(StatusCode::ACCEPTED, json!({"run": to_value(&run)})))
 }
@@ -456,7 +476,12 @@ async fn compare_runs(
                 ),
             ));
         }
-        let items = api.runner.store().items(&tenant, id).await?;
+        // A finished run's results are one object; older runs fall back to the items.
+        let store = api.runner.store();
+        let items = match store.results(&tenant, id).await? {
+            Some(items) => items,
+            None => store.items(&tenant, id).await?,
+        };
         sides.push((run, items));
     }
     let comparison = compare(

@@ -40,6 +40,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Side {
     pub n: usize,
+    #[serde(with = "crate::stats::nan_as_null")]
     pub mean: f64,
     pub ci: Interval,
 }
@@ -54,6 +55,7 @@ pub struct MeasureComparison {
     /// Items both runs have a value for.
     pub paired: usize,
     /// Mean of B − A over the paired items, with its bootstrap interval.
+    #[serde(with = "crate::stats::nan_as_null")]
     pub delta: f64,
     pub delta_ci: Interval,
     /// Two-sided paired permutation test of B − A.
@@ -545,5 +547,22 @@ mod tests {
             let error = Condition::parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_measure_only_one_run_has_compares_and_round_trips_as_json() {
+        let mut b = twenty(&[]);
+        for result in &mut b {
+            result.records.retain(|r| r.name != "reference.facts");
+        }
+        let comparison = compare(&run("A"), &twenty(&[]), &run("B"), &b, DEFAULT_MIN_DELTA);
+        let facts = comparison.measure("reference.facts").unwrap();
+        assert!(facts.b.mean.is_nan() && facts.delta.is_nan() && facts.paired == 0);
+        let text = serde_json::to_string(&comparison).unwrap();
+        let back: Comparison = serde_json::from_str(&text).unwrap();
+        assert!(back.measure("reference.facts").unwrap().b.mean.is_nan());
+        // A figure that is not there fails a condition on it, saying so.
+        let floor = Condition::parse("reference.facts.mean < 0.5").unwrap();
+        assert!(gate(&comparison, &[floor]).unwrap_err().contains("is NaN"));
     }
 }

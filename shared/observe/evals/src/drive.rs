@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use agentwire_archive::Archiver;
 use agentwire_session::events::{Envelope, EventType};
 use agentwire_session::{
-    AppendRequest, CreateError, CreateStream, Expiry, Mode, Offset, Payload, ReadFrom, Sessions,
-    events_of,
+    AppendError, AppendRequest, CreateError, CreateStream, Expiry, Mode, Offset, Payload,
+    ReadError, ReadFrom, Sessions, events_of,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::dataset::InputMessage;
-use crate::runner::{Agent, Answer, Asked};
+use crate::runner::{Agent, Answer, AskError, Asked};
 
 /// The user an eval's questions come from, in the session's events.
 pub const EVAL_USER: &str = "agentwire-eval";
@@ -38,7 +38,7 @@ impl SessionAgent {
 
     /// Creates the session and posts the input, unless an earlier attempt did: then the
     /// offset its question was at. Returns where to follow from.
-    async fn post(&self, stored: &str, input: &[InputMessage]) -> Result<Offset, String> {
+    async fn post(&self, stored: &str, input: &[InputMessage]) -> Result<Offset, AskError> {
         let created = self
             .sessions
             .create(CreateStream {
@@ -58,17 +58,26 @@ impl SessionAgent {
                     .sessions
                     .head(stored)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(read_error(stored))?;
                 if info.tail > Offset::ZERO {
                     return Ok(Offset::ZERO);
                 }
             }
             Err(CreateError::ConfigMismatch { .. }) => {
-                return Err(format!(
+                return Err(AskError::Unusable(format!(
                     "session {stored} exists and is not a JSON session: use another pattern"
-                ));
+                )));
             }
-            Err(e) => return Err(format!("cannot create session {stored}: {e}")),
+            Err(CreateError::Storage(e)) => {
+                return Err(AskError::Storage(format!(
+                    "cannot create session {stored}: {e}"
+                )));
+            }
+            Err(e) => {
+                return Err(AskError::Unusable(format!(
+                    "cannot create session {stored}: {e}"
+                )));
+            }
         }
         let mut events = Vec::new();
         for (i, message) in input.iter().enumerate() {
@@ -88,9 +97,9 @@ impl SessionAgent {
             }
         }
         let body = serde_json::to_vec(&events.iter().map(Envelope::to_value).collect::<Vec<_>>())
-            .map_err(|e| e.to_string())?;
-        let payload =
-            Payload::frame(Mode::Json, Bytes::from(body), false).map_err(|e| e.to_string())?;
+            .map_err(|e| AskError::Unusable(e.to_string()))?;
+        let payload = Payload::frame(Mode::Json, Bytes::from(body), false)
+            .map_err(|e| AskError::Unusable(e.to_string()))?;
         self.sessions
             .append(
                 stored,
@@ -103,7 +112,12 @@ impl SessionAgent {
                 },
             )
             .await
-            .map_err(|e| format!("cannot post the question to {stored}: {e}"))?;
+            .map_err(|e| match e {
+                AppendError::Storage(e) => {
+                    AskError::Storage(format!("cannot post the question to {stored}: {e}"))
+                }
+                e => AskError::Unusable(format!("cannot post the question to {stored}: {e}")),
+            })?;
         Ok(Offset::ZERO)
     }
 
@@ -114,7 +128,7 @@ impl SessionAgent {
         from: Offset,
         input: usize,
         deadline: Instant,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, AskError> {
         let ours: HashSet<String> = (0..input).map(message_id).collect();
         let mut at = from;
         let (mut open, mut ended) = (HashSet::<String>::new(), 0usize);
@@ -134,7 +148,7 @@ impl SessionAgent {
                     left.min(Duration::from_secs(20)),
                 )
                 .await
-                .map_err(|e| format!("cannot read {stored}: {e}"))?;
+                .map_err(read_error(stored))?;
             for event in events_of(&batch) {
                 let Ok(envelope) = Envelope::parse(&event.json) else {
                     continue;
@@ -183,6 +197,13 @@ impl SessionAgent {
     }
 }
 
+fn read_error(stored: &str) -> impl Fn(ReadError) -> AskError + '_ {
+    move |e| match e {
+        ReadError::Storage(e) => AskError::Storage(format!("cannot read {stored}: {e}")),
+        e => AskError::Unusable(format!("cannot read {stored}: {e}")),
+    }
+}
+
 /// The id of the input's message `i` in the session.
 fn message_id(i: usize) -> String {
     format!("eval_{i}")
@@ -205,7 +226,7 @@ impl Agent for SessionAgent {
         session: &str,
         input: &[InputMessage],
         timeout: Duration,
-    ) -> Result<Asked, String> {
+    ) -> Result<Asked, AskError> {
         let stored = agentwire_auth::stored_name(tenant, session);
         let started = Instant::now();
         let from = self.post(&stored, input).await?;
@@ -217,7 +238,7 @@ impl Agent for SessionAgent {
             .archiver
             .archive(&stored)
             .await
-            .map_err(|e| format!("cannot archive {session}: {e}"))?;
+            .map_err(|e| AskError::Storage(format!("cannot archive {session}: {e}")))?;
         Ok(Asked {
             answer,
             trace_key: archived.map(|a| a.key),

@@ -26,5 +26,5 @@ pub use compare::{Comparison, Condition, compare, gate};
 pub use dataset::{Item, parse_jsonl};
 pub use drive::SessionAgent;
 pub use run::{ItemResult, ItemStatus, Mode, Run, RunSpec, Status, Summary};
-pub use runner::{AfterRun, Agent, EvalError, Launch, NewRun, Runner, Spawner};
+pub use runner::{AfterRun, Agent, AskError, EvalError, Launch, NewRun, Runner, Spawner};
 pub use store::{EvalStore, StoreError};

@@ -31,6 +31,7 @@ use tracing::warn;
 
 use crate::run::Mode;
 use crate::runner::{EvalError, Launch, NewRun, Runner};
+use crate::store::StoreError;
 
 /// How often the job looks for due evals and unfinished runs (the template's schedule).
 pub const NIGHTLY_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -76,7 +77,14 @@ impl EvalSchedule {
     pub fn parse(text: &str) -> Result<EvalSchedule, String> {
         let schedule: EvalSchedule =
             toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let mut names = std::collections::HashSet::new();
         for (i, entry) in schedule.eval.iter().enumerate() {
+            if !names.insert(entry.name()) {
+                return Err(format!(
+                    "eval[{i}]: another eval is named {:?}: give each a name of its own",
+                    entry.name()
+                ));
+            }
             if entry.hour > 23 {
                 return Err(format!("eval[{i}].hour must be from 0 to 23"));
             }
@@ -172,25 +180,35 @@ impl Nightly {
                     encode_segment(&tenant),
                     entry.name()
                 );
-                if !self
+                // The claim names the run it starts: a tick that fails between the claim
+                // and the run's creation leaves the claim for the next tick to complete.
+                let fresh = crate::runner::run_id(now_ms);
+                let claim = Bytes::from(serde_json::json!({"run": fresh}).to_string());
+                let claimed = self
                     .objects
-                    .put_new(&marker, Bytes::from_static(b"{}"))
+                    .put_new(&marker, claim)
                     .await
-                    .map_err(|e| storage(e.0))?
-                {
-                    continue;
-                }
+                    .map_err(|e| storage(e.0))?;
+                let id = if claimed {
+                    fresh
+                } else {
+                    let body = self.objects.get(&marker).await.map_err(|e| storage(e.0))?;
+                    let named = body
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["run"].as_str().map(str::to_owned));
+                    let Some(id) = named else { continue };
+                    let exists = self.runner.store().run(&tenant, &id).await;
+                    if exists.map_err(|e| storage(e.to_string()))?.is_some() {
+                        continue;
+                    }
+                    id
+                };
                 match self
                     .runner
-                    .create(&tenant, entry.new_run(), "nightly")
+                    .create_as(&tenant, entry.new_run(), "nightly", Some(&id))
                     .await
                 {
                     Ok(run) => {
-                        let body = serde_json::json!({"run": run.spec.id}).to_string();
-                        self.objects
-                            .put(&marker, Bytes::from(body))
-                            .await
-                            .map_err(|e| storage(e.0))?;
                         report.details.push(format!(
                             "started run {} of {} for tenant {tenant} ({}@{})",
                             run.spec.id,
@@ -256,7 +274,11 @@ impl Job for Nightly {
                                 .unwrap_or_default()
                         ));
                     }
-                    Err(EvalError::Store(e)) => return Err(JobError::Retryable(e.to_string())),
+                    Err(EvalError::Store(StoreError::Storage(e))) => {
+                        return Err(JobError::Retryable(e));
+                    }
+                    // A run that cannot go on (damaged, its dataset gone) is reported and
+                    // left: it must not hold up every run after it.
                     Err(e) => report
                         .details
                         .push(format!("run {id} of tenant {tenant}: {e}")),
@@ -268,5 +290,35 @@ impl Job for Nightly {
             None => format!("{finished} of {} eval runs carried out", unfinished.len()),
         };
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_and_name_what_is_wrong() {
+        let ok = EvalSchedule::parse("[[eval]]\ndataset = \"a\"\n[[eval]]\nname = \"a-replay\"\ndataset = \"a\"\nmode = \"replay\"\nhour = 3\n").unwrap();
+        assert_eq!(ok.eval.len(), 2);
+        assert_eq!((ok.eval[1].name(), ok.eval[1].hour), ("a-replay", 3));
+        for (text, says) in [
+            (
+                "[[eval]]\ndataset = \"a\"\n[[eval]]\ndataset = \"a\"\n",
+                "another eval is named \"a\"",
+            ),
+            (
+                "[[eval]]\ndataset = \"a\"\nhour = 24\n",
+                "hour must be from 0 to 23",
+            ),
+            ("[[eval]]\ndataset = \"a\"\ncolour = 1\n", "colour"),
+            (
+                "[[eval]]\nname = \"a b\"\ndataset = \"a\"\n",
+                "contains ' '",
+            ),
+        ] {
+            let error = EvalSchedule::parse(text).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
     }
 }

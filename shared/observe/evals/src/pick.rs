@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::dataset::{ExpectedCall, InputMessage, Item, MAX_ITEMS, MAX_NAME_LEN, validate_name};
+use crate::runner::EvalError;
+use crate::store::StoreError;
 
 /// Which traces to pick: all conditions hold.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,15 +81,17 @@ pub async fn items_from_traces(
     archive: &dyn TraceArchive,
     tenant: &str,
     pick: &Pick,
-) -> Result<Vec<Item>, String> {
+) -> Result<Vec<Item>, EvalError> {
+    let invalid = |m: String| EvalError::Invalid(m);
+    let storage = |e: agentwire_trace::ArchiveError| EvalError::Store(StoreError::Storage(e.0));
     if pick.sessions.is_none() && pick.session_names.is_empty() {
-        return Err(match (&pick.queue, &pick.scores) {
+        return Err(invalid(match (&pick.queue, &pick.scores) {
             (Some(queue), _) => format!("queue {queue:?} has no graded traces"),
             (None, Some(_)) => "no score record matches the filter".into(),
             (None, None) => {
                 "pick traces by sessions (a pattern), session_names, queue or scores".into()
             }
-        });
+        }));
     }
     let prefixes: Vec<String> = if pick.days.is_empty() {
         vec!["traces/".into()]
@@ -100,7 +104,7 @@ pub async fn items_from_traces(
     let mut items: Vec<Item> = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for prefix in prefixes {
-        let keys = archive.list(&prefix).await.map_err(|e| e.to_string())?;
+        let keys = archive.list(&prefix).await.map_err(storage)?;
         for key in keys {
             let Some(parsed) = ObjectKey::parse(&key) else {
                 continue;
@@ -117,30 +121,34 @@ pub async fn items_from_traces(
             let body = archive
                 .get(&key)
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{key}: gone while read"))?;
-            let spans =
-                decode_jsonl_gz(&body).map_err(|_| format!("{key}: not an archived trace"))?;
+                .map_err(storage)?
+                .ok_or_else(|| invalid(format!("{key}: gone while read")))?;
+            let spans = decode_jsonl_gz(&body)
+                .map_err(|_| invalid(format!("{key}: not an archived trace")))?;
             let view = TraceView::from_spans(&spans, &ViewOptions::default())
-                .map_err(|e| format!("{key}: {e}"))?;
+                .map_err(|e| invalid(format!("{key}: {e}")))?;
             let mut item = item_of(&key, &parsed.session, &view, &mut ids);
             if let Some(labels) = pick.labels.get(&parsed.session) {
                 item.expected.labels = labels.clone();
             }
             items.push(item);
             if items.len() > MAX_ITEMS {
-                return Err(format!("the pick holds more than {MAX_ITEMS} traces"));
+                return Err(invalid(format!(
+                    "the pick holds more than {MAX_ITEMS} traces"
+                )));
             }
         }
     }
     if items.is_empty() {
-        return Err("no archived trace of the tenant matches the pick".into());
+        return Err(invalid(
+            "no archived trace of the tenant matches the pick".into(),
+        ));
     }
     Ok(items)
 }
 
 /// An item id from a session name: its characters outside `A-Z a-z 0-9 . _ -` as `-`,
-/// at most 60 of them, made unique with a `-<n>` suffix.
+/// at most 57 of them, made unique with a `-<n>` suffix.
 fn id_of(session: &str, ids: &mut std::collections::HashSet<String>) -> String {
     let mut base: String = session
         .chars()
@@ -151,7 +159,8 @@ fn id_of(session: &str, ids: &mut std::collections::HashSet<String>) -> String {
                 '-'
             }
         })
-        .take(MAX_NAME_LEN - 4)
+        // Room for a `-<n>` suffix of up to six digits.
+        .take(MAX_NAME_LEN - 7)
         .collect();
     if base.is_empty() || base.starts_with('.') || validate_name("id", &base).is_err() {
         base = format!("s{base}");

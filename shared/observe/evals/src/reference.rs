@@ -56,6 +56,29 @@ pub fn answer(view: &TraceView) -> String {
         .join("\n")
 }
 
+/// The measures an item's expectations call for: an item that got no answer scores 0 on
+/// each, so a run that stops answering cannot look as good as one that answers.
+pub fn expected_measures(item: &Item) -> Vec<&'static str> {
+    let expected = &item.expected;
+    let mut names = Vec::new();
+    if expected.output.is_some() {
+        names.extend(["reference.exact", "reference.fuzzy"]);
+    }
+    if expected.number.is_some() {
+        names.push("reference.numeric");
+    }
+    if expected.json.is_some() {
+        names.push("reference.json");
+    }
+    if !expected.facts.is_empty() {
+        names.push("reference.facts");
+    }
+    if expected.actions.is_some() {
+        names.push("tool_use.expected_actions");
+    }
+    names
+}
+
 /// The reference outcomes of `item` on `view`.
 pub fn score(view: &TraceView, item: &Item) -> Vec<Outcome> {
     let answer = answer(view);

@@ -158,6 +158,7 @@ pub struct Metric {
     pub name: String,
     /// Items with a value.
     pub n: usize,
+    #[serde(with = "crate::stats::nan_as_null")]
     pub mean: f64,
     /// 95 % percentile bootstrap interval of the mean.
     pub ci: Interval,

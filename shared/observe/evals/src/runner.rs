@@ -22,7 +22,8 @@ use crate::run::{ItemResult, ItemStatus, Mode, Run, RunSpec, Status, summarise};
 use crate::store::{EvalStore, StoreError};
 
 /// The longest per-item timeout a run may ask for.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// (Well under the evals function's 15 minutes, so an item always ends within one invocation.)
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The most items a run keeps in flight.
 pub const MAX_CONCURRENCY: usize = 256;
 
@@ -47,20 +48,31 @@ pub struct Asked {
     pub latency_ms: Option<u64>,
 }
 
+/// Why a question could not be asked at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    /// Storage failed: the item is not recorded, and runs again when the run resumes.
+    #[error("{0}")]
+    Storage(String),
+    /// The session cannot be used for it (another content type, a closed stream): the
+    /// item's result is this error.
+    #[error("{0}")]
+    Unusable(String),
+}
+
 /// The agent as a run reaches it: through a session, as any user does.
 #[async_trait]
 pub trait Agent: Send + Sync {
     /// Posts `input` into a fresh session `session` of `tenant` (or, when the session
     /// already holds the question, from an interrupted attempt, posts nothing), waits up
-    /// to `timeout` for the reply, and archives the session. `Err` when the session could
-    /// not be used at all (storage).
+    /// to `timeout` for the reply, and archives the session.
     async fn ask(
         &self,
         tenant: &str,
         session: &str,
         input: &[InputMessage],
         timeout: Duration,
-    ) -> Result<Asked, String>;
+    ) -> Result<Asked, AskError>;
 }
 
 /// Why a run could not be created or carried out.
@@ -155,6 +167,23 @@ impl Runner {
     /// Checks `new` against its dataset and stores it as a queued run; the dataset
     /// version it names is the one every item comes from, whatever is added later.
     pub async fn create(&self, tenant: &str, new: NewRun, origin: &str) -> Result<Run, EvalError> {
+        self.create_as(tenant, new, origin, None).await
+    }
+
+    /// [`Runner::create`] under the id `id` when given: a run already stored under it is
+    /// returned as it is (so a claim that names its run id can be completed by a retry).
+    pub async fn create_as(
+        &self,
+        tenant: &str,
+        new: NewRun,
+        origin: &str,
+        id: Option<&str>,
+    ) -> Result<Run, EvalError> {
+        if let Some(id) = id
+            && let Some(existing) = self.store.run(tenant, id).await?
+        {
+            return Ok(existing);
+        }
         validate_name("dataset", &new.dataset).map_err(EvalError::Invalid)?;
         let Some(dataset) = self
             .store
@@ -190,6 +219,12 @@ impl Runner {
                         "pattern {pattern:?} must hold exactly one * (replaced by <run>-<item> in each session's name) and no /"
                     )));
                 }
+                let example = pattern.replacen('*', "20261202-000000000-0000-item", 1);
+                agentwire_session::path::validate_name(&example).map_err(|e| {
+                    EvalError::Invalid(format!(
+                        "pattern {pattern:?} makes no valid session name: {e}"
+                    ))
+                })?;
                 if let Some(item) = dataset.items.iter().find(|i| i.input.is_empty()) {
                     return Err(EvalError::Invalid(format!(
                         "item {} of {}@{} has no input to send (a replay item: run it with mode replay)",
@@ -209,13 +244,17 @@ impl Runner {
                         item.id, dataset.name, dataset.version
                     )));
                 }
+                for item in &dataset.items {
+                    check_trace_key(item.trace.as_deref().unwrap_or_default(), tenant)
+                        .map_err(|e| EvalError::Invalid(format!("item {}: {e}", item.id)))?;
+                }
             }
         }
         let now = self.clock.now_ms();
         loop {
             let run = Run {
                 spec: RunSpec {
-                    id: run_id(now),
+                    id: id.map_or_else(|| run_id(now), str::to_owned),
                     tenant: tenant.to_owned(),
                     dataset: dataset.name.clone(),
                     version: dataset.version,
@@ -235,6 +274,11 @@ impl Runner {
             };
             if self.store.create_run(&run).await? {
                 return Ok(run);
+            }
+            if let Some(id) = id
+                && let Some(existing) = self.store.run(tenant, id).await?
+            {
+                return Ok(existing);
             }
         }
     }
@@ -393,13 +437,25 @@ impl Runner {
                         }
                         asked.trace_key
                     }
-                    Err(e) => {
+                    Err(AskError::Storage(e)) => {
+                        return Err(EvalError::Store(StoreError::Storage(e)));
+                    }
+                    Err(AskError::Unusable(e)) => {
                         result.status = ItemStatus::Error;
                         result.error = Some(e);
                         None
                     }
                 }
             }
+        };
+        let key = match key.map(|k| check_trace_key(&k, &spec.tenant).map(|()| k)) {
+            Some(Err(e)) => {
+                result.status = ItemStatus::Error;
+                result.error = Some(e);
+                None
+            }
+            Some(Ok(key)) => Some(key),
+            None => None,
         };
         if let Some(key) = key {
             result.trace_key = Some(key.clone());
@@ -422,6 +478,30 @@ impl Runner {
             }
         }
         result.finished_ms = self.clock.now_ms();
+        if result.status != ItemStatus::Answered {
+            // No answer did not do what the item expects: 0 on each of its measures.
+            let reason = result.error.clone().unwrap_or_default();
+            result.records = reference::expected_measures(item)
+                .into_iter()
+                .map(|name| ScoreRecord {
+                    trace_id: result.trace_id.clone().unwrap_or_default(),
+                    span_id: None,
+                    session: result.session.clone().unwrap_or_default(),
+                    tenant: spec.tenant.clone(),
+                    name: name.to_owned(),
+                    value: 0.0,
+                    label: Some("fail".into()),
+                    source: Source::Code,
+                    explanation: Some(format!("no answer: {reason}")),
+                    evidence: Vec::new(),
+                    scorer: reference::SCORER.to_owned(),
+                    scorer_version: reference::VERSION.to_owned(),
+                    trace_digest: String::new(),
+                    scored_at_ms: result.finished_ms,
+                    usage: None,
+                })
+                .collect();
+        }
         Ok((result, silent))
     }
 
@@ -474,6 +554,20 @@ impl Runner {
             view.trace_id.clone(),
             view.dataset_reward,
         ))
+    }
+}
+
+/// Checks that `key` is an archived trace of `tenant`: a replay never reads another
+/// tenant's traces, whatever a dataset line says.
+pub fn check_trace_key(key: &str, tenant: &str) -> Result<(), String> {
+    match agentwire_trace::ObjectKey::parse(key) {
+        Some(parsed) if parsed.prefix == "traces" && parsed.tenant == tenant => Ok(()),
+        Some(parsed) if parsed.prefix == "traces" => {
+            Err(format!("trace {key:?} is not a trace of this tenant"))
+        }
+        _ => Err(format!(
+            "trace {key:?} is not an archive key (traces/dt=<day>/tenant=<t>/<session>.jsonl.gz)"
+        )),
     }
 }
 
@@ -577,7 +671,7 @@ mod tests {
             _: &str,
             _: &[InputMessage],
             _: Duration,
-        ) -> Result<Asked, String> {
+        ) -> Result<Asked, AskError> {
             if self.asked.fetch_add(1, Ordering::SeqCst) >= self.hang_after {
                 std::future::pending::<()>().await;
             }
@@ -592,7 +686,7 @@ mod tests {
     fn runner(dir: &std::path::Path, agent: Arc<Counting>) -> Runner {
         let archive: Arc<dyn agentwire_trace::TraceArchive> = Arc::new(DirTraceArchive::new(dir));
         let index =
-            Arc::new(agentwire_sqlite::SqliteScoreIndex::open(&dir.join("scores.db")).unwrap());
+            Arc::new(agentwire_sqlite::SqliteScoreIndex::open(dir.join("scores.db")).unwrap());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let reader = Arc::new(ScorerJob::new(archive.clone(), index, clock.clone()));
         Runner::new(EvalStore::new(archive), Some(agent), reader, clock)
@@ -731,6 +825,69 @@ mod tests {
         assert_eq!(
             theirs,
             EvalError::NotFound("dataset \"d\" does not exist".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn unanswered_items_score_zero_on_what_they_expect_and_replays_stay_in_their_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Arc::new(Counting {
+            asked: AtomicUsize::new(0),
+            hang_after: usize::MAX,
+        });
+        let runner = runner(dir.path(), agent);
+        let items = crate::dataset::parse_jsonl(
+            "{\"id\": \"a\", \"input\": \"x\", \"expected\": {\"facts\": [\"x\"], \"number\": 1}}",
+        )
+        .unwrap();
+        runner
+            .store()
+            .add_version("acme", "d", &items)
+            .await
+            .unwrap();
+        let new: NewRun =
+            serde_json::from_value(serde_json::json!({"dataset": "d", "pattern": "eval-*"}))
+                .unwrap();
+        let run = runner.create("acme", new, "api").await.unwrap();
+        let done = runner
+            .execute("acme", &run.spec.id, |_, _| {})
+            .await
+            .unwrap();
+        let summary = done.summary.unwrap();
+        assert_eq!(summary.timeouts, 1);
+        for name in ["reference.facts", "reference.numeric"] {
+            assert_eq!(
+                summary.metric(name).map(|m| (m.n, m.mean)),
+                Some((1, 0.0)),
+                "{name}"
+            );
+        }
+
+        // A replay item naming another tenant's trace is refused, and never read.
+        let theirs = crate::dataset::parse_jsonl(
+            "{\"id\": \"t\", \"trace\": \"traces/dt=2026-12-01/tenant=globex/s.jsonl.gz\"}",
+        )
+        .unwrap();
+        runner
+            .store()
+            .add_version("acme", "replay", &theirs)
+            .await
+            .unwrap();
+        let replay: NewRun =
+            serde_json::from_value(serde_json::json!({"dataset": "replay", "mode": "replay"}))
+                .unwrap();
+        let refused = runner.create("acme", replay, "api").await.unwrap_err();
+        assert_eq!(
+            refused,
+            EvalError::Invalid(
+                "item t: trace \"traces/dt=2026-12-01/tenant=globex/s.jsonl.gz\" is not a trace of this tenant".into()
+            )
+        );
+        let bad: NewRun =
+            serde_json::from_value(serde_json::json!({"dataset": "d", "pattern": "eval\u{7}-*"}))
+                .unwrap();
+        assert!(
+            matches!(runner.create("acme", bad, "api").await, Err(EvalError::Invalid(m)) if m.contains("no valid session name"))
         );
     }
 }

@@ -11,8 +11,26 @@ pub const RESAMPLES: usize = 2000;
 /// A 95 % interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
+    #[serde(with = "nan_as_null")]
     pub low: f64,
+    #[serde(with = "nan_as_null")]
     pub high: f64,
+}
+
+/// A figure that may be undefined (a mean of no items) as JSON: `null` for NaN, and back.
+pub mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match value.is_finite() {
+            true => s.serialize_f64(*value),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// The mean of `values` and its 95 % percentile bootstrap interval (seeded with `seed`).

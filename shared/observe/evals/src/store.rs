@@ -193,7 +193,15 @@ impl EvalStore {
         name: &str,
         items: &[Item],
     ) -> Result<(u32, bool), StoreError> {
-        let body = gzip(dataset::to_jsonl(items).as_bytes());
+        let text = dataset::to_jsonl(items);
+        // What is stored must read back: a version that did not would block the dataset.
+        if let Err(e) = dataset::parse_jsonl(&text) {
+            return Err(StoreError::Corrupt {
+                key: format!("dataset {name}"),
+                message: format!("its items do not read back: {e}"),
+            });
+        }
+        let body = gzip(text.as_bytes());
         loop {
             let latest = self.versions(tenant, name).await?.last().copied();
             if let Some(latest) = latest
@@ -321,6 +329,25 @@ impl EvalStore {
     pub async fn report(&self, tenant: &str, run: &str) -> Result<Option<Bytes>, StoreError> {
         let key = format!("{}report.html", run_prefix(tenant, run));
         Ok(self.objects.get(&key).await?)
+    }
+
+    /// A finished run's results as [`EvalStore::save_results`] wrote them (one read), or
+    /// `None` before the run finished.
+    pub async fn results(
+        &self,
+        tenant: &str,
+        run: &str,
+    ) -> Result<Option<Vec<ItemResult>>, StoreError> {
+        let key = format!("{}results.jsonl.gz", run_prefix(tenant, run));
+        let Some(body) = self.objects.get(&key).await? else {
+            return Ok(None);
+        };
+        gunzip(&key, &body)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| parse(&key, line.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// Writes every result as one gzip JSON-lines object, for DuckDB and Athena.

@@ -189,11 +189,13 @@ fn clock_now(clock: &ManualClock) -> i64 {
 }
 
 #[tokio::test]
-async fn the_jobs_are_the_archiver_the_rescore_and_the_expiry_sweep() {
+async fn the_jobs_are_the_archiver_the_rescore_the_evals_and_the_expiry_sweep() {
     let dir = tempfile::tempdir().unwrap();
     let stack = LocalStack::open(&LocalSettings::new(dir.path())).unwrap();
     let names: Vec<_> = stack.jobs.iter().map(|job| job.name()).collect();
-    assert_eq!(names, ["archiver", "rescore", "expiry"]);
+    assert_eq!(names, ["archiver", "rescore", "evals", "expiry"]);
+    let evals = agentwire_jobs::find(&stack.jobs, "evals").unwrap();
+    assert_eq!(evals.schedule().expression(), "rate(1 hour)");
     let rescore = agentwire_jobs::find(&stack.jobs, "rescore").unwrap();
     assert_eq!(rescore.schedule().expression(), "rate(1 day)");
     let expiry = agentwire_jobs::find(&stack.jobs, "expiry").unwrap();
