@@ -293,7 +293,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 crate::say(format_args!(
                     "{}  {:<9} {}@{}  {} items  {}",
                     run.spec.id,
-                    status_name(run.status),
+                    run.status.as_str(),
                     run.spec.dataset,
                     run.spec.version,
                     run.items,
@@ -347,15 +347,6 @@ fn say_version(value: &Value) {
         value["version"],
         value["items"]
     ));
-}
-
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Queued => "queued",
-        Status::Running => "running",
-        Status::Finished => "finished",
-        Status::Failed => "failed",
-    }
 }
 
 async fn run_eval(api: &Api, args: RunArgs) -> anyhow::Result<()> {

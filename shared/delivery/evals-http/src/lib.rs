@@ -404,7 +404,7 @@ async fn resume_run(
             StatusCode::CONFLICT,
             format!(
                 "run {id} is {}: only a queued or interrupted run can be resumed; start a new run",
-                to_value(run.status).as_str().unwrap_or_default()
+                run.status.as_str()
             ),
         ));
     }
@@ -472,7 +472,7 @@ async fn compare_runs(
                 StatusCode::CONFLICT,
                 format!(
                     "run {id} is {}, not finished: only finished runs compare",
-                    to_value(run.status).as_str().unwrap_or_default()
+                    run.status.as_str()
                 ),
             ));
         }

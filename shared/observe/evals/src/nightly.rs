@@ -268,10 +268,7 @@ impl Job for Nightly {
                         finished += 1;
                         report.details.push(format!(
                             "run {id} of tenant {tenant}: {}",
-                            serde_json::to_value(run.status)
-                                .ok()
-                                .and_then(|s| s.as_str().map(str::to_owned))
-                                .unwrap_or_default()
+                            run.status.as_str()
                         ));
                     }
                     Err(EvalError::Store(StoreError::Storage(e))) => {

@@ -65,6 +65,18 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// The status as the API writes it (`finished`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// A run as stored: its spec, where it is, and once finished its summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {

@@ -310,13 +310,8 @@ impl Runner {
                     spec.dataset, spec.version
                 ))
             })?;
-        let done: HashSet<String> = self
-            .store
-            .items(tenant, id)
-            .await?
-            .into_iter()
-            .map(|r| r.item)
-            .collect();
+        // Which items are done is the listing's to say: no result needs reading for it.
+        let done: HashSet<String> = self.store.done_ids(tenant, id).await?.into_iter().collect();
         let answered_before = !done.is_empty();
         if run.status != Status::Running {
             run.status = Status::Running;

@@ -308,10 +308,22 @@ impl EvalStore {
         Ok(results)
     }
 
+    /// The ids of the items that have a result (from the listing, without reading them).
+    pub async fn done_ids(&self, tenant: &str, run: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{}items/", run_prefix(tenant, run));
+        Ok(self
+            .objects
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".json"))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// How many items have a result (without reading them).
     pub async fn items_done(&self, tenant: &str, run: &str) -> Result<usize, StoreError> {
-        let prefix = format!("{}items/", run_prefix(tenant, run));
-        Ok(self.objects.list(&prefix).await?.len())
+        Ok(self.done_ids(tenant, run).await?.len())
     }
 
     /// Stores the run's report page (`runs/tenant=<t>/<run>/report.html`).

@@ -232,12 +232,7 @@ pub fn render(
         .expect("just added")
         .render(context! {
             run => &run.spec,
-            status => match run.status {
-                Status::Finished => "finished",
-                Status::Failed => "failed",
-                Status::Running => "running",
-                Status::Queued => "queued",
-            },
+            status => run.status.as_str(),
             items => run.items,
             summary => &summary,
             created => day_time(run.spec.created_ms),
