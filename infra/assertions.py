@@ -10,6 +10,7 @@ the original.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tomllib
@@ -29,6 +30,8 @@ FUNCTIONS = {
     "JudgeFunction": "agentwire-scorer",
     # The archiver's bootstrap, run as the evals function (AGENTWIRE_JOB=evals).
     "EvalsFunction": "agentwire-archiver",
+    # The scorer's bootstrap, run as the nightly clusters (AGENTWIRE_JOB=clusters).
+    "ClustersFunction": "agentwire-scorer",
 }
 WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
@@ -43,7 +46,7 @@ API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWI
 API_FUNCTIONS = ["HttpFunction", "WebSocketFunction", "DispatchFunction", "EvalsFunction"]
 # Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
 JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer", "DispatchFunction": "archiver",
-        "EvalsFunction": "archiver"}
+        "EvalsFunction": "archiver", "ClustersFunction": "scorer"}
 OUTPUTS = [
     "HttpApiUrl", "WebSocketUrl", "ManagementApiUrl", "BucketName",
     "SessionsTableName", "ConnectionsTableName", "TokenSecretArn",
@@ -356,6 +359,26 @@ def _(t: Template) -> None:
     expect(t.function_prop("EvalsFunction", "Timeout") == 900, "the timeout is not 900 s")
 
 
+@check("ClustersFunction runs as clusters hourly, one invocation at a time, writing only clusters/ and reports/")
+def _(t: Template) -> None:
+    events = t.props("ClustersFunction").get("Events", {})
+    schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
+    expect(schedules == ["rate(1 hour)"], f"schedules are {schedules}")
+    expect(t.function_env("ClustersFunction").get("AGENTWIRE_JOB") == "clusters", "ClustersFunction is not run as clusters")
+    expect(t.function_prop("ClustersFunction", "ReservedConcurrentExecutions") == 1, "a night could be clustered twice at once")
+    expect(t.function_prop("ClustersFunction", "Timeout") == 900, "the timeout is not 900 s")
+    writes = set()
+    for statement in t.props("ClustersFunction").get("Policies", [{}])[0].get("Statement", []):
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        if "s3:PutObject" in actions:
+            resources = statement.get("Resource")
+            for r in resources if isinstance(resources, list) else [resources]:
+                writes.add(json.dumps(r, sort_keys=True))
+    expect(len(writes) == 2 and all("/clusters/*" in w or "/reports/*" in w for w in writes),
+           f"ClustersFunction writes {sorted(writes)}")
+
+
 @check("ScorerFunction gets the Bucket's Object Created events for traces/ through EventBridge, re-scores on a schedule, and indexes into SessionsTable's scores index")
 def _(t: Template) -> None:
     events = t.props("ScorerFunction").get("Events", {})
@@ -451,6 +474,8 @@ GRADING_ROUTES = [
     ("ANY", "/v1/queues/{queue}/{proxy+}"),
     # The evals API (shared/delivery/evals-http/src/lib.rs), one greedy route.
     ("ANY", "/v1/evals/{proxy+}"),
+    # The nightly report pages (shared/delivery/evals-http/src/reports.rs).
+    ("GET", "/reports"), ("GET", "/reports/{day}"),
     # The grading page, bundled into the function (functions/http/src/page.rs).
     ("GET", "/grade"), ("GET", "/grade/{proxy+}"),
 ]

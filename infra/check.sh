@@ -47,6 +47,8 @@ self_test() {
     bites "long-poll past the integration limit" "Default: 20000" "Default: 30000"
     bites "wrong binary name" "Binary: agentwire-archiver" "Binary: agentwire-archive"
     bites "scorer triggered by its own scores/" "key: \[{prefix: traces/}\]" "key: [{prefix: scores/}]"
+    bites "clusters run as another job" "AGENTWIRE_JOB: clusters" "AGENTWIRE_JOB: cluster"
+    bites "clusters writing scores/" '"${Bucket.Arn}/clusters/\*"' '"${Bucket.Arn}/scores/*"'
     bites "evals run twice at once" "ReservedConcurrentExecutions: 1" "ReservedConcurrentExecutions: 2"
     bites "grading routes missing" "Path: /v1/queues/{queue}/{proxy+}" "Path: /v1/queues/{queue}/items"
     bites "grading store without BatchWriteItem" "                - dynamodb:BatchWriteItem" "                - dynamodb:BatchGetItem"

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agentwire_local_stack::{LocalSettings, LocalStack};
+use agentwire_local_stack::{EmbeddingsEndpoint, LocalSettings, LocalStack};
 use agentwire_session::{Clock, SystemClock};
 use clap::{Args, Subcommand};
 
@@ -44,6 +44,34 @@ pub struct JobSettings {
         default_value_t = 3600
     )]
     evals_every_seconds: u64,
+
+    /// How often the `clusters` job looks for a night to cluster (each once), in seconds.
+    #[arg(
+        long,
+        env = "AGENTWIRE_CLUSTERS_EVERY_SECONDS",
+        global = true,
+        default_value_t = 3600
+    )]
+    clusters_every_seconds: u64,
+
+    /// An OpenAI-compatible embeddings endpoint (`https://…/v1`) for the clusters job; the
+    /// local TF-IDF without one. The key is read from `AGENTWIRE_EMBEDDINGS_KEY`.
+    #[arg(long, env = "AGENTWIRE_EMBEDDINGS_URL", global = true)]
+    embeddings_url: Option<String>,
+
+    /// all-MiniLM-L6-v2's directory (`config.json`, `model.safetensors`, `vocab.txt`) for
+    /// in-process embeddings in the clusters job (builds with the `minilm` feature).
+    #[arg(long, env = "AGENTWIRE_EMBEDDING_MODEL_DIR", global = true)]
+    embedding_model_dir: Option<PathBuf>,
+
+    /// The embeddings endpoint's model.
+    #[arg(
+        long,
+        env = "AGENTWIRE_EMBEDDINGS_MODEL",
+        global = true,
+        default_value = "text-embedding-3-small"
+    )]
+    embeddings_model: String,
 }
 
 impl JobSettings {
@@ -53,6 +81,13 @@ impl JobSettings {
             archive_sweep: Duration::from_secs(self.archive_sweep_seconds),
             expiry_sweep: Duration::from_secs(self.expiry_sweep_seconds),
             evals_every: Duration::from_secs(self.evals_every_seconds),
+            clusters_every: Duration::from_secs(self.clusters_every_seconds),
+            embeddings: self.embeddings_url.as_ref().map(|url| EmbeddingsEndpoint {
+                url: url.clone(),
+                model: self.embeddings_model.clone(),
+                api_key: std::env::var("AGENTWIRE_EMBEDDINGS_KEY").ok(),
+            }),
+            embedding_model_dir: self.embedding_model_dir.clone(),
             ..LocalSettings::new(data_dir)
         }
     }
@@ -84,6 +119,11 @@ enum JobCommand {
     Run {
         /// The job's name, as `agentwire job list` shows it.
         name: String,
+
+        /// Run as in the night after this UTC day (`YYYY-MM-DD`, at 00:30 the next day):
+        /// the nightly jobs then work on that day.
+        #[arg(long)]
+        day: Option<String>,
     },
 }
 
@@ -100,7 +140,11 @@ pub async fn run(args: JobArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        JobCommand::Run { name } => {
+        JobCommand::Run { name, day } => {
+            let now_ms = match day {
+                Some(day) => crate::report::day_start_ms(&day)? + 86_400_000 + 30 * 60_000,
+                None => SystemClock.now_ms(),
+            };
             // Run here, not handed to a server's tasks: this process ends with the job.
             let inline = stack.evals_job_inline();
             let job = if name == inline.name() {
@@ -108,7 +152,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<()> {
             } else {
                 agentwire_jobs::find(&stack.jobs, &name).map_err(anyhow::Error::msg)?
             };
-            let report = job.run(SystemClock.now_ms()).await?;
+            let report = job.run(now_ms).await?;
             crate::say(format_args!("{}: {}", job.name(), report.summary));
             for line in &report.details {
                 crate::say(format_args!("  {line}"));

@@ -3,12 +3,14 @@
 mod agreement;
 mod calibrate;
 mod calibrate_judge;
+mod cluster;
 mod demo_agent;
 mod dev;
 mod eval;
 mod import;
 mod job;
 mod judge;
+mod report;
 mod score;
 mod secret;
 mod tail;
@@ -47,6 +49,10 @@ enum Command {
     Judge(judge::JudgeArgs),
     /// Evals: datasets, runs through the real agent, comparisons and the CI gate.
     Eval(eval::EvalArgs),
+    /// Cluster trace files as the nightly job does: one JSON line per trace, ids stable against --previous.
+    Cluster(cluster::ClusterArgs),
+    /// Write the nightly report pages (scores, clusters, agreement, evals) from files on disk.
+    Report(report::ReportArgs),
 }
 
 /// Prints a line to stdout for scripts to read; a reader that went away is not an error
@@ -91,6 +97,8 @@ fn main() -> anyhow::Result<()> {
         Command::Agreement(args) => agreement::run(args),
         Command::Judge(args) => runtime.block_on(judge::run(args)),
         Command::Eval(args) => runtime.block_on(eval::run(args)),
+        Command::Cluster(args) => runtime.block_on(cluster::run(args)),
+        Command::Report(args) => runtime.block_on(report::run(args)),
         Command::Token(_) | Command::Score(_) | Command::Calibrate(_) => {
             unreachable!("handled above")
         }

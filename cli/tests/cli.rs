@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+#[path = "cli/clusters.rs"]
+mod clusters;
 #[path = "cli/evals.rs"]
 mod evals;
 
@@ -90,6 +92,7 @@ fn job_list_names_every_job_with_its_schedule() {
     for line in [
         "archiver   rate(1 minute)",
         "rescore    rate(1 day)",
+        "clusters   rate(1 hour)",
         "expiry     rate(1 minute)",
     ] {
         assert!(list.contains(line), "missing {line:?} in:\n{list}");
@@ -107,7 +110,8 @@ fn job_run_of_an_unknown_job_names_the_known_ones() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"nightly\"") && stderr.contains("archiver, rescore, evals, expiry"),
+        stderr.contains("\"nightly\"")
+            && stderr.contains("archiver, rescore, evals, clusters, expiry"),
         "{stderr}"
     );
 }

@@ -13,6 +13,7 @@
 
 mod archive;
 mod bench;
+mod clusters;
 mod judge_bench;
 mod metrics;
 mod ragtruth;
@@ -39,6 +40,8 @@ enum Command {
     /// The judge's throughput and own cost per trace, against a local OpenAI-compatible server.
     JudgeBench(judge_bench::Args),
     /// tool_use against tau-bench's rewards and expected actions.
+    /// How well `agentwire cluster` separates the datasets' own categories (ARI, V-measure).
+    Clusters(clusters::Args),
     TauBench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ragtruth(args) => ragtruth::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::JudgeBench(args) => judge_bench::run(&args),
+        Command::Clusters(args) => clusters::run(&args),
         Command::TauBench { args } => tau_bench::run(&args),
     }
 }

@@ -19,10 +19,15 @@
 //! - `GET /v1/evals/compare?a=RUN&b=RUN&min_delta=0.1`: the comparison (see
 //!   `agentwire_evals::compare`).
 //!
+//! - `GET /reports` and `GET /reports/{day}`: the nightly report pages (HTML; the token
+//!   may also come as `?token=`, for a browser's address bar), see `agentwire_report::site`.
+//!
 //! Errors are `{"error": "<message>"}`: 400 a bad dataset line (the message names it) or
 //! field, 401/403 the token, 404 no such dataset, version or run (another tenant's are
 //! never visible), 409 comparing a run that has not finished or resuming one that has
 //! ended, 500 stored data that does not read back, 503 storage unavailable. A refused call changes nothing.
+
+mod reports;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -74,6 +79,8 @@ pub fn router(api: EvalsApi) -> Router {
         .route("/v1/evals/runs/{id}/resume", post(resume_run))
         .route("/v1/evals/runs/{id}/report", get(run_report))
         .route("/v1/evals/compare", get(compare_runs))
+        .route("/reports", get(reports::index))
+        .route("/reports/{day}", get(reports::page))
         .with_state(Arc::new(api))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -142,6 +149,11 @@ impl EvalsApi {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         );
+        self.tenant_of(token)
+    }
+
+    /// The tenant of a token given any way (the report pages also take `?token=`).
+    fn tenant_of(&self, token: Option<&str>) -> Result<String, Failure> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -34,6 +34,7 @@
 
 mod conversation;
 mod http;
+pub mod reports;
 pub mod service;
 
 pub use conversation::{Conversation, Flag, Passage, ShownMessage, ShownToolCall};

@@ -161,7 +161,7 @@ pub const ANSWERED: &str = "answered";
 
 /// Whether lower values of `name` are better: latency, tokens and cost, in their units.
 pub fn lower_is_better(name: &str) -> bool {
-    name.starts_with("latency.") || name.starts_with("usage.") || name.starts_with("cost.")
+    agentwire_scoring::is_measurement(name)
 }
 
 /// One measure over a run's items.

@@ -9,6 +9,7 @@
 //! items that got worse or better, and every item's result.
 
 mod plots;
+pub mod site;
 
 use std::collections::BTreeMap;
 
@@ -262,7 +263,7 @@ fn headline(name: &str) -> bool {
         || name == "conversation"
 }
 
-fn day_time(ms: i64) -> String {
+pub(crate) fn day_time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .map(|t| {
             format!(

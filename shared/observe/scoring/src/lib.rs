@@ -13,7 +13,7 @@ pub mod store;
 pub mod view;
 
 pub use config::{ConfigError, SCORERS, ScoringConfig};
-pub use record::{Evidence, RecordKey, RecordUsage, ScoreRecord, Source};
+pub use record::{Evidence, RecordKey, RecordUsage, ScoreRecord, Source, is_measurement};
 pub use scorers::{Outcome, Scorer, ScorerSet};
 pub use store::{
     IndexError, MAX_PAGE, ScoreFilter, ScoreIndex, ScorePage, check_replace, check_upsert,

@@ -188,6 +188,12 @@ pub struct RecordKey {
     pub span_id: String,
 }
 
+/// Whether records of `name` are measurements in their own units (milliseconds, tokens,
+/// dollars: lower is better) rather than verdicts in [0, 1] that pass or fail.
+pub fn is_measurement(name: &str) -> bool {
+    name.starts_with("latency.") || name.starts_with("usage.") || name.starts_with("cost.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// API start within a minute.
 pub const EVALS_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the clusters function runs (the template's schedule); each night is
+/// clustered once, by the first run after it ends.
+pub const CLUSTERS_EVERY: Duration = Duration::from_secs(60 * 60);
+
 /// Leaves a run created over the API queued for the evals function.
 struct Queued;
 
@@ -512,6 +516,44 @@ impl Stack {
             self.trace_archive(),
             None,
             EVALS_EVERY,
+        ))
+    }
+
+    /// The `clusters` job: each tenant's last whole day of traces clustered once (read from
+    /// and written to the bucket), then its report page (agreement from the grading store).
+    /// Embeddings come from `AGENTWIRE_EMBEDDINGS_URL` (OpenAI-compatible; the key in
+    /// `AGENTWIRE_EMBEDDINGS_KEY`, the model in `AGENTWIRE_EMBEDDINGS_MODEL`), else the
+    /// local TF-IDF.
+    pub fn clusters_job(&self) -> Result<agentwire_cluster::ClusterJob, ConfigError> {
+        let embedder: Arc<dyn agentwire_cluster::Embedder> =
+            match std::env::var("AGENTWIRE_EMBEDDINGS_URL") {
+                Ok(url) if !url.is_empty() => {
+                    let model = std::env::var("AGENTWIRE_EMBEDDINGS_MODEL")
+                        .unwrap_or_else(|_| "text-embedding-3-small".into());
+                    Arc::new(
+                        agentwire_cluster::OpenAiEmbeddings::new(
+                            &url,
+                            std::env::var("AGENTWIRE_EMBEDDINGS_KEY").ok(),
+                            &model,
+                        )
+                        .map_err(|e| {
+                            ConfigError::Env(vec![format!("AGENTWIRE_EMBEDDINGS_URL: {e}")])
+                        })?,
+                    )
+                }
+                _ => Arc::new(agentwire_cluster::LocalTfIdf),
+            };
+        let agreements = Arc::new(agentwire_grading_http::reports::Agreements(
+            self.grading_service(),
+        ));
+        Ok(agentwire_cluster::ClusterJob::new(
+            self.trace_archive(),
+            embedder,
+            Some(Arc::new(agentwire_report::site::SiteReports::new(
+                self.trace_archive(),
+                Some(agreements),
+            ))),
+            CLUSTERS_EVERY,
         ))
     }
 

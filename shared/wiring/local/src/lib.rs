@@ -67,6 +67,23 @@ pub struct LocalSettings {
     pub rescore_every: Duration,
     /// How often the `evals` job looks for scheduled evals and unfinished runs.
     pub evals_every: Duration,
+    /// How often the `clusters` job looks for a night to cluster (each night once).
+    pub clusters_every: Duration,
+    /// An OpenAI-compatible embeddings endpoint for the clusters job; the local TF-IDF
+    /// without one.
+    pub embeddings: Option<EmbeddingsEndpoint>,
+    /// all-MiniLM-L6-v2's directory, for in-process embeddings (builds with the `minilm`
+    /// feature); the endpoint wins when both are given.
+    pub embedding_model_dir: Option<PathBuf>,
+}
+
+/// Where the clusters job's embeddings come from, when not from the local TF-IDF.
+#[derive(Debug, Clone)]
+pub struct EmbeddingsEndpoint {
+    /// Ends before `/embeddings` (`https://api.openai.com/v1`).
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
 }
 
 impl LocalSettings {
@@ -81,6 +98,9 @@ impl LocalSettings {
             read_pool: ReadPool::default(),
             rescore_every: RESCORE_EVERY,
             evals_every: NIGHTLY_EVERY,
+            clusters_every: agentwire_cluster::NIGHTLY_EVERY,
+            embeddings: None,
+            embedding_model_dir: None,
         }
     }
 
@@ -284,6 +304,39 @@ impl LocalStack {
                 settings.evals_every,
             )),
         ];
+        let agreements = Arc::new(agentwire_grading_http::reports::Agreements(
+            GradingService::new(
+                parts.grading.clone(),
+                parts.scores.clone(),
+                parts.archive.clone(),
+                clock.clone(),
+            ),
+        ));
+        let embedder: Arc<dyn agentwire_cluster::Embedder> = match &settings.embeddings {
+            Some(e) => {
+                match agentwire_cluster::OpenAiEmbeddings::new(&e.url, e.api_key.clone(), &e.model)
+                {
+                    Ok(endpoint) => Arc::new(endpoint),
+                    Err(error) => {
+                        tracing::warn!(%error, "embeddings endpoint not usable: clustering with the local TF-IDF");
+                        Arc::new(agentwire_cluster::LocalTfIdf)
+                    }
+                }
+            }
+            None => match &settings.embedding_model_dir {
+                Some(dir) => local_model(dir),
+                None => Arc::new(agentwire_cluster::LocalTfIdf),
+            },
+        };
+        jobs.push(Arc::new(agentwire_cluster::ClusterJob::new(
+            parts.archive.clone(),
+            embedder,
+            Some(Arc::new(agentwire_report::site::SiteReports::new(
+                parts.archive.clone(),
+                Some(agreements),
+            ))),
+            settings.clusters_every,
+        )));
         if let Some(sqlite) = parts.sqlite {
             jobs.push(Arc::new(ExpirySweep::new(sqlite, settings.expiry_sweep)));
         }
@@ -415,6 +468,24 @@ impl LocalStack {
     pub fn log(&self) -> &Arc<dyn SessionLog> {
         &self.log
     }
+}
+
+/// The in-process model, or (said once, and named in every result) the local TF-IDF.
+#[cfg(feature = "minilm")]
+fn local_model(dir: &Path) -> Arc<dyn agentwire_cluster::Embedder> {
+    match agentwire_cluster::minilm::MiniLm::load(dir) {
+        Ok(model) => Arc::new(model),
+        Err(error) => {
+            tracing::warn!(%error, "embedding model not loaded: clustering with the local TF-IDF");
+            Arc::new(agentwire_cluster::LocalTfIdf)
+        }
+    }
+}
+
+#[cfg(not(feature = "minilm"))]
+fn local_model(_dir: &Path) -> Arc<dyn agentwire_cluster::Embedder> {
+    tracing::warn!("built without the minilm feature: clustering with the local TF-IDF");
+    Arc::new(agentwire_cluster::LocalTfIdf)
 }
 
 fn storage(path: &Path, e: impl std::fmt::Display) -> LocalError {

@@ -193,7 +193,10 @@ async fn the_jobs_are_the_archiver_the_rescore_the_evals_and_the_expiry_sweep() 
     let dir = tempfile::tempdir().unwrap();
     let stack = LocalStack::open(&LocalSettings::new(dir.path())).unwrap();
     let names: Vec<_> = stack.jobs.iter().map(|job| job.name()).collect();
-    assert_eq!(names, ["archiver", "rescore", "evals", "expiry"]);
+    assert_eq!(
+        names,
+        ["archiver", "rescore", "evals", "clusters", "expiry"]
+    );
     let evals = agentwire_jobs::find(&stack.jobs, "evals").unwrap();
     assert_eq!(evals.schedule().expression(), "rate(1 hour)");
     let rescore = agentwire_jobs::find(&stack.jobs, "rescore").unwrap();
