@@ -201,13 +201,21 @@ async fn a_webhook_that_fails_twice_gets_the_wake_once_it_recovers_and_stale_cal
             signature, b"{}", &jwks, now, 300
         ));
     }
-    let (_, sub) = server
-        .send("GET", "__ds/subscriptions/replies", &admin, None)
-        .await;
-    assert_eq!(
-        sub["status"], "active",
-        "the answered delivery ends the retries: {sub}"
-    );
+    // The server records the answer after the receiver has seen the request: poll for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, sub) = server
+            .send("GET", "__ds/subscriptions/replies", &admin, None)
+            .await;
+        if sub["status"] == "active" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the answered delivery ends the retries: {sub}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let stream = &first["streams"][0];
     assert_eq!(stream["path"], "chat-1");
