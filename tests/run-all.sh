@@ -2,7 +2,8 @@
 # Every test: the Rust workspace (unit, contract, handler and end-to-end tests; the AWS
 # adapters against DynamoDB Local and moto's S3 server), the Durable Streams conformance
 # suite against `agentwire dev` on SQLite and on the AWS adapters, the SAM template's
-# offline checks, the browser client's unit tests, and the demo chat and the grading page in Chromium.
+# offline checks, the browser client's unit tests, the demo chat and the grading page in
+# Chromium, and the Python SDK (wheel, mypy --strict, pytest against agentwire dev).
 # Installs what is missing (npm packages, Python venvs; Debian's chromium when run as
 # root). DynamoDB Local runs on the machine's Java 17.
 set -euo pipefail
@@ -114,3 +115,6 @@ conformance aws --backend aws --dynamodb-endpoint "$AGENTWIRE_DYNAMODB_ENDPOINT"
 
 step "demo chat and grading page in Chromium (screenshots under artifacts/)"
 npm run test:browser --prefix clients
+
+step "Python SDK: wheel, mypy --strict, pytest against agentwire dev, the example from a fresh virtualenv"
+bash clients/python/check.sh

@@ -29,6 +29,8 @@ export type {
   ToolCall,
   ToolResult,
 } from "./events.js";
+export { toUIMessages } from "./history.js";
+export type { SessionMessageMetadata } from "./history.js";
 export { MessagesView } from "./messages.js";
 export type { ChatMessage } from "./messages.js";
 export { Ordering } from "./ordering.js";

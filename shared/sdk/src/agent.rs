@@ -128,6 +128,16 @@ pub struct Appended {
     pub tail: Offset,
 }
 
+impl Producer {
+    /// After an append whose fate is unknown (retries spent): the server may have applied
+    /// it, so its sequence number is never reused for other events (the server would take
+    /// them for its duplicate and drop them); a new producer starts afresh.
+    fn rotate(&mut self) {
+        self.id = producer_id();
+        self.seq = 0;
+    }
+}
+
 fn producer_id() -> String {
     format!("sdk-{:016x}", fastrand::u64(..))
 }
@@ -261,8 +271,14 @@ impl Session {
                 .body(body.clone());
             match client.authorized(request).send().await {
                 Ok(response) if !response.status().is_server_error() => break response,
-                Ok(response) if attempt >= RETRIES => break response,
-                Err(e) if attempt >= RETRIES => return Err(e.into()),
+                Ok(response) if attempt >= RETRIES => {
+                    producer.rotate();
+                    break response;
+                }
+                Err(e) if attempt >= RETRIES => {
+                    producer.rotate();
+                    return Err(e.into());
+                }
                 Ok(response) => {
                     warn!(status = %response.status(), attempt, "append failed; retrying")
                 }
