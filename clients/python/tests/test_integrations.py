@@ -14,10 +14,11 @@ from agentwire import Client, events
 from agentwire.integrations import stream_anthropic_messages, stream_chat_completion
 
 from conftest import Server
+from loopback import LoopbackServer, read_request
 from test_session import of, until
 
 
-class ModelServer:
+class ModelServer(LoopbackServer):
     """Answers `POST /v1/chat/completions` and `POST /v1/messages` with a stream of `frames`
     (one SSE event each), `delay` seconds apart; notes when the client hung up."""
 
@@ -28,39 +29,26 @@ class ModelServer:
         self.hung_up = asyncio.Event()
         self.sent = 0
 
-    async def __aenter__(self) -> "ModelServer":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = (await reader.readline()).decode()
-        headers: Dict[str, str] = {}
-        while True:
-            line = (await reader.readline()).decode().rstrip("\r\n")
-            if not line:
-                break
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        body = json.loads(await reader.readexactly(int(headers["content-length"])))
-        self.requests.append({"path": request.split()[1], "body": body})
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is None:
+            return
+        path = request.target
+        self.requests.append({"path": path, "body": json.loads(request.body)})
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"cache-control: no-cache\r\nconnection: close\r\n\r\n"
         )
         try:
             for frame in self.frames:
-                name = frame.get("type") if "/messages" in request else None
+                name = frame.get("type") if "/messages" in path else None
                 head = f"event: {name}\n" if name else ""
                 writer.write(f"{head}data: {json.dumps(frame)}\n\n".encode())
                 await writer.drain()
                 self.sent += 1
                 if self.delay:
                     await asyncio.sleep(self.delay)
-            if "/chat/completions" in request:
+            if "/chat/completions" in path:
                 writer.write(b"data: [DONE]\n\n")
             await writer.drain()
         except ConnectionError:

@@ -11,6 +11,7 @@ from agentwire import Client, Job, Worker, WorkerOptions, events
 from agentwire.webhook import InvalidSignature, Wake, WebhookVerifier
 
 from conftest import Server
+from loopback import LoopbackServer, read_request
 from test_session import of, until
 
 
@@ -54,33 +55,17 @@ async def test_a_worker_answers_each_message_of_its_pattern_once(server: Server,
     assert texts == {"re-u0": "you said: hello", "re-u1": "you said: and again"}
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 (which `agentwire dev` may call): it hands each wake
-    to `on_wake` and answers `{}`."""
+class Receiver(LoopbackServer):
+    """A webhook endpoint on 127.0.0.1 (which `agentwire dev` may call): it queues each wake
+    and answers `{}`."""
 
     def __init__(self) -> None:
         self.wakes: "asyncio.Queue[Tuple[Dict[str, str], bytes]]" = asyncio.Queue()
-        self.url = ""
 
-    async def __aenter__(self) -> "Receiver":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readline()
-        headers: Dict[str, str] = {}
-        while True:
-            line = (await reader.readline()).decode().rstrip("\r\n")
-            if not line:
-                break
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        await self.wakes.put((headers, body))
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is not None:
+            await self.wakes.put((request.headers, request.body))
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
         await writer.drain()
         writer.close()
@@ -88,10 +73,11 @@ class Receiver:
 
 async def test_a_webhook_agent_verifies_the_wake_replies_and_acks(server: Server, name: str) -> None:
     async with Client(server.url) as client, Receiver() as receiver:
+        hook = f"{receiver.url}/"
         sub = f"hook-{name[-12:]}"
         response = await client.http.put(
             client.stream_url(f"__ds/subscriptions/{sub}"),
-            json={"type": "webhook", "pattern": f"{name}-*", "webhook": {"url": receiver.url}},
+            json={"type": "webhook", "pattern": f"{name}-*", "webhook": {"url": hook}},
         )
         assert response.is_success, response.text
         await client.ensure(f"{name}-1")
