@@ -321,13 +321,20 @@ def _(t: Template) -> None:
         expect(package.exists(), f"{package} is missing")
 
 
-@check("ArchiverFunction reads the SessionsTable stream filtered to sk=meta, and sweeps on a schedule")
+@check("ArchiverFunction reads the SessionsTable stream filtered to sk=meta and new log# records, and sweeps on a schedule")
 def _(t: Template) -> None:
     events = t.props("ArchiverFunction").get("Events", {})
     streams = [e["Properties"] for e in events.values() if e.get("Type") == "DynamoDB"]
     expect(len(streams) == 1 and refs(streams[0].get("Stream")) == {"SessionsTable"}, "no DynamoDB event on SessionsTable")
     patterns = [f.get("Pattern") for f in streams[0].get("FilterCriteria", {}).get("Filters", [])]
-    expect(patterns == ['{"dynamodb":{"Keys":{"sk":{"S":["meta"]}}}}'], f"filter patterns are {patterns}")
+    expect(
+        patterns
+        == [
+            '{"dynamodb":{"Keys":{"sk":{"S":["meta"]}}}}',
+            '{"eventName":["INSERT"],"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"log#"}]}}}}',
+        ],
+        f"filter patterns are {patterns}",
+    )
     expect(streams[0].get("BisectBatchOnFunctionError") is True, "no BisectBatchOnFunctionError")
     expect(any(e.get("Type") == "Schedule" for e in events.values()), "no Schedule event")
 

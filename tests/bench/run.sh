@@ -30,16 +30,19 @@ aw_port="$(free_port)"
 target/release/agentwire dev --listen "127.0.0.1:$aw_port" --data-dir "$data/agentwire" \
   --no-demo-agent >"$data/agentwire.log" 2>&1 &
 pids+=($!)
+aw_pid=$!
 token="$(target/release/agentwire token --data-dir "$data/agentwire" --session '*' --role admin)"
 aw="http://127.0.0.1:$aw_port"
 
 mem_port="$(free_port)"
 PORT="$mem_port" node tests/bench/reference/server.mjs >"$data/ref-memory.log" 2>&1 &
 pids+=($!)
+mem_pid=$!
 file_port="$(free_port)"
 PORT="$file_port" DATA_DIR="$data/ref-file" node tests/bench/reference/server.mjs \
   >"$data/ref-file.log" 2>&1 &
 pids+=($!)
+file_pid=$!
 mem="http://127.0.0.1:$mem_port"
 file="http://127.0.0.1:$file_port"
 wait_up "$aw/healthz" agentwire "$data/agentwire.log"
@@ -48,10 +51,10 @@ wait_up "$file/v1/stream/up" "the file-backed reference server" "$data/ref-file.
 
 echo "agentwire $aw, reference in memory $mem, reference file-backed $file"
 target/release/agentwire-bench \
-  --target "agentwire=$aw;ws;token=$token;durability=fsync (SQLite WAL, synchronous=FULL, group commit)" \
-  --target "ref-file=$file;durability=fdatasync per append (log file + LMDB)" \
-  --target "ref-memory=$mem;durability=nothing (process memory)" \
-  --reference ref-memory "$@"
+  --target "agentwire=$aw;ws;token=$token;pid=$aw_pid;durability=fsync (SQLite WAL, synchronous=FULL, group commit)" \
+  --target "ref-file=$file;pid=$file_pid;durability=fdatasync per append (log file + LMDB)" \
+  --target "ref-memory=$mem;pid=$mem_pid;durability=nothing (process memory)" \
+  --fsync-dir "$data" --reference ref-memory "$@"
 
 if command -v wrk >/dev/null 2>&1; then
   echo

@@ -83,6 +83,9 @@ macro_rules! session_log_contract {
             forks_inherit_up_to_the_fork_point_and_diverge,
             deleting_a_forked_source_keeps_it_for_its_forks,
             records_carry_their_commit_time,
+            producers_taking_turns_each_stay_exactly_once,
+            retries_racing_other_writers_apply_once,
+            a_close_racing_appends_is_the_last_write,
         );
     };
     (@cases $subject:path; $($case:ident),* $(,)?) => {
@@ -320,6 +323,236 @@ pub async fn producer_retries_apply_once_and_stale_epochs_are_fenced(subject: &S
         .await
         .expect("other producer");
     assert_eq!(text_of(log.as_ref(), "producer").await, "abcd");
+}
+
+/// A second producer (and a writer with none) arriving, an epoch bump after them, and
+/// retries of each: a log that keeps a producer's state with its newest record must still
+/// know it once another writer's record is newer.
+pub async fn producers_taking_turns_each_stay_exactly_once(subject: &Subject) {
+    let log = &subject.log;
+    log.create(stream("turns", TEXT)).await.expect("create");
+    let kind = |r: Result<agentwire_session::Appended, AppendError>| r.map(|a| a.kind);
+    let append = |body: &'static str, producer: Option<(&'static str, u64, u64)>| {
+        let log = Arc::clone(log);
+        async move {
+            let request = match producer {
+                Some((id, epoch, seq)) => with_producer(text(body), id, epoch, seq),
+                None => text(body),
+            };
+            log.append("turns", request).await
+        }
+    };
+    assert_eq!(
+        kind(append("a", Some(("A", 0, 0))).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(
+        kind(append("a", Some(("A", 0, 0))).await),
+        Ok(AppendKind::Duplicate)
+    );
+    assert_eq!(
+        kind(append("b", Some(("B", 0, 0))).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(
+        kind(append("a", Some(("A", 0, 0))).await),
+        Ok(AppendKind::Duplicate),
+        "A's retry after B took over"
+    );
+    assert_eq!(
+        kind(append("c", Some(("A", 0, 1))).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(kind(append("d", None).await), Ok(AppendKind::Written));
+    assert_eq!(
+        kind(append("b", Some(("B", 0, 0))).await),
+        Ok(AppendKind::Duplicate),
+        "B's retry two writers later"
+    );
+    assert_eq!(
+        kind(append("e", Some(("B", 0, 1))).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(
+        kind(append("c", Some(("A", 0, 1))).await),
+        Ok(AppendKind::Duplicate),
+        "A's retry after a plain write and B"
+    );
+    assert_eq!(
+        append("x", Some(("A", 0, 3))).await,
+        Err(AppendError::SeqGap {
+            expected: 2,
+            received: 3
+        })
+    );
+    let bumped = append("f", Some(("A", 1, 0))).await.expect("epoch bump");
+    assert_eq!(
+        (bumped.kind, bumped.producer.map(|p| p.epoch)),
+        (AppendKind::Written, Some(1))
+    );
+    assert_eq!(
+        append("z", Some(("A", 0, 2))).await,
+        Err(AppendError::StaleEpoch {
+            received: 0,
+            current: 1
+        })
+    );
+    assert_eq!(
+        kind(append("g", Some(("B", 0, 2))).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(
+        append("z", Some(("A", 0, 2))).await,
+        Err(AppendError::StaleEpoch {
+            received: 0,
+            current: 1
+        }),
+        "the bumped epoch holds once B is newest"
+    );
+    let mut close = with_producer(AppendRequest::default(), "A", 1, 1);
+    close.close = true;
+    assert_eq!(
+        kind(log.append("turns", close.clone()).await),
+        Ok(AppendKind::Written)
+    );
+    assert_eq!(
+        kind(log.append("turns", close).await),
+        Ok(AppendKind::Duplicate)
+    );
+    assert_eq!(
+        append("h", Some(("B", 0, 3))).await,
+        Err(AppendError::Closed { tail: Offset(7) })
+    );
+    assert_eq!(text_of(log.as_ref(), "turns").await, "abcdefg");
+}
+
+/// Each producer's appends sent three times at once (a client retrying while its first
+/// attempt is still in flight), three producers and a plain writer at the same time: each
+/// append is written exactly once, the others are duplicates, in each producer's order.
+pub async fn retries_racing_other_writers_apply_once(subject: &Subject) {
+    const EACH: u64 = 12;
+    let log = &subject.log;
+    log.create(stream("racing", JSON)).await.expect("create");
+    let producers: Vec<_> = (0..4usize)
+        .map(|w| {
+            let log = Arc::clone(log);
+            tokio::spawn(async move {
+                let mut written = 0;
+                for i in 0..EACH {
+                    let body = format!(r#"{{"w":{w},"i":{i},"p":0}}"#);
+                    if w == 3 {
+                        // The plain writer: no producer, no retries.
+                        log.append("racing", json(&body))
+                            .await
+                            .expect("plain append");
+                        written += 1;
+                        continue;
+                    }
+                    let id = format!("p{w}");
+                    let attempts: Vec<_> = (0..3)
+                        .map(|_| {
+                            let (log, request) =
+                                (Arc::clone(&log), with_producer(json(&body), &id, 0, i));
+                            tokio::spawn(async move { log.append("racing", request).await })
+                        })
+                        .collect();
+                    let mut kinds = Vec::new();
+                    for attempt in attempts {
+                        kinds.push(attempt.await.expect("task").expect("append").kind);
+                    }
+                    kinds.sort_by_key(|k| *k != AppendKind::Written);
+                    assert_eq!(
+                        kinds,
+                        [
+                            AppendKind::Written,
+                            AppendKind::Duplicate,
+                            AppendKind::Duplicate
+                        ],
+                        "{id} seq {i}: one attempt writes, the others are duplicates"
+                    );
+                    written += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for producer in producers {
+        total += producer.await.expect("writer task");
+    }
+    let batch = log
+        .read("racing", ReadFrom::Start, usize::MAX)
+        .await
+        .expect("read");
+    let messages: Vec<serde_like::Msg> = events_of(&batch)
+        .iter()
+        .map(|e| serde_like::parse(&e.json))
+        .collect();
+    assert_eq!(
+        messages.len() as u64,
+        total,
+        "each append is stored exactly once"
+    );
+    for w in 0..4 {
+        let order: Vec<_> = messages.iter().filter(|m| m.0 == w).map(|m| m.1).collect();
+        assert_eq!(
+            order,
+            (0..EACH as usize).collect::<Vec<_>>(),
+            "writer {w}'s order"
+        );
+    }
+}
+
+/// A close racing other appends: appends acknowledged before it are kept, everything after
+/// it is refused, and nothing lands past the tail it reported.
+pub async fn a_close_racing_appends_is_the_last_write(subject: &Subject) {
+    let log = &subject.log;
+    log.create(stream("race-close", TEXT))
+        .await
+        .expect("create");
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let log = Arc::clone(log);
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for _ in 0..10 {
+                    match log.append("race-close", text(&w.to_string())).await {
+                        Ok(appended) => acked.push(appended.tail),
+                        Err(AppendError::Closed { .. }) => break,
+                        Err(e) => panic!("append: {e}"),
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let close = AppendRequest {
+        close: true,
+        ..AppendRequest::default()
+    };
+    let closed = log.append("race-close", close).await.expect("close");
+    assert!(closed.closed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.expect("writer task"));
+    }
+    assert!(
+        acked.iter().all(|tail| *tail <= closed.tail),
+        "an append acknowledged past the close's tail {:?}: {acked:?}",
+        closed.tail
+    );
+    let (data, _) = read_all(log.as_ref(), "race-close", Offset::ZERO).await;
+    assert_eq!(
+        data.len() as u64,
+        closed.tail.0,
+        "the log ends where the close said"
+    );
+    assert_eq!(data.len(), acked.len(), "exactly the acknowledged appends");
+    assert_eq!(
+        log.append("race-close", text("late")).await,
+        Err(AppendError::Closed { tail: closed.tail })
+    );
 }
 
 /// docs/ARCHITECTURE.md §4.3: reading from any offset returns exactly what follows it.

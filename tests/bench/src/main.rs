@@ -51,6 +51,10 @@ struct Args {
     /// Measured user messages per dispatch workload (append → worker's first delta).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     wakes: u64,
+    /// A directory on the servers' disk: the harness measures its fsync rate beside the
+    /// throughput workloads.
+    #[arg(long)]
+    fsync_dir: Option<std::path::PathBuf>,
     /// Messages a resuming reader catches up.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     resume_events: u64,
@@ -60,6 +64,8 @@ struct Args {
 enum Figure {
     Latency(Latency),
     Rate(f64),
+    /// A cost in microseconds (lower is better).
+    Micros(f64),
     /// The target cannot run this workload (e.g. no WebSocket gateway).
     NotApplicable,
     Failed(String),
@@ -112,13 +118,52 @@ async fn main() -> anyhow::Result<()> {
     .filter(|_| runs("throughput"))
     {
         let workload = format!("appends/s, {what}");
-        rows.push(
-            run(&args.targets, workload, Live::LongPoll, |t| async move {
-                workloads::throughput(&t, writers, separate, seconds)
-                    .await
-                    .map(Figure::Rate)
-            })
-            .await,
+        let cpu = std::sync::Mutex::new(Vec::new());
+        let row = run(&args.targets, workload, Live::LongPoll, |t| {
+            let cpu = &cpu;
+            async move {
+                let (rate, per_append) =
+                    workloads::throughput(&t, writers, separate, seconds).await?;
+                cpu.lock()
+                    .expect("cpu figures")
+                    .push((t.name.clone(), per_append));
+                Ok(Figure::Rate(rate))
+            }
+        })
+        .await;
+        rows.push(row);
+        // Beside the rate: the server's own CPU per append, where its pid was given.
+        let cpu = cpu.into_inner().expect("cpu figures");
+        if cpu.iter().any(|(_, us)| us.is_some()) {
+            let figures = args
+                .targets
+                .iter()
+                .map(|t| {
+                    match cpu
+                        .iter()
+                        .find(|(name, _)| *name == t.name)
+                        .and_then(|(_, us)| *us)
+                    {
+                        Some(us) => Figure::Micros(us),
+                        None => Figure::NotApplicable,
+                    }
+                })
+                .collect();
+            rows.push(Row {
+                workload: format!("server CPU µs per append, {what}"),
+                figures,
+            });
+        }
+    }
+    if runs("throughput")
+        && let Some(dir) = &args.fsync_dir
+    {
+        let rate = workloads::fsyncs_per_second(dir, Duration::from_secs(2))?;
+        println!(
+            "This disk ({}): {rate:.0} write + fdatasync rounds a second, one after another: \
+             the most appends/s one connection can get from a server that acknowledges after \
+             its own fsync.\n",
+            dir.display()
         );
     }
     for live in [Live::WebSocket, Live::Sse]
@@ -238,7 +283,7 @@ fn print_table(targets: &[Target], reference: usize, rows: &[Row]) {
     }
     println!();
     println!(
-        "Ratios are value ÷ {base}: above 1 is better for rates, below 1 is better for \
+        "Ratios are value ÷ {base}: above 1 is better for rates, below 1 is better for CPU per append and \
          latencies (shown for p50 and p99)."
     );
 }
@@ -253,6 +298,7 @@ fn cell(figure: &Figure) -> String {
             ms(l.max)
         ),
         Figure::Rate(rate) => format!("{rate:.0}"),
+        Figure::Micros(us) => format!("{us:.1} µs"),
         Figure::NotApplicable => "n/a".to_owned(),
         Figure::Failed(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
     }
@@ -260,7 +306,9 @@ fn cell(figure: &Figure) -> String {
 
 fn ratio(figure: &Figure, base: &Figure) -> String {
     match (figure, base) {
-        (Figure::Rate(a), Figure::Rate(b)) => format!("{:.2}×", a / b),
+        (Figure::Rate(a), Figure::Rate(b)) | (Figure::Micros(a), Figure::Micros(b)) => {
+            format!("{:.2}×", a / b)
+        }
         (Figure::Latency(a), Figure::Latency(b)) => format!(
             "p50 {:.2}×, p99 {:.2}×",
             a.p50.as_secs_f64() / b.p50.as_secs_f64(),

@@ -22,28 +22,32 @@ pub struct Target {
     pub websocket: bool,
     /// What an acknowledged append survives, shown in the table.
     pub durability: String,
+    /// The server's process, for its CPU time (`/proc/<pid>/stat`).
+    pub pid: Option<u32>,
 }
 
 impl Target {
-    /// `name=url[;ws][;token=T][;durability=text]`
+    /// `name=url[;ws][;token=T][;durability=text][;pid=N]`
     pub fn parse(spec: &str) -> anyhow::Result<Target> {
         let mut parts = spec.split(';');
         let (name, url) = parts
             .next()
             .and_then(|first| first.split_once('='))
-            .context("a target is name=url[;ws][;token=T][;durability=text]")?;
+            .context("a target is name=url[;ws][;token=T][;durability=text][;pid=N]")?;
         let mut target = Target {
             name: name.to_owned(),
             url: url.trim_end_matches('/').to_owned(),
             token: None,
             websocket: false,
             durability: "?".to_owned(),
+            pid: None,
         };
         for part in parts {
             match part.split_once('=') {
                 None if part == "ws" => target.websocket = true,
                 Some(("token", token)) => target.token = Some(token.to_owned()),
                 Some(("durability", text)) => target.durability = text.to_owned(),
+                Some(("pid", pid)) => target.pid = Some(pid.parse().context("pid=N")?),
                 _ => bail!("unknown target option {part:?} in {spec:?}"),
             }
         }

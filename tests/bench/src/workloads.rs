@@ -157,12 +157,15 @@ pub async fn latency(target: &Target, live: Live, appends: u64) -> anyhow::Resul
 
 /// Appends per second by `writers` connections, each appending one message at a time
 /// for `duration`, to one session or (with `sessions`) to one session each.
+/// Also the server's CPU time per append, in µs, when its pid is known: user plus system
+/// time of all its threads over the run, which noise from the load generator sharing the
+/// machine disturbs less than the rate.
 pub async fn throughput(
     target: &Target,
     writers: usize,
     separate_sessions: bool,
     duration: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Option<f64>)> {
     let setup = target.client();
     let shared = stream_name("throughput");
     let mut urls = Vec::with_capacity(writers);
@@ -198,12 +201,58 @@ pub async fn throughput(
         });
     }
     start.wait().await;
+    let cpu_before = target.pid.map(cpu_seconds).transpose()?;
     let began = Instant::now();
     let mut total = 0;
     while let Some(count) = tasks.join_next().await {
         total += count??;
     }
-    Ok(total as f64 / began.elapsed().as_secs_f64())
+    let rate = total as f64 / began.elapsed().as_secs_f64();
+    let cpu = match (target.pid, cpu_before) {
+        (Some(pid), Some(before)) => Some((cpu_seconds(pid)? - before) * 1e6 / total as f64),
+        _ => None,
+    };
+    Ok((rate, cpu))
+}
+
+/// A process's CPU time so far (user + system, all threads), in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name (which may hold spaces): utime and
+    // stime are the 14th and 15th fields overall.
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("a short /proc stat line")?
+            .parse::<f64>()?)
+    };
+    // SAFETY: sysconf reads a constant of the running system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11)? + ticks(12)?) / per_second)
+}
+
+/// How many 4 KB write + fdatasync rounds a second a file in `dir` takes, one after
+/// another: what one connection of any server that acknowledges after its own fsync can
+/// reach at most on this disk.
+pub fn fsyncs_per_second(dir: &std::path::Path, duration: Duration) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join(format!("fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0u8; 4096];
+    let began = Instant::now();
+    let mut rounds = 0u64;
+    while began.elapsed() < duration {
+        file.write_all(&block)?;
+        file.sync_data()?;
+        rounds += 1;
+    }
+    let rate = rounds as f64 / began.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(rate)
 }
 
 /// One session, `subscribers` live readers, `appends` appends one after another (each

@@ -364,7 +364,7 @@ fn print_table(rows: &[(u64, usize, Usage)]) {
     );
     println!("| {} |", header.join(" | "));
     println!("|{}", "---|".repeat(header.len()));
-    let usage_rows: [(&str, Figure); 8] = [
+    let usage_rows: [(&str, Figure); 10] = [
         ("Lambda invocations", |u| u.lambda_requests.to_string()),
         ("Lambda GB-s", |u| format!("{:.1}", u.lambda_gb_seconds)),
         ("HTTP API requests", |u| u.http_api_requests.to_string()),
@@ -381,6 +381,19 @@ fn print_table(rows: &[(u64, usize, Usage)]) {
             format!("{:.0}", u.dynamodb_read_units)
         }),
         ("S3 PUT / GET", |u| format!("{} / {}", u.s3_puts, u.s3_gets)),
+        // Nearly every request is an append (plus one create and one close per session).
+        ("DynamoDB write units per HTTP request", |u| {
+            format!(
+                "{:.2}",
+                u.dynamodb_write_units / u.http_api_requests.max(1) as f64
+            )
+        }),
+        ("DynamoDB read units per HTTP request", |u| {
+            format!(
+                "{:.2}",
+                u.dynamodb_read_units / u.http_api_requests.max(1) as f64
+            )
+        }),
     ];
     for (label, value) in usage_rows {
         let mut cells = vec![label.to_owned()];
@@ -393,11 +406,21 @@ fn print_table(rows: &[(u64, usize, Usage)]) {
         cells.extend(costs.iter().map(|c| format!("{:.4}", c[line].1)));
         println!("| {} |", cells.join(" | "));
     }
-    let mut total = vec!["**$ total**".to_owned()];
-    total.extend(
-        costs
-            .iter()
-            .map(|c| format!("**{:.3}**", c.iter().map(|(_, v)| v).sum::<f64>())),
-    );
-    println!("| {} |", total.join(" | "));
+    // Agents append through the HTTP API, or through the HTTP function's URL, which has
+    // no per-request charge of its own (the invocation is billed either way).
+    for (label, via_url) in [
+        ("**$ total, agents via the HTTP API**", false),
+        ("**$ total, agents via the function URL**", true),
+    ] {
+        let mut total = vec![label.to_owned()];
+        total.extend(costs.iter().map(|c| {
+            let sum: f64 = c
+                .iter()
+                .filter(|(name, _)| !(via_url && *name == "HTTP API requests"))
+                .map(|(_, v)| v)
+                .sum();
+            format!("**{sum:.3}**")
+        }));
+        println!("| {} |", total.join(" | "));
+    }
 }

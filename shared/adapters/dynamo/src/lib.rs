@@ -28,16 +28,17 @@ use agentwire_session::fork;
 use agentwire_session::rules::{self, AppendPlan, AppendTarget, ForkSource};
 use agentwire_session::{
     AppendError, AppendKind, AppendRequest, Appended, BlobStore, Clock, CreateError, CreateStream,
-    Created, DeleteError, Expiry, Mode, Offset, ProducerState, ReadBatch, ReadError, ReadFrom,
-    Record, SessionLog, StorageError, StreamInfo, SystemClock,
+    Created, DeleteError, Expiry, Mode, Offset, ProducerState, ProtocolError, ReadBatch, ReadError,
+    ReadFrom, Record, SessionLog, StorageError, StreamInfo, SystemClock,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use bytes::Bytes;
 use tracing::{debug, instrument};
 
-use crate::item::{Item, Meta, n, record_key, s};
+use crate::item::{Item, Last, Layout, Meta, n, s};
 
 /// Parts of one append are stored as items of at most this many bytes (DynamoDB's item
 /// limit is 400 KB).
@@ -56,6 +57,8 @@ pub struct DynamoSessionLog {
     table: String,
     clock: Arc<dyn Clock>,
     blobs: Option<Arc<dyn BlobStore>>,
+    /// The layout new streams get (existing ones keep theirs).
+    layout: Layout,
 }
 
 /// What a name refers to, after expiring it if its time is up.
@@ -67,6 +70,30 @@ enum Lookup {
 
 /// A write that lost a race: decide again against the new state.
 struct Conflict;
+
+/// Which records a query of a generation returns, by sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    After,
+    From,
+    Before,
+}
+
+/// Records gathered for one read.
+struct Batch {
+    records: Vec<Record>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// What reading one more record item led to.
+enum Take {
+    More,
+    /// It lies past the segment: go on with the next one.
+    SegmentDone,
+    /// The batch is full.
+    Full,
+}
 
 /// A client for a DynamoDB-compatible endpoint (DynamoDB Local) with static credentials.
 pub fn local_client(endpoint: &str) -> Client {
@@ -103,7 +130,16 @@ impl DynamoSessionLog {
             table: table.into(),
             clock,
             blobs: None,
+            layout: Layout::Log,
         }
+    }
+
+    /// Creates new streams in the transactional layout earlier versions wrote, for tests
+    /// that a table written by them keeps working.
+    #[doc(hidden)]
+    pub fn creating_transact_streams(mut self) -> DynamoSessionLog {
+        self.layout = Layout::Transact;
+        self
     }
 
     /// Keeps appends over [`CLAIM_CHECK_BYTES`] in `blobs` instead of the table.
@@ -159,11 +195,56 @@ impl DynamoSessionLog {
         Ok(output.item)
     }
 
-    async fn meta(&self, name: &str) -> Result<Option<Meta>, StorageError> {
+    /// A stream's `meta` item as stored (for a [`Layout::Log`] stream, its state at
+    /// creation).
+    async fn stored_meta(&self, name: &str) -> Result<Option<Meta>, StorageError> {
         match self.get(&Meta::pk(name), "meta").await? {
             Some(item) => Meta::from_item(&item).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A stream's current state: its `meta` item, and for a [`Layout::Log`] stream what
+    /// its newest record adds (tail, close, producer, `Stream-Seq`, last write).
+    async fn meta(&self, name: &str) -> Result<Option<Meta>, StorageError> {
+        let Some(mut meta) = self.stored_meta(name).await? else {
+            return Ok(None);
+        };
+        if meta.layout == Layout::Log
+            && !meta.deleted
+            && let Some(last) = self.last_record(meta.gen_).await?
+        {
+            meta.follow(last);
+        }
+        Ok(Some(meta))
+    }
+
+    /// The newest record of a [`Layout::Log`] generation: one consistent query of one item.
+    async fn last_record(&self, gen_: u64) -> Result<Option<Last>, StorageError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&Layout::Log.partition(gen_)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .projection_expression(
+                "sk, #end, #at, #pid, #ep, #seq, #sseq, #cl, #cb_id, #cb_ep, #cb_seq",
+            )
+            .set_expression_attribute_names(Some(
+                [
+                    "end", "at", "pid", "ep", "seq", "sseq", "cl", "cb_id", "cb_ep", "cb_seq",
+                ]
+                .into_iter()
+                .map(|name| (format!("#{name}"), name.to_owned()))
+                .collect(),
+            ))
+            .send()
+            .await
+            .map_err(storage)?;
+        page.items().first().map(Last::from_item).transpose()
     }
 
     async fn lookup(&self, name: &str, now: i64) -> Result<Lookup, StorageError> {
@@ -252,24 +333,33 @@ impl DynamoSessionLog {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Record items for `data` (units `[start, start + units)`), split into parts that fit,
-    /// each stamped with the append's commit time `at_ms`.
-    fn record_puts(
+    /// Record items for `data` (units `[start, start + units)`) in `layout`, split into
+    /// parts that fit, each stamped with the append's commit time `at_ms`. A
+    /// [`Layout::Log`] record also names its stream, for the archiver's change feed.
+    #[allow(clippy::too_many_arguments)]
+    fn record_items(
         &self,
-        gen_: u64,
+        (layout, gen_): (Layout, u64),
+        name: &str,
         mode: Mode,
         (start, units): (u64, u64),
         data: &Bytes,
         blob: Option<&str>,
         at_ms: i64,
-    ) -> Result<Vec<TransactWriteItem>, StorageError> {
+    ) -> Result<Vec<Item>, StorageError> {
         let at = AttributeValue::N(at_ms.to_string());
+        let record = |span: (u64, u64)| {
+            let mut item = layout.record_key(gen_, span);
+            item.insert("at".into(), at.clone());
+            if layout == Layout::Log {
+                item.insert("nm".into(), s(name));
+            }
+            item
+        };
         if let Some(key) = blob {
-            let mut item = record_key(gen_, start + units);
-            item.insert("start".into(), n(start));
-            item.insert("at".into(), at);
+            let mut item = record((start, start + units));
             item.insert("blob".into(), s(key));
-            return Ok(vec![self.put(item, None, Item::new())?]);
+            return Ok(vec![item]);
         }
         if data.len() > MAX_TRANSACTION_BYTES {
             return Err(StorageError::new(format!(
@@ -302,16 +392,14 @@ impl DynamoSessionLog {
                 parts.push((part_start, start + units, joined));
             }
         }
-        parts
+        Ok(parts
             .into_iter()
             .map(|(from, to, bytes)| {
-                let mut item = record_key(gen_, to);
-                item.insert("start".into(), n(from));
-                item.insert("at".into(), at.clone());
+                let mut item = record((from, to));
                 item.insert("data".into(), AttributeValue::B(bytes.to_vec().into()));
-                self.put(item, None, Item::new())
+                item
             })
-            .collect()
+            .collect())
     }
 
     async fn producer(&self, gen_: u64, id: &str) -> Result<Option<ProducerState>, StorageError> {
@@ -430,7 +518,11 @@ impl DynamoSessionLog {
 
     /// Deletes a generation's records and producers, best effort (they are unreachable).
     async fn purge(&self, gen_: u64) {
-        for pk in [format!("data#{gen_}"), format!("producer#{gen_}")] {
+        for pk in [
+            Layout::Transact.partition(gen_),
+            Layout::Log.partition(gen_),
+            format!("producer#{gen_}"),
+        ] {
             let mut start = None;
             loop {
                 let page = self
@@ -465,24 +557,74 @@ impl DynamoSessionLog {
         }
     }
 
-    /// The stretches of a stream's history: its own, then its sources', oldest first.
-    async fn segments(&self, meta: &Meta) -> Result<Vec<fork::Segment<u64>>, StorageError> {
+    /// The stretches of a stream's history: its own, then its sources', oldest first, each
+    /// with its generation's layout.
+    async fn segments(
+        &self,
+        meta: &Meta,
+    ) -> Result<Vec<fork::Segment<(u64, Layout)>>, StorageError> {
         let mut chain = vec![(
-            meta.gen_,
+            (meta.gen_, meta.layout),
             meta.source.as_ref().map(|(_, _, offset)| *offset),
         )];
         let mut source = meta.source.clone();
         while let Some((name, gen_, _)) = source.take() {
-            let Some(parent) = self.meta(&name).await?.filter(|m| m.gen_ == gen_) else {
+            // Only the stored item: a source is read below the fork offset, not to its tail.
+            let Some(parent) = self.stored_meta(&name).await?.filter(|m| m.gen_ == gen_) else {
                 break;
             };
             chain.push((
-                parent.gen_,
+                (parent.gen_, parent.layout),
                 parent.source.as_ref().map(|(_, _, offset)| *offset),
             ));
             source = parent.source;
         }
         Ok(fork::segments(chain, meta.tail))
+    }
+
+    /// One page of a generation's records after sort key `from` (or from it on), or the
+    /// one record before it.
+    async fn record_page(
+        &self,
+        (gen_, layout): (u64, Layout),
+        from: u64,
+        direction: Direction,
+        start_key: Option<Item>,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StorageError> {
+        let condition = match direction {
+            Direction::After => "pk = :pk AND sk > :from",
+            Direction::From => "pk = :pk AND sk >= :from",
+            Direction::Before => "pk = :pk AND sk < :from",
+        };
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .expression_attribute_values(":pk", s(&layout.partition(gen_)))
+            .expression_attribute_values(":from", s(&item::pad(from)))
+            .consistent_read(true)
+            .set_exclusive_start_key(start_key);
+        if direction == Direction::Before {
+            query = query.scan_index_forward(false).limit(1);
+        }
+        query.send().await.map_err(storage)
+    }
+
+    /// A record item's data, fetched from the blob store when it holds a claim check.
+    async fn record_data(&self, found: &Item) -> Result<Bytes, StorageError> {
+        match (found.get("data"), found.get("blob")) {
+            (Some(AttributeValue::B(data)), _) => Ok(Bytes::copy_from_slice(data.as_ref())),
+            (_, Some(AttributeValue::S(key))) => {
+                let blobs = self.blobs.as_ref().ok_or_else(|| {
+                    StorageError::new("a record is in the blob store, which is not configured")
+                })?;
+                blobs.get(key).await
+            }
+            // A close without data: a marker that holds no units.
+            _ if found.contains_key("cl") => Ok(Bytes::new()),
+            _ => Err(StorageError::new("record without data")),
+        }
     }
 
     /// Records from `from`, clipped to each segment, until about `max_bytes`.
@@ -493,59 +635,60 @@ impl DynamoSessionLog {
         max_bytes: usize,
     ) -> Result<Vec<Record>, StorageError> {
         let mode = Mode::of(&meta.content_type);
-        let (mut records, mut bytes) = (Vec::new(), 0usize);
+        let mut batch = Batch {
+            records: Vec::new(),
+            bytes: 0,
+            max_bytes,
+        };
         'segments: for segment in self.segments(meta).await? {
             if segment.to <= from {
                 continue;
             }
             let lo = from.max(segment.from);
+            let (_, layout) = segment.stream;
+            let span = (lo, segment.to);
+            // Keyed by end, `sk > lo` starts with the record holding `lo`. Keyed by start,
+            // that record is found by `sk >= lo` when `lo` starts one (a reader resuming
+            // where it stopped, the usual case), else it is the one before.
+            let (direction, mut first) = match layout {
+                Layout::Transact => (Direction::After, None),
+                Layout::Log => {
+                    let page = self
+                        .record_page(segment.stream, lo, Direction::From, None)
+                        .await?;
+                    let starts_at_lo = match page.items().first() {
+                        Some(first) => layout.span(first)?.0 == lo,
+                        None => false,
+                    };
+                    if !starts_at_lo {
+                        let before = self
+                            .record_page(segment.stream, lo, Direction::Before, None)
+                            .await?;
+                        if let Some(found) = before.items().first() {
+                            match self.take(found, layout, mode, span, &mut batch).await? {
+                                Take::More => {}
+                                Take::SegmentDone => continue 'segments,
+                                Take::Full => break 'segments,
+                            }
+                        }
+                    }
+                    (Direction::From, Some(page))
+                }
+            };
             let mut start_key = None;
             loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND sk > :from")
-                    .expression_attribute_values(":pk", s(&format!("data#{}", segment.stream)))
-                    .expression_attribute_values(":from", s(&item::pad(lo)))
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start_key.take())
-                    .send()
-                    .await
-                    .map_err(storage)?;
-                for found in page.items() {
-                    let start = item::get_n(found, "start")?;
-                    if start >= segment.to {
-                        continue 'segments;
+                let page = match first.take() {
+                    Some(page) => page,
+                    None => {
+                        self.record_page(segment.stream, lo, direction, start_key.take())
+                            .await?
                     }
-                    let end = item::get_n(found, "sk")?;
-                    let data = match (found.get("data"), found.get("blob")) {
-                        (Some(AttributeValue::B(data)), _) => Bytes::copy_from_slice(data.as_ref()),
-                        (_, Some(AttributeValue::S(key))) => {
-                            let blobs = self.blobs.as_ref().ok_or_else(|| {
-                                StorageError::new(
-                                    "a record is in the blob store, which is not configured",
-                                )
-                            })?;
-                            blobs.get(key).await?
-                        }
-                        _ => return Err(StorageError::new("record without data")),
-                    };
-                    // A fork's inherited records are its source's items: they keep their time.
-                    let at_ms = item::record_at(found)?;
-                    let clipped = fork::clip(mode, (start, end), data, at_ms, (lo, segment.to));
-                    if let Some(record) = clipped {
-                        // A record that would overflow a non-empty batch waits for the next
-                        // read: a large (claim-checked) record comes back alone, which keeps
-                        // responses under Lambda's 6 MB payload limit.
-                        if !records.is_empty() && bytes + record.data.len() > max_bytes {
-                            break 'segments;
-                        }
-                        bytes += record.data.len();
-                        records.push(record);
-                        if bytes >= max_bytes {
-                            break 'segments;
-                        }
+                };
+                for found in page.items() {
+                    match self.take(found, layout, mode, span, &mut batch).await? {
+                        Take::More => {}
+                        Take::SegmentDone => continue 'segments,
+                        Take::Full => break 'segments,
                     }
                 }
                 match page.last_evaluated_key {
@@ -554,7 +697,45 @@ impl DynamoSessionLog {
                 }
             }
         }
-        Ok(records)
+        Ok(batch.records)
+    }
+
+    /// Adds one record item, clipped to the segment `(lo, to)`, to `batch`.
+    async fn take(
+        &self,
+        found: &Item,
+        layout: Layout,
+        mode: Mode,
+        (lo, to): (u64, u64),
+        batch: &mut Batch,
+    ) -> Result<Take, StorageError> {
+        let (start, end) = layout.span(found)?;
+        if start >= to {
+            return Ok(Take::SegmentDone);
+        }
+        if end <= lo {
+            // The record before `lo`, when `lo` is where it ends; or a close marker.
+            return Ok(Take::More);
+        }
+        let data = self.record_data(found).await?;
+        // A fork's inherited records are its source's items: they keep their time.
+        let at_ms = item::record_at(found)?;
+        let Some(record) = fork::clip(mode, (start, end), data, at_ms, (lo, to)) else {
+            return Ok(Take::More);
+        };
+        // A record that would overflow a non-empty batch waits for the next read: a large
+        // (claim-checked) record comes back alone, which keeps responses under Lambda's
+        // 6 MB payload limit.
+        if !batch.records.is_empty() && batch.bytes + record.data.len() > batch.max_bytes {
+            return Ok(Take::Full);
+        }
+        batch.bytes += record.data.len();
+        batch.records.push(record);
+        Ok(if batch.bytes >= batch.max_bytes {
+            Take::Full
+        } else {
+            Take::More
+        })
     }
 
     fn live(name: &str, meta: Option<Meta>, now: i64) -> Result<Meta, ReadError> {
@@ -624,6 +805,8 @@ impl DynamoSessionLog {
             source: source.as_ref().map(|m| (m.name.clone(), m.gen_, start)),
             refs: 0,
             deleted: false,
+            layout: self.layout,
+            last_producer: None,
         };
         let mut items = vec![self.put(
             meta.to_item(),
@@ -634,14 +817,17 @@ impl DynamoSessionLog {
         if !plan.initial.is_empty() {
             blob = self.stash(&plan.initial.data).await?;
             let mode = Mode::of(&meta.content_type);
-            items.extend(self.record_puts(
-                gen_,
+            for record in self.record_items(
+                (meta.layout, gen_),
+                &meta.name,
                 mode,
                 (start, plan.initial.units),
                 &plan.initial.data,
                 blob.as_deref(),
                 now,
-            )?);
+            )? {
+                items.push(self.put(record, None, Item::new())?);
+            }
         }
         if let Some(source) = &source {
             let mut values = Item::new();
@@ -681,9 +867,11 @@ impl DynamoSessionLog {
             Lookup::SoftDeleted => return Err(AppendError::Gone(name.to_owned())),
             Lookup::Missing => return Err(AppendError::NotFound(name.to_owned())),
         };
-        let producer_state = match &request.producer {
-            Some(claim) => self.producer(meta.gen_, &claim.id).await?,
-            None => None,
+        let producer_state = match (&request.producer, &meta.last_producer) {
+            (None, _) => None,
+            // The newest record is this producer's: it carries the producer's state.
+            (Some(claim), Some((id, state))) if *id == claim.id => Some(*state),
+            (Some(claim), _) => self.producer(meta.gen_, &claim.id).await?,
         };
         let target = AppendTarget {
             content_type: &meta.content_type,
@@ -716,6 +904,128 @@ impl DynamoSessionLog {
             }
             AppendPlan::Write { producer } => producer,
         };
+        match meta.layout {
+            Layout::Transact => {
+                self.write_transact(&meta, request, (producer_state, producer), now, blob)
+                    .await
+            }
+            Layout::Log => self.write_log(&meta, request, producer, now, blob).await,
+        }
+    }
+
+    /// Writes a decided append to a [`Layout::Log`] stream: its record is put at its start
+    /// offset if nothing is there yet, which makes the record's own key the sequencer (see
+    /// DESIGN.md). One item, no transaction, unless the append is split into parts or
+    /// takes over from another producer, whose state then moves to its producer item.
+    async fn write_log(
+        &self,
+        meta: &Meta,
+        request: &AppendRequest,
+        producer: Option<ProducerState>,
+        now: i64,
+        blob: Option<&str>,
+    ) -> Result<Result<Appended, Conflict>, AppendError> {
+        let (tail, units) = (meta.tail, request.payload.units);
+        let mut items = if request.payload.is_empty() {
+            if !request.close {
+                return Err(ProtocolError::EmptyBody.into());
+            }
+            // A close without data is a marker at the tail that holds no units: an append
+            // racing it claims the same key, so nothing lands after a close.
+            let mut marker = Layout::Log.record_key(meta.gen_, (tail, tail));
+            marker.insert("at".into(), AttributeValue::N(now.to_string()));
+            marker.insert("nm".into(), s(&meta.name));
+            vec![marker]
+        } else {
+            self.record_items(
+                (Layout::Log, meta.gen_),
+                &meta.name,
+                Mode::of(&meta.content_type),
+                (tail, units),
+                &request.payload.data,
+                blob,
+                now,
+            )?
+        };
+        let last = Last {
+            end: tail + units,
+            at_ms: now,
+            producer: request
+                .producer
+                .as_ref()
+                .zip(producer)
+                .map(|(claim, state)| (claim.id.clone(), state)),
+            stream_seq: request
+                .stream_seq
+                .clone()
+                .or_else(|| meta.last_stream_seq.clone()),
+            closed: request.close.then(|| request.producer.clone()),
+        };
+        if let Some(item) = items.last_mut() {
+            last.write(item);
+        }
+        // The newest record stops being the previous producer's, so its state moves to
+        // that producer's item; written unconditionally, since only the append that
+        // claims this start offset commits it, with the state as of the record it follows.
+        let handoff = match (&meta.last_producer, &request.producer) {
+            (Some((id, _)), Some(claim)) if *id == claim.id => None,
+            (previous, _) => previous.as_ref(),
+        };
+        let appended = Appended {
+            kind: AppendKind::Written,
+            start: Offset(tail),
+            tail: Offset(tail + units),
+            closed: meta.closed || request.close,
+            producer,
+        };
+        if items.len() == 1 && handoff.is_none() {
+            let item = items.pop().expect("one item");
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(Ok(appended)),
+                Err(e) => match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(_) => Ok(Err(Conflict)),
+                    e => Err(storage(e).into()),
+                },
+            };
+        }
+        let mut writes = Vec::with_capacity(items.len() + 1);
+        for item in items {
+            writes.push(self.put(item, Some("attribute_not_exists(pk)"), Item::new())?);
+        }
+        if let Some((id, state)) = handoff {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(&format!("producer#{}", meta.gen_)));
+            item.insert("sk".into(), s(id));
+            item.insert("ep".into(), n(state.epoch));
+            item.insert("seq".into(), n(state.last_seq));
+            writes.push(self.put(item, None, Item::new())?);
+        }
+        Ok(match self.transact(writes).await? {
+            Ok(()) => Ok(appended),
+            Err(conflict) => Err(conflict),
+        })
+    }
+
+    /// Writes a decided append to a [`Layout::Transact`] stream: one transaction moves the
+    /// `meta` item's tail (the sequencer), puts the record and the producer's state.
+    async fn write_transact(
+        &self,
+        meta: &Meta,
+        request: &AppendRequest,
+        (producer_state, producer): (Option<ProducerState>, Option<ProducerState>),
+        now: i64,
+        blob: Option<&str>,
+    ) -> Result<Result<Appended, Conflict>, AppendError> {
+        let name = &meta.name;
+        let tail = Offset(meta.tail);
         let new_tail = meta.tail + request.payload.units;
         let mut values = Item::new();
         values.insert(":new".into(), n(new_tail));
@@ -743,21 +1053,26 @@ impl DynamoSessionLog {
             Meta::pk(name),
             "meta",
             &expression,
-            "tail = :old AND gen = :gen AND del = :false",
+            // `closed` too: a close moves no tail, so an append decided before it would
+            // otherwise still find its tail and land after the close.
+            "tail = :old AND gen = :gen AND del = :false AND closed = :false",
             values,
         )?];
         if !request.payload.is_empty() {
             let mode = Mode::of(&meta.content_type);
-            items.extend(self.record_puts(
-                meta.gen_,
+            for record in self.record_items(
+                (Layout::Transact, meta.gen_),
+                name,
                 mode,
                 (meta.tail, request.payload.units),
                 &request.payload.data,
                 blob,
-                // The time this attempt decided on; the transaction that carries it commits
-                // or is retried with a fresh one.
+                // The time this attempt decided on; the write that carries it commits or
+                // is retried with a fresh one.
                 now,
-            )?);
+            )? {
+                items.push(self.put(record, None, Item::new())?);
+            }
         }
         if let (Some(claim), Some(state)) = (&request.producer, producer) {
             let mut item = Item::new();

@@ -1,17 +1,18 @@
 //! The session table's DynamoDB Stream, told as domain changes: a stream record carries
-//! the `meta` item before and after a write, decoded by the same [`Meta::from_item`] the
-//! log reads with, so the item layout has one decoder and the archiver sees only
-//! [`SessionChange`]s.
+//! the `meta` item before and after a write, or a new `log#` record (an append to a stream
+//! in the log layout), decoded by the same functions the log reads with, so the item
+//! layout has one decoder and the archiver sees only [`SessionChange`]s.
 
 use agentwire_session::SessionChange;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 
 use tracing::warn;
 
-use crate::item::{Item, Meta};
+use crate::item::{Item, Meta, record_at};
 
-/// The session changes in a stream batch, in order. Records of other items (data,
-/// producers, activity) are skipped; the template's filter already keeps them away.
+/// The session changes in a stream batch, in order. Records of other items (producers,
+/// activity, the transactional layout's data) are skipped; the template's filter already
+/// keeps them away.
 pub fn session_changes(event: &Event) -> Vec<SessionChange> {
     event.records.iter().filter_map(change_of).collect()
 }
@@ -26,6 +27,13 @@ pub(crate) fn item(image: &serde_dynamo::Item) -> Item {
 
 fn change_of(record: &EventRecord) -> Option<SessionChange> {
     let keys = item(&record.change.keys);
+    if keys
+        .get("pk")
+        .and_then(|pk| pk.as_s().ok())
+        .is_some_and(|pk| pk.starts_with("log#"))
+    {
+        return appended(record);
+    }
     if keys
         .get("sk")
         .and_then(|sk| sk.as_s().ok())
@@ -66,6 +74,29 @@ fn change_of(record: &EventRecord) -> Option<SessionChange> {
     })
 }
 
+/// A record put by an append in the log layout: the append itself (records never change;
+/// their removal is the purge of a deleted session, told by its `meta` item).
+fn appended(record: &EventRecord) -> Option<SessionChange> {
+    if record.event_name != "INSERT" {
+        return None;
+    }
+    let new = item(&record.change.new_image);
+    let Some(session) = new.get("nm").and_then(|nm| nm.as_s().ok()).cloned() else {
+        warn!("a log record without its session's name; the idle sweep cannot see it");
+        return None;
+    };
+    if new
+        .get("cl")
+        .is_some_and(|cl| cl.as_bool().is_ok_and(|c| *c))
+    {
+        return Some(SessionChange::Closed { session });
+    }
+    Some(SessionChange::Active {
+        session,
+        at_ms: record_at(&new).unwrap_or(0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +117,8 @@ mod tests {
             source: None,
             refs: 0,
             deleted,
+            layout: crate::item::Layout::Transact,
+            last_producer: None,
         }
     }
 
@@ -215,5 +248,47 @@ mod tests {
                 "{name} tells no change"
             );
         }
+    }
+
+    /// The log layout's records: an append is activity, a close marker a close; the
+    /// fixture holds the attributes the log writes (the same keys, with `nm`).
+    #[test]
+    fn new_log_records_are_appends_and_closes() {
+        let name = "dynamodb-stream-session-records.json";
+        let path = format!("{}/../../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let event: Event = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            session_changes(&event),
+            vec![
+                SessionChange::Active {
+                    session: "acme/chat-7".into(),
+                    at_ms: 1_795_694_430_000
+                },
+                SessionChange::Closed {
+                    session: "acme/chat-8".into()
+                },
+            ]
+        );
+        for record in &event.records {
+            let image = item(&record.change.new_image);
+            let layout = crate::item::Layout::Log;
+            let span = layout.span(&image).expect("a log record's span");
+            let gen_ = image["pk"].as_s().unwrap()["log#".len()..].parse().unwrap();
+            let key = layout.record_key(gen_, span);
+            for (attribute, value) in key {
+                assert_eq!(image.get(&attribute), Some(&value), "{name}: {attribute}");
+            }
+            let last = crate::item::Last::from_item(&image).expect("the record's state");
+            let mut written = Item::new();
+            last.write(&mut written);
+            for (attribute, value) in written {
+                assert_eq!(image.get(&attribute), Some(&value), "{name}: {attribute}");
+            }
+        }
+        // Its removal (a deleted session's purge) is told by the meta item, not again.
+        let mut removed = event.records[0].clone();
+        removed.event_name = "REMOVE".into();
+        assert_eq!(changes(vec![removed]), vec![]);
     }
 }

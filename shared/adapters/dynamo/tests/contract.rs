@@ -224,3 +224,149 @@ mod subscription_store {
         assert_eq!(catalog.streams("nobody").await.expect("list"), []);
     }
 }
+
+/// The same contract on streams in the transactional layout that versions before the log
+/// layout created: tables written by them keep working.
+mod transact_layout {
+    use super::*;
+
+    async fn subject() -> Subject {
+        let mut subject = super::subject().await;
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("contract-{:016x}", fastrand::u64(..));
+        let log =
+            DynamoSessionLog::with_clock(local_client(&endpoint), table, subject.clock.clone())
+                .creating_transact_streams();
+        log.ensure_table().await.expect("table");
+        subject.log = Arc::new(log);
+        subject
+    }
+
+    session_log_contract!(subject);
+}
+
+/// Upgrading: streams an earlier version wrote (transactional layout) are appended to,
+/// deduplicated, forked, closed and deleted by this one, and new streams get the log layout.
+mod upgrade {
+    use super::*;
+    use agentwire_session::{
+        AppendError, AppendKind, AppendRequest, CreateStream, Expiry, ForkFrom, Offset, Payload,
+        ProducerClaim, ReadFrom, SessionLog,
+    };
+    use bytes::Bytes;
+
+    fn text(data: &str, producer: Option<(&str, u64)>) -> AppendRequest {
+        AppendRequest {
+            content_type: Some("text/plain".into()),
+            payload: Payload {
+                data: Bytes::copy_from_slice(data.as_bytes()),
+                units: data.len() as u64,
+            },
+            producer: producer.map(|(id, seq)| ProducerClaim {
+                id: id.into(),
+                epoch: 0,
+                seq,
+            }),
+            ..AppendRequest::default()
+        }
+    }
+
+    fn stream(name: &str, fork: Option<ForkFrom>) -> CreateStream {
+        CreateStream {
+            name: name.into(),
+            content_type: Some("text/plain".into()),
+            expiry: Expiry::Never,
+            closed: false,
+            fork,
+            body: Bytes::new(),
+        }
+    }
+
+    async fn text_of(log: &DynamoSessionLog, name: &str) -> String {
+        let batch = log
+            .read(name, ReadFrom::Start, usize::MAX)
+            .await
+            .expect("read");
+        batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8(r.data.to_vec()).expect("utf-8"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn streams_written_before_the_log_layout_keep_working() {
+        let endpoint = std::env::var("AGENTWIRE_DYNAMODB_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let table = format!("upgrade-{:016x}", fastrand::u64(..));
+        let before =
+            DynamoSessionLog::new(local_client(&endpoint), &table).creating_transact_streams();
+        before.ensure_table().await.expect("table");
+        before.create(stream("old", None)).await.expect("create");
+        before
+            .append("old", text("ab", Some(("p", 0))))
+            .await
+            .expect("seq 0");
+
+        let now = DynamoSessionLog::new(local_client(&endpoint), &table);
+        let retry = now
+            .append("old", text("ab", Some(("p", 0))))
+            .await
+            .expect("retry");
+        assert_eq!(
+            retry.kind,
+            AppendKind::Duplicate,
+            "the old producer item is read"
+        );
+        let next = now
+            .append("old", text("cd", Some(("p", 1))))
+            .await
+            .expect("seq 1");
+        assert_eq!((next.start, next.tail), (Offset(2), Offset(4)));
+        assert_eq!(text_of(&now, "old").await, "abcd");
+        assert_eq!(
+            text_of(&before, "old").await,
+            "abcd",
+            "the old version reads it too"
+        );
+
+        // A fork made now (log layout) of the old stream, from the middle of a record.
+        let fork = ForkFrom {
+            source: "old".into(),
+            offset: Some(Offset(2)),
+            sub_offset: 1,
+        };
+        now.create(stream("new", Some(fork))).await.expect("fork");
+        now.append("new", text("xy", Some(("q", 0))))
+            .await
+            .expect("fork append");
+        assert_eq!(text_of(&now, "new").await, "abcxy");
+        let mid = now
+            .read("new", ReadFrom::At(Offset(4)), usize::MAX)
+            .await
+            .expect("read");
+        let tail: String = mid
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        assert_eq!(tail, "y", "a read from inside a log record");
+
+        let close = AppendRequest {
+            close: true,
+            ..AppendRequest::default()
+        };
+        now.append("old", close.clone()).await.expect("close old");
+        assert_eq!(
+            before.append("old", text("e", None)).await,
+            Err(AppendError::Closed { tail: Offset(4) }),
+            "closed for both versions"
+        );
+        now.append("new", close).await.expect("close new");
+        assert!(now.head("new").await.expect("head").closed);
+        now.delete("new").await.expect("delete fork");
+        now.delete("old").await.expect("delete old");
+        assert!(now.head("old").await.is_err());
+    }
+}

@@ -826,7 +826,13 @@ pub struct DispatchObserver(pub Arc<Dispatch>);
 
 #[async_trait::async_trait]
 impl AppendObserver for DispatchObserver {
-    async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended) {
+    async fn appended(
+        &self,
+        sessions: &Sessions,
+        name: &str,
+        appended: &Appended,
+        _: &[agentwire_session::Event],
+    ) {
         if let Err(e) = self
             .0
             .on_append(sessions, name, appended.start, appended.tail)

@@ -61,8 +61,16 @@ pub struct Sessions {
 #[async_trait::async_trait]
 pub trait AppendObserver: Send + Sync {
     /// `name` gained the units `[appended.start, appended.tail)`; `sessions` is the service
-    /// it happened in, for reading them (and appending in reaction).
-    async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended);
+    /// it happened in, for reading them (and appending in reaction). `events` are the
+    /// append's own events (a JSON session's; none for other content types), taken from
+    /// the request, so telling subscribers needs no read: their `at_ms` is 0 (unknown).
+    async fn appended(
+        &self,
+        sessions: &Sessions,
+        name: &str,
+        appended: &Appended,
+        events: &[Event],
+    );
 
     /// A stream was created (not merely confirmed): `created.info.name` is its stored name.
     async fn created(&self, _sessions: &Sessions, _created: &Created) {}
@@ -133,11 +141,29 @@ impl Sessions {
         name: &str,
         request: AppendRequest,
     ) -> Result<Appended, AppendError> {
+        // Kept (a reference count, not a copy) for the observers.
+        let json = request.content_type.as_deref().map(Mode::of) == Some(Mode::Json);
+        let payload = request.payload.clone();
         let appended = self.log.append(name, request).await?;
         if appended.kind == AppendKind::Written {
             self.tails.wake(name);
-            for observer in &self.observers {
-                observer.appended(self, name, &appended).await;
+            if !self.observers.is_empty() {
+                let events = if json && appended.tail.0 - appended.start.0 == payload.units {
+                    json_messages(&payload.data)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, message)| Event {
+                            offset: appended.start.advance(i as u64),
+                            json: payload.data.slice_ref(message),
+                            at_ms: 0,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                for observer in &self.observers {
+                    observer.appended(self, name, &appended, &events).await;
+                }
             }
         }
         Ok(appended)

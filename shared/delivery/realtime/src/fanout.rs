@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use agentwire_session::{
-    AppendObserver, Appended, Clock, Offset, ReadFrom, Sessions, SystemClock, events_of,
+    AppendObserver, Appended, Clock, Event, Offset, ReadFrom, Sessions, SystemClock, events_of,
 };
 use async_trait::async_trait;
 use tracing::{debug, warn};
@@ -111,7 +111,7 @@ impl Fanout {
             Some(range) if range.to >= tail => return,
             Some(range) => range.to,
         };
-        if let Some(at) = self.push_range(sessions, session, from, tail).await {
+        if let Some(at) = self.push_range(sessions, session, (from, tail), None).await {
             *pushed = Some(match *pushed {
                 None => Pushed { from, to: at },
                 Some(range) => range.extend(from, at),
@@ -119,14 +119,15 @@ impl Fanout {
         }
     }
 
-    /// Pushes `[from, tail)` of `session` to its subscribers; returns how far it got, or
-    /// `None` when the subscribers could not be listed.
+    /// Pushes `[from, tail)` of `session` to its subscribers: `given`, the events of exactly
+    /// that range, or else what a read returns. Returns how far it got, or `None` when the
+    /// subscribers could not be listed.
     async fn push_range(
         &self,
         sessions: &Sessions,
         session: &str,
-        from: Offset,
-        tail: Offset,
+        (from, tail): (Offset, Offset),
+        mut given: Option<&[Event]>,
     ) -> Option<Offset> {
         let subscribers = match self.inner.registry.subscribers(session).await {
             Ok(subscribers) => subscribers,
@@ -159,17 +160,25 @@ impl Fanout {
             }
         }
         while at < tail {
-            let batch = match sessions.read(session, ReadFrom::At(at), 1024 * 1024).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    debug!(error = %e, "fan-out read failed; subscribers will catch up by offset");
-                    break;
+            let (frames, next) = match given.take() {
+                Some(events) => (event_frames(client_name(session), events), tail),
+                None => {
+                    let batch = match sessions.read(session, ReadFrom::At(at), 1024 * 1024).await {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            debug!(error = %e, "fan-out read failed; subscribers will catch up by offset");
+                            break;
+                        }
+                    };
+                    if batch.records.is_empty() {
+                        break;
+                    }
+                    (
+                        event_frames(client_name(session), &events_of(&batch)),
+                        batch.next,
+                    )
                 }
             };
-            if batch.records.is_empty() {
-                break;
-            }
-            let frames = event_frames(client_name(session), &events_of(&batch));
             for id in &live {
                 if gone.contains(id) || closed.contains(id) {
                     continue;
@@ -194,7 +203,7 @@ impl Fanout {
                     }
                 }
             }
-            at = batch.next;
+            at = next;
         }
         for id in gone {
             forget(sessions, self.inner.registry.as_ref(), &id).await;
@@ -222,9 +231,18 @@ impl Fanout {
 impl AppendObserver for Fanout {
     /// Pushes in the background (the append is acknowledged without waiting for clients),
     /// or before returning when [`Fanout::inline`].
-    async fn appended(&self, sessions: &Sessions, name: &str, appended: &Appended) {
+    async fn appended(
+        &self,
+        sessions: &Sessions,
+        name: &str,
+        appended: &Appended,
+        events: &[Event],
+    ) {
         if self.inner.inline {
-            self.push_range(sessions, name, appended.start, appended.tail)
+            // The append's own events, without reading back what was just written (on AWS
+            // that read is a consistent query per append); a byte stream's have no events.
+            let given = (!events.is_empty()).then_some(events);
+            self.push_range(sessions, name, (appended.start, appended.tail), given)
                 .await;
             return;
         }

@@ -791,3 +791,135 @@ async fn an_append_whose_delivery_runs_after_a_later_ones_is_still_pushed() {
         "every append reached the subscriber"
     );
 }
+
+/// A log that counts reads, to show what the fan-out reads.
+struct CountingLog {
+    log: SqliteSessionLog,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl agentwire_session::SessionLog for CountingLog {
+    async fn create(
+        &self,
+        request: CreateStream,
+    ) -> Result<agentwire_session::Created, agentwire_session::CreateError> {
+        self.log.create(request).await
+    }
+    async fn append(
+        &self,
+        name: &str,
+        request: agentwire_session::AppendRequest,
+    ) -> Result<agentwire_session::Appended, agentwire_session::AppendError> {
+        self.log.append(name, request).await
+    }
+    async fn read(
+        &self,
+        name: &str,
+        from: agentwire_session::ReadFrom,
+        max_bytes: usize,
+    ) -> Result<agentwire_session::ReadBatch, agentwire_session::ReadError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.read(name, from, max_bytes).await
+    }
+    async fn head(
+        &self,
+        name: &str,
+    ) -> Result<agentwire_session::StreamInfo, agentwire_session::ReadError> {
+        self.log.head(name).await
+    }
+    async fn delete(&self, name: &str) -> Result<(), agentwire_session::DeleteError> {
+        self.log.delete(name).await
+    }
+}
+
+/// On Lambda each append pushes its own events before it is acknowledged: from the bytes
+/// the append carried, not by reading back what it just wrote (a paid, consistent query
+/// per append on DynamoDB).
+#[tokio::test]
+async fn an_inline_fanout_pushes_the_appends_own_events_without_reading_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(CountingLog {
+        log: SqliteSessionLog::open(dir.path().join("s.db")).unwrap(),
+        reads: Default::default(),
+    });
+    let registry = Arc::new(InMemoryConnectionRegistry::default());
+    let push = Arc::new(RecordingPush::default());
+    let fanout = Fanout::inline(registry.clone(), push.clone());
+    let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
+    sessions
+        .create(CreateStream {
+            name: "acme/chat-1".into(),
+            content_type: Some("application/json".into()),
+            expiry: Expiry::Never,
+            closed: false,
+            fork: None,
+            body: Bytes::new(),
+        })
+        .await
+        .unwrap();
+    let claims = Claims {
+        tenant: "acme".into(),
+        sessions: "*".into(),
+        role: Role::Reader,
+        user: Some("ana".into()),
+        exp: i64::MAX,
+    };
+    registry
+        .connect(agentwire_realtime::Connection {
+            id: CONNECTION.into(),
+            claims,
+            connected_at_ms: 0,
+        })
+        .await
+        .unwrap();
+    registry.subscribe(CONNECTION, "acme/chat-1").await.unwrap();
+    let reads_before = log.reads.load(std::sync::atomic::Ordering::SeqCst);
+    let mut offsets = Vec::new();
+    for n in 0..3 {
+        let events: Vec<Value> = (0..2)
+            .map(|k| json!({"type": "message.delta", "data": {"n": n * 2 + k}}))
+            .collect();
+        let appended = append_events(&sessions, "acme/chat-1", &events)
+            .await
+            .unwrap();
+        offsets.push(appended.start);
+    }
+    let pushed: Vec<(i64, String)> = push
+        .frames()
+        .iter()
+        .filter(|(_, f)| f["type"] == "events")
+        .flat_map(|(_, f)| f["events"].as_array().unwrap().clone())
+        .map(|e| {
+            (
+                e["event"]["data"]["n"].as_i64().unwrap(),
+                e["offset"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pushed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 5],
+        "every event pushed once, in order"
+    );
+    assert_eq!(
+        log.reads.load(std::sync::atomic::Ordering::SeqCst) - reads_before,
+        0,
+        "the fan-out read nothing"
+    );
+    // The pushed offsets are the log's own.
+    let batch = sessions
+        .read(
+            "acme/chat-1",
+            agentwire_session::ReadFrom::Start,
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+    let logged: Vec<String> = agentwire_session::events_of(&batch)
+        .iter()
+        .map(|e| e.offset.to_string())
+        .collect();
+    let pushed_offsets: Vec<String> = pushed.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(pushed_offsets, logged);
+}
