@@ -18,6 +18,16 @@ wait_up() {
     poll()' "$1" || { [ -n "${3:-}" ] && cat "$3"; echo "$2 did not start" >&2; exit 1; }
 }
 
+# Prints the path of moto's server, installing it into its own venv on first use.
+moto_server_bin() {
+  local venv="${AGENTWIRE_S3_VENV:-target/s3-venv}"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' >&2
+  fi
+  echo "$venv/bin/moto_server"
+}
+
 # Starts both engines and exports AGENTWIRE_DYNAMODB_ENDPOINT and AGENTWIRE_S3_ENDPOINT.
 start_aws_engines() {
   [ -d tests/dynamodb/node_modules ] || npm ci --prefix tests/dynamodb --no-audit --no-fund
@@ -28,13 +38,10 @@ start_aws_engines() {
   export AGENTWIRE_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
   wait_up "$AGENTWIRE_DYNAMODB_ENDPOINT" "DynamoDB Local" "$data/dynamodb.log"
 
-  local venv="${AGENTWIRE_S3_VENV:-target/s3-venv}"
-  if [ ! -x "$venv/bin/moto_server" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
-  fi
+  local moto
+  moto="$(moto_server_bin)"
   port="$(free_port)"
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$data/s3.log" 2>&1 &
+  "$moto" -H 127.0.0.1 -p "$port" >"$data/s3.log" 2>&1 &
   service_pids+=($!)
   export AGENTWIRE_S3_ENDPOINT="http://127.0.0.1:$port"
   wait_up "$AGENTWIRE_S3_ENDPOINT" "the S3 server" "$data/s3.log"

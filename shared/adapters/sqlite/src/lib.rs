@@ -214,13 +214,18 @@ fn in_savepoint<T, E: From<StorageError>>(
     conn: &Connection,
     op: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("SAVEPOINT op").map_err(store::storage)?;
-    let result = op(conn);
-    let end = match result {
-        Ok(_) => "RELEASE op",
-        Err(_) => "ROLLBACK TO op; RELEASE op",
+    // Cached statements: `execute_batch` would parse these again for every request.
+    let run = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map_err(store::storage)
     };
-    conn.execute_batch(end).map_err(store::storage)?;
+    run("SAVEPOINT op")?;
+    let result = op(conn);
+    if result.is_err() {
+        run("ROLLBACK TO op")?;
+    }
+    run("RELEASE op")?;
     result
 }
 

@@ -58,6 +58,8 @@ impl WebhookClient for HttpWebhookClient {
             warn!(target_origin = %parsed.origin().ascii_serialization(), "webhook address refused");
             return Delivered::Failed;
         }
+        // reqwest is built without its default crypto (aws-lc): ring, which is linked anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // A client per delivery: its resolver is pinned to the addresses just checked.
         let client = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -85,6 +85,8 @@ impl OpenAiEmbeddings {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EmbedError::Refused("the URL must be http or https".into()));
         }
+        // reqwest is built without its default crypto (aws-lc): ring, which is linked anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()

@@ -31,6 +31,8 @@ impl OpenAiEndpoint {
                 "the base_url must start with http:// or https://".into(),
             ));
         }
+        // reqwest is built without its default crypto (aws-lc): ring, which is linked anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // No overall timeout here: Resilient bounds each attempt, streaming included.
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))

@@ -35,6 +35,7 @@ use agentwire_streams_http::HttpConfig;
 use agentwire_trace::TraceArchive;
 use agentwire_traces_http::TracesConfig;
 use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use tracing::info;
 
 /// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG` (errors only
@@ -215,7 +216,26 @@ pub fn local_sdk_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
+        .http_client(https_client())
         .build()
+}
+
+/// The HTTPS client of every SDK client the stack makes: the SDK's default (proxies from
+/// the environment, the SDK's timeouts) with rustls on ring, which the functions link anyway
+/// (webhook signatures), instead of aws-lc, which would add about 2 MB to each bootstrap.
+pub fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// The SDK clients a [`Stack`] is built on.
@@ -251,6 +271,9 @@ pub struct Stack {
     /// Present when the settings had [`Needs::delivery`].
     pub delivery: Option<Delivery>,
     secret: Option<SecretSource>,
+    /// The secret once read from Secrets Manager: the API functions ask for it twice at
+    /// init (tokens and the webhook key), and each read is a round trip in a cold start.
+    fetched_secret: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     idle: Duration,
     sdk: aws_config::SdkConfig,
 }
@@ -262,19 +285,36 @@ impl Stack {
         // Local endpoints need no credential chain or region lookup (which would probe IMDS).
         let sdk = match &settings.dynamodb_endpoint {
             Some(_) => local_sdk_config(),
-            None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+            None => {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(https_client())
+                    .load()
+                    .await
+            }
         };
+        // The adapters' local clients too, on this stack's HTTPS client (see `https_client`).
+        let http = sdk.http_client().unwrap_or_else(https_client);
         let dynamodb = match &settings.dynamodb_endpoint {
-            Some(endpoint) => agentwire_dynamo::local_client(endpoint),
+            Some(endpoint) => {
+                let config = agentwire_dynamo::local_client(endpoint)
+                    .config()
+                    .to_builder();
+                aws_sdk_dynamodb::Client::from_conf(config.http_client(http.clone()).build())
+            }
             None => aws_sdk_dynamodb::Client::new(&sdk),
         };
         let s3 = match &settings.s3_endpoint {
-            Some(endpoint) => agentwire_s3::local_client(endpoint),
+            Some(endpoint) => {
+                let config = agentwire_s3::local_client(endpoint).config().to_builder();
+                aws_sdk_s3::Client::from_conf(config.http_client(http.clone()).build())
+            }
             None => aws_sdk_s3::Client::new(&sdk),
         };
         let management = settings.delivery.as_ref().map(|delivery| {
             if settings.dynamodb_endpoint.is_some() {
-                agentwire_apigw_push::local_client(&delivery.ws_endpoint)
+                let local = agentwire_apigw_push::local_client(&delivery.ws_endpoint);
+                let config = local.config().to_builder().http_client(http.clone());
+                aws_sdk_apigatewaymanagement::Client::from_conf(config.build())
             } else {
                 let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
                     .endpoint_url(&delivery.ws_endpoint)
@@ -347,6 +387,7 @@ impl Stack {
             bucket,
             delivery,
             secret: settings.secret.clone(),
+            fetched_secret: Arc::default(),
             idle: settings.idle,
             sdk,
         }
@@ -403,29 +444,34 @@ impl Stack {
     }
 
     async fn secret_value(&self) -> Result<Vec<u8>, ConfigError> {
-        let secret = match &self.secret {
-            None => return Err(ConfigError::NotConfigured("a token secret (Needs::tokens)")),
-            Some(SecretSource::Value(value)) => value.clone(),
-            Some(SecretSource::SecretsManager(arn)) => {
-                let found = aws_sdk_secretsmanager::Client::new(&self.sdk)
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| ConfigError::Secret {
-                        arn: arn.clone(),
-                        message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                    })?;
-                found
-                    .secret_string
-                    .map(String::into_bytes)
-                    .ok_or_else(|| ConfigError::Secret {
-                        arn: arn.clone(),
-                        message: "the secret has no string value".into(),
-                    })?
-            }
+        match &self.secret {
+            None => Err(ConfigError::NotConfigured("a token secret (Needs::tokens)")),
+            Some(SecretSource::Value(value)) => Ok(value.clone()),
+            Some(SecretSource::SecretsManager(arn)) => self
+                .fetched_secret
+                .get_or_try_init(|| self.read_secret(arn))
+                .await
+                .cloned(),
+        }
+    }
+
+    async fn read_secret(&self, arn: &str) -> Result<Vec<u8>, ConfigError> {
+        let failed = |message: String| ConfigError::Secret {
+            arn: arn.to_owned(),
+            message,
         };
-        Ok(secret)
+        let found = aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+            })?;
+        found
+            .secret_string
+            .map(String::into_bytes)
+            .ok_or_else(|| failed("the secret has no string value".into()))
     }
 
     /// The session service as a Lambda runs it: appends push to WebSocket subscribers
