@@ -173,7 +173,7 @@ fn events_that_are_neither_stream_nor_schedule_are_refused() {
 /// adapter really writes rather than a hand-written copy of it.
 async fn close_record(client: &aws_sdk_dynamodb::Client, table: &str, session: &str) -> Value {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let item = client
+    let meta = client
         .get_item()
         .table_name(table)
         .key("pk", AttributeValue::S(format!("stream#{session}")))
@@ -184,6 +184,28 @@ async fn close_record(client: &aws_sdk_dynamodb::Client, table: &str, session: &
         .unwrap()
         .item
         .expect("the session's meta item");
+    let generation = meta["gen"].as_n().expect("gen").clone();
+    // The close is the session's newest record (log layout): the INSERT the table's stream
+    // sends for it.
+    let newest = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("log#{generation}")))
+        .scan_index_forward(false)
+        .limit(1)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .and_then(|items| items.into_iter().next())
+        .expect("the session's newest record");
+    assert_eq!(
+        newest.get("cl"),
+        Some(&AttributeValue::Bool(true)),
+        "the newest record is the close"
+    );
     let image = |item: &std::collections::HashMap<String, AttributeValue>| -> Value {
         let item: serde_dynamo::Item = item
             .iter()
@@ -192,14 +214,14 @@ async fn close_record(client: &aws_sdk_dynamodb::Client, table: &str, session: &
             .into();
         serde_json::to_value(item).unwrap()
     };
-    let mut before = item.clone();
-    before.insert("closed".into(), AttributeValue::Bool(false));
+    let mut keys = newest.clone();
+    keys.retain(|name, _| name == "pk" || name == "sk");
     json!({"Records": [{
-        "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
         "awsRegion": "us-east-1",
         "dynamodb": {
-            "Keys": {"pk": {"S": format!("stream#{session}")}, "sk": {"S": "meta"}},
-            "NewImage": image(&item), "OldImage": image(&before),
+            "Keys": image(&keys),
+            "NewImage": image(&newest),
             "SequenceNumber": "1", "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES"
         },
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
