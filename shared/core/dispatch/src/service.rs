@@ -831,7 +831,7 @@ impl AppendObserver for DispatchObserver {
         sessions: &Sessions,
         name: &str,
         appended: &Appended,
-        _: &[agentwire_session::Event],
+        _: Option<&Payload>,
     ) {
         if let Err(e) = self
             .0

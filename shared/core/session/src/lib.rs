@@ -25,4 +25,5 @@ pub use model::*;
 pub use offset::{Offset, ReadFrom};
 pub use service::{
     AppendObserver, Event, MAX_CONTROL_SCAN_BYTES, MAX_CONTROL_SCAN_EVENTS, Sessions, events_of,
+    payload_events,
 };

@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use bytes::Bytes;
 
-use crate::content::{Mode, json_messages};
+use crate::content::{Mode, Payload, json_messages};
 use crate::error::{AppendError, CreateError, DeleteError, ReadError};
 use crate::events::EventType;
 use crate::log::SessionLog;
@@ -37,6 +37,20 @@ pub fn events_of(batch: &ReadBatch) -> Vec<Event> {
     events
 }
 
+/// The events of a JSON payload appended at `start`, each with its offset; their `at_ms`
+/// is 0 (unknown): the log decided the commit time.
+pub fn payload_events(start: Offset, payload: &Payload) -> Vec<Event> {
+    json_messages(&payload.data)
+        .into_iter()
+        .enumerate()
+        .map(|(i, message)| Event {
+            offset: start.advance(i as u64),
+            json: payload.data.slice_ref(message),
+            at_ms: 0,
+        })
+        .collect()
+}
+
 /// How many events before an append [`Sessions::control_between`] looks at, at most.
 pub const MAX_CONTROL_SCAN_EVENTS: u64 = 1024;
 /// How much event data [`Sessions::control_between`] reads, at most (plus one record).
@@ -61,15 +75,15 @@ pub struct Sessions {
 #[async_trait::async_trait]
 pub trait AppendObserver: Send + Sync {
     /// `name` gained the units `[appended.start, appended.tail)`; `sessions` is the service
-    /// it happened in, for reading them (and appending in reaction). `events` are the
-    /// append's own events (a JSON session's; none for other content types), taken from
-    /// the request, so telling subscribers needs no read: their `at_ms` is 0 (unknown).
+    /// it happened in, for reading them (and appending in reaction). `json` is the
+    /// append's own payload when the session holds JSON events ([`payload_events`] makes
+    /// them events), so telling subscribers needs no read.
     async fn appended(
         &self,
         sessions: &Sessions,
         name: &str,
         appended: &Appended,
-        events: &[Event],
+        json: Option<&Payload>,
     );
 
     /// A stream was created (not merely confirmed): `created.info.name` is its stored name.
@@ -147,23 +161,11 @@ impl Sessions {
         let appended = self.log.append(name, request).await?;
         if appended.kind == AppendKind::Written {
             self.tails.wake(name);
-            if !self.observers.is_empty() {
-                let events = if json && appended.tail.0 - appended.start.0 == payload.units {
-                    json_messages(&payload.data)
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, message)| Event {
-                            offset: appended.start.advance(i as u64),
-                            json: payload.data.slice_ref(message),
-                            at_ms: 0,
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                for observer in &self.observers {
-                    observer.appended(self, name, &appended, &events).await;
-                }
+            let own = json && appended.tail.0 - appended.start.0 == payload.units;
+            for observer in &self.observers {
+                observer
+                    .appended(self, name, &appended, own.then_some(&payload))
+                    .await;
             }
         }
         Ok(appended)

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use agentwire_session::{
-    AppendObserver, Appended, Clock, Event, Offset, ReadFrom, Sessions, SystemClock, events_of,
+    AppendObserver, Appended, Clock, Event, Offset, Payload, ReadFrom, Sessions, SystemClock,
+    events_of, payload_events,
 };
 use async_trait::async_trait;
 use tracing::{debug, warn};
@@ -236,14 +237,19 @@ impl AppendObserver for Fanout {
         sessions: &Sessions,
         name: &str,
         appended: &Appended,
-        events: &[Event],
+        json: Option<&Payload>,
     ) {
         if self.inner.inline {
             // The append's own events, without reading back what was just written (on AWS
-            // that read is a consistent query per append); a byte stream's have no events.
-            let given = (!events.is_empty()).then_some(events);
-            self.push_range(sessions, name, (appended.start, appended.tail), given)
-                .await;
+            // that read is a consistent query per append).
+            let events = json.map(|payload| payload_events(appended.start, payload));
+            self.push_range(
+                sessions,
+                name,
+                (appended.start, appended.tail),
+                events.as_deref(),
+            )
+            .await;
             return;
         }
         let (fanout, sessions, name, appended) =

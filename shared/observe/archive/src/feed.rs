@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentwire_session::{
-    AppendKind, AppendObserver, Appended, Clock, Created, Event, SessionChange, Sessions,
+    AppendKind, AppendObserver, Appended, Clock, Created, Payload, SessionChange, Sessions,
 };
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
@@ -111,7 +111,7 @@ async fn deliver(archiver: &Archiver, batch: Vec<SessionChange>, backoff: Durati
 
 #[async_trait]
 impl AppendObserver for ChangeFeed {
-    async fn appended(&self, _: &Sessions, name: &str, appended: &Appended, _: &[Event]) {
+    async fn appended(&self, _: &Sessions, name: &str, appended: &Appended, _: Option<&Payload>) {
         if appended.kind != AppendKind::Written {
             return;
         }

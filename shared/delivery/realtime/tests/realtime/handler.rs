@@ -721,18 +721,8 @@ async fn a_connection_admitted_with_an_invalid_tenant_cannot_act() {
     );
 }
 
-/// Deliveries run in whatever order their tasks get to the session: a later append's may
-/// come first. The earlier append must still reach subscribers (it once did not, when the
-/// later delivery set the session's cursor past it: a silent loss seen in the benchmark).
-#[tokio::test]
-async fn an_append_whose_delivery_runs_after_a_later_ones_is_still_pushed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SqliteSessionLog::open(dir.path().join("s.db")).unwrap());
-    let registry = Arc::new(InMemoryConnectionRegistry::default());
-    let push = Arc::new(RecordingPush::default());
-    // No observer: the test calls the deliveries itself, in the order it chooses.
-    let sessions = Sessions::new(log);
-    let fanout = Fanout::new(registry.clone(), push.clone());
+/// Creates the JSON session `acme/chat-1` and subscribes ana's connection to it.
+async fn follow_chat_1(sessions: &Sessions, registry: &InMemoryConnectionRegistry) {
     sessions
         .create(CreateStream {
             name: "acme/chat-1".into(),
@@ -760,6 +750,21 @@ async fn an_append_whose_delivery_runs_after_a_later_ones_is_still_pushed() {
         .await
         .unwrap();
     registry.subscribe(CONNECTION, "acme/chat-1").await.unwrap();
+}
+
+/// Deliveries run in whatever order their tasks get to the session: a later append's may
+/// come first. The earlier append must still reach subscribers (it once did not, when the
+/// later delivery set the session's cursor past it: a silent loss seen in the benchmark).
+#[tokio::test]
+async fn an_append_whose_delivery_runs_after_a_later_ones_is_still_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteSessionLog::open(dir.path().join("s.db")).unwrap());
+    let registry = Arc::new(InMemoryConnectionRegistry::default());
+    let push = Arc::new(RecordingPush::default());
+    // No observer: the test calls the deliveries itself, in the order it chooses.
+    let sessions = Sessions::new(log);
+    let fanout = Fanout::new(registry.clone(), push.clone());
+    follow_chat_1(&sessions, registry.as_ref()).await;
     let mut appended = Vec::new();
     for n in 0..4 {
         let event = json!({"type": "message.delta", "data": {"n": n}});
@@ -847,33 +852,7 @@ async fn an_inline_fanout_pushes_the_appends_own_events_without_reading_them_bac
     let push = Arc::new(RecordingPush::default());
     let fanout = Fanout::inline(registry.clone(), push.clone());
     let sessions = Sessions::new(log.clone()).with_observer(Arc::new(fanout));
-    sessions
-        .create(CreateStream {
-            name: "acme/chat-1".into(),
-            content_type: Some("application/json".into()),
-            expiry: Expiry::Never,
-            closed: false,
-            fork: None,
-            body: Bytes::new(),
-        })
-        .await
-        .unwrap();
-    let claims = Claims {
-        tenant: "acme".into(),
-        sessions: "*".into(),
-        role: Role::Reader,
-        user: Some("ana".into()),
-        exp: i64::MAX,
-    };
-    registry
-        .connect(agentwire_realtime::Connection {
-            id: CONNECTION.into(),
-            claims,
-            connected_at_ms: 0,
-        })
-        .await
-        .unwrap();
-    registry.subscribe(CONNECTION, "acme/chat-1").await.unwrap();
+    follow_chat_1(&sessions, registry.as_ref()).await;
     let reads_before = log.reads.load(std::sync::atomic::Ordering::SeqCst);
     let mut offsets = Vec::new();
     for n in 0..3 {
