@@ -3,13 +3,13 @@
 //! session; with `--pattern` it is a worker of a pool serving every matching session,
 //! woken through a pull-wake subscription with a lease per session (`agentwire_sdk::Worker`).
 
-use std::time::Duration;
-
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use agentwire_sdk::{
-    Client, Coalesce, ControlEvent, ControlKind, Envelope, EventType, Session, Worker,
+    Client, Coalesce, ControlEvent, ControlKind, Envelope, EventType, Offset, Session, Worker,
     WorkerOptions,
 };
 use anyhow::Context;
@@ -116,9 +116,33 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
         .context("cannot open the session")?;
     let _watch = session.watch_control();
     crate::say(format_args!("demo-agent answering in {name}"));
-    let mut at = session.position().await;
-    let mut user_text = std::collections::HashMap::<String, String>::new();
+    // Catch up first: messages sent before this agent started (or while it was down) are
+    // answered too, and only those without a finished reply.
+    let tail = session.position().await;
+    let mut history = Vec::new();
+    let mut at = Offset::ZERO;
+    while at < tail {
+        let (events, next) = client.wait_events(&name, at).await?;
+        history.extend(events);
+        at = next;
+    }
     let mut replies = 0u64;
+    for message in agentwire_sdk::unanswered(&history) {
+        replies += 1;
+        let reply_id = format!("m_{}_{replies}", std::process::id());
+        answer(
+            &session,
+            &reply_id,
+            &message.id,
+            &message.text,
+            &args,
+            coalesce,
+        )
+        .await?;
+    }
+    at = at.max(session.position().await);
+    // A user message still being written when the history ended goes on live.
+    let mut user_text = open_user_messages(&history);
     loop {
         let (events, next) = client.wait_events(&name, at).await?;
         at = next;
@@ -149,6 +173,32 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The user messages among `events` that started and have not ended, with their text so far.
+fn open_user_messages(events: &[(Offset, serde_json::Value)]) -> HashMap<String, String> {
+    let mut open = HashMap::new();
+    for (_, event) in events {
+        let Ok(event) = Envelope::from_value(event.clone()) else {
+            continue;
+        };
+        let Some(id) = event.id.clone() else { continue };
+        match event.kind {
+            EventType::MessageStart if event.is_from_user() => {
+                open.insert(id, String::new());
+            }
+            EventType::MessageDelta => {
+                if let Some(text) = open.get_mut(&id) {
+                    text.push_str(event.text().unwrap_or_default());
+                }
+            }
+            EventType::MessageEnd => {
+                open.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    open
 }
 
 /// One worker of the pool over `pattern`: each woken session's unanswered messages get a

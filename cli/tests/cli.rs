@@ -1624,6 +1624,59 @@ fn post_user_message(dev: &Dev, session: &str, text: &str) {
     assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 }
 
+/// A demo agent started after the messages came answers the one without a finished reply,
+/// once, and leaves the answered one alone.
+#[test]
+fn a_demo_agent_started_late_answers_only_the_unanswered_message() {
+    let dev = Dev::start(&[]);
+    let history = serde_json::json!([
+        {"type": "message.start", "id": "u1", "role": "user"},
+        {"type": "message.delta", "id": "u1", "data": {"text": "first"}},
+        {"type": "message.end", "id": "u1", "role": "user"},
+        {"type": "message.start", "id": "a1", "role": "assistant", "parent": "u1"},
+        {"type": "message.end", "id": "a1", "role": "assistant"},
+        {"type": "message.start", "id": "u2", "role": "user"},
+        {"type": "message.delta", "id": "u2", "data": {"text": "second"}},
+        {"type": "message.end", "id": "u2", "role": "user"},
+    ]);
+    let reply = request(&dev, "PUT /v1/stream/late HTTP/1.1", &history.to_string());
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let mut agent = Pool {
+        workers: Vec::new(),
+    };
+    let child = agentwire()
+        .args(["demo-agent", "--session", "late", "--linger-ms", "10"])
+        .args(["--tokens", "3", "--rate", "500", "--url"])
+        .arg(format!("http://{}", dev.addr))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run agentwire demo-agent");
+    agent.workers.push(("late".to_owned(), child));
+    let answered = wait_for(
+        "the reply to u2",
+        std::time::Duration::from_secs(20),
+        || {
+            let events = session_events(&dev, "late");
+            let done = replies(&events)
+                .into_iter()
+                .filter(|(id, done)| *done && id != "a1");
+            (done.count() > 0).then_some(events)
+        },
+    );
+    // Settled: nothing more comes after the one reply.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let events = session_events(&dev, "late");
+    assert_eq!(events.len(), answered.len(), "one reply, then nothing");
+    let parents: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "message.start" && e["role"] == "assistant")
+        .filter_map(|e| e["parent"].as_str())
+        .collect();
+    assert_eq!(parents, ["u1", "u2"], "u2 answered, u1 not again");
+}
+
 /// Four workers share a hundred sessions through one pull-wake subscription with a lease
 /// per session: every message is answered exactly once. Then a worker killed mid-reply
 /// loses its lease: the session gets `agent.lost` naming the reply within the lease TTL,

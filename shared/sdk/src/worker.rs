@@ -75,53 +75,10 @@ pub struct Job {
 }
 
 impl Job {
-    /// The user messages among [`Job::events`] that ended and have no finished reply (a
-    /// `message.start` naming them as `parent`, then its `message.end`): a reply a lost
-    /// worker left unfinished is answered again, a finished one never twice.
+    /// The user messages among [`Job::events`] that ended and have no finished reply: see
+    /// [`unanswered`].
     pub fn unanswered(&self) -> Vec<UserMessage> {
-        let mut texts: HashMap<String, String> = HashMap::new();
-        let mut ended: Vec<String> = Vec::new();
-        let mut replies: HashMap<String, String> = HashMap::new();
-        let mut finished: HashSet<String> = HashSet::new();
-        for (_, event) in &self.events {
-            let Ok(event) = Envelope::from_value(event.clone()) else {
-                continue;
-            };
-            let Some(id) = event.id.clone() else { continue };
-            match event.kind {
-                EventType::MessageStart if event.is_from_user() => {
-                    texts.insert(id, String::new());
-                }
-                EventType::MessageStart => {
-                    if let Some(parent) = event.parent.clone() {
-                        replies.insert(id, parent);
-                    }
-                }
-                EventType::MessageDelta => {
-                    if let Some(text) = texts.get_mut(&id) {
-                        text.push_str(event.text().unwrap_or_default());
-                    }
-                }
-                EventType::MessageEnd if texts.contains_key(&id) => ended.push(id),
-                EventType::MessageEnd if !event.is_from_user() => {
-                    finished.insert(id);
-                }
-                _ => {}
-            }
-        }
-        let answered: HashSet<&String> = replies
-            .iter()
-            .filter(|(reply, _)| finished.contains(*reply))
-            .map(|(_, parent)| parent)
-            .collect();
-        ended
-            .into_iter()
-            .filter(|id| !answered.contains(id))
-            .map(|id| UserMessage {
-                text: texts.remove(&id).unwrap_or_default(),
-                id,
-            })
-            .collect()
+        unanswered(&self.events)
     }
 
     /// Says which reply this worker is writing, at once: if the worker dies, the
@@ -130,6 +87,55 @@ impl Job {
         *self.lease.reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply_id.to_owned());
         self.lease.beat().await.map(drop)
     }
+}
+
+/// The user messages among `events` that ended and have no finished reply (a
+/// `message.start` naming them as `parent`, then its `message.end`): a reply a lost
+/// agent left unfinished is answered again, a finished one never twice.
+pub fn unanswered(events: &[(Offset, Value)]) -> Vec<UserMessage> {
+    let mut texts: HashMap<String, String> = HashMap::new();
+    let mut ended: Vec<String> = Vec::new();
+    let mut replies: HashMap<String, String> = HashMap::new();
+    let mut finished: HashSet<String> = HashSet::new();
+    for (_, event) in events {
+        let Ok(event) = Envelope::from_value(event.clone()) else {
+            continue;
+        };
+        let Some(id) = event.id.clone() else { continue };
+        match event.kind {
+            EventType::MessageStart if event.is_from_user() => {
+                texts.insert(id, String::new());
+            }
+            EventType::MessageStart => {
+                if let Some(parent) = event.parent.clone() {
+                    replies.insert(id, parent);
+                }
+            }
+            EventType::MessageDelta => {
+                if let Some(text) = texts.get_mut(&id) {
+                    text.push_str(event.text().unwrap_or_default());
+                }
+            }
+            EventType::MessageEnd if texts.contains_key(&id) => ended.push(id),
+            EventType::MessageEnd if !event.is_from_user() => {
+                finished.insert(id);
+            }
+            _ => {}
+        }
+    }
+    let answered: HashSet<&String> = replies
+        .iter()
+        .filter(|(reply, _)| finished.contains(*reply))
+        .map(|(_, parent)| parent)
+        .collect();
+    ended
+        .into_iter()
+        .filter(|id| !answered.contains(id))
+        .map(|id| UserMessage {
+            text: texts.remove(&id).unwrap_or_default(),
+            id,
+        })
+        .collect()
 }
 
 /// A claimed session's lease.
