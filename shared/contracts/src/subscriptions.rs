@@ -19,6 +19,7 @@ macro_rules! subscription_store_contract {
             a_write_on_a_stale_version_is_refused,
             of_concurrent_writers_on_one_version_exactly_one_wins,
             tenants_are_listed_apart_and_delete_is_final,
+            a_list_after_a_write_shows_it_even_among_concurrent_lists,
             a_write_prepared_before_a_delete_never_lands_on_the_re_created_one,
             due_lists_only_leases_and_retries_that_fell_due,
         );
@@ -108,6 +109,44 @@ pub async fn tenants_are_listed_apart_and_delete_is_final(store: Arc<dyn Subscri
     assert!(!store.delete("acme", "a").await.unwrap());
     assert!(store.get("acme", "a").await.unwrap().is_none());
     assert!(store.get("acme-2", "a").await.unwrap().is_some());
+}
+
+/// Lists may be served from memory (dispatch lists on every append), but never one older
+/// than a write that returned before the list began.
+pub async fn a_list_after_a_write_shows_it_even_among_concurrent_lists(
+    store: Arc<dyn SubscriptionStore>,
+) {
+    assert!(store.list("acme").await.unwrap().is_empty());
+    let mut writers = Vec::new();
+    for n in 0..8u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let id = format!("s{n}");
+            let listed = |subs: Vec<Subscription>| subs.into_iter().find(|s| s.id == id);
+            let mut sub = subscription("acme", &id);
+            assert!(store.list("acme").await.unwrap().iter().all(|s| s.id != id));
+            assert!(store.put(&sub, None).await.unwrap());
+            let seen = listed(store.list("acme").await.unwrap());
+            assert_eq!(
+                seen.map(|s| s.generation),
+                Some(sub.generation),
+                "{id} created"
+            );
+            sub.generation = 10 + n;
+            assert!(store.put(&sub, Some(1)).await.unwrap());
+            let seen = listed(store.list("acme").await.unwrap());
+            assert_eq!(seen.map(|s| s.generation), Some(10 + n), "{id} updated");
+            assert!(store.delete("acme", &sub.id).await.unwrap());
+            assert!(
+                listed(store.list("acme").await.unwrap()).is_none(),
+                "{id} deleted"
+            );
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("a writer");
+    }
+    assert!(store.list("acme").await.unwrap().is_empty());
 }
 
 pub async fn a_write_prepared_before_a_delete_never_lands_on_the_re_created_one(

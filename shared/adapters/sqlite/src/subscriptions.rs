@@ -5,7 +5,9 @@
 //! write prepared before the delete can never land on a re-created subscription. Also the stream
 //! catalog a new pattern subscription backfills from: the `streams` table itself.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use agentwire_dispatch::{StoreError, StreamCatalog, Subscription, SubscriptionStore};
@@ -28,6 +30,13 @@ CREATE INDEX IF NOT EXISTS subscriptions_due ON subscriptions (due_ms) WHERE due
 /// Subscriptions and the stream catalog, in SQLite.
 pub struct SqliteSubscriptionStore {
     conn: Arc<Mutex<Connection>>,
+    /// Each tenant's subscriptions as last listed, with the write count they were read at.
+    /// Dispatch lists them on every append; without this, each append waited for a
+    /// blocking thread and a query (a tenth of the server's CPU per append). This store is
+    /// the table's only writer (its connection is private and the file is one process's).
+    listed: Mutex<HashMap<String, (u64, Vec<Subscription>)>>,
+    /// Bumped before and after every write, so a list that overlapped one is never kept.
+    writes: Arc<AtomicU64>,
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
@@ -40,7 +49,30 @@ impl SqliteSubscriptionStore {
         let conn = crate::pool::open_writer(path.as_ref(), SCHEMA).map_err(failed)?;
         Ok(SqliteSubscriptionStore {
             conn: Arc::new(Mutex::new(conn)),
+            listed: Mutex::new(HashMap::new()),
+            writes: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Runs a write, with the write count bumped on both sides of it: the second bump on
+    /// the blocking thread, right after the write, so a caller that stops waiting cannot
+    /// skip it.
+    async fn writing<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let writes = Arc::clone(&self.writes);
+        self.with(move |c| {
+            let result = op(c);
+            writes.fetch_add(1, Ordering::SeqCst);
+            result
+        })
+        .await
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Vec<Subscription>)>> {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn with<T: Send + 'static>(
@@ -90,7 +122,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
         let body = serde_json::to_string(subscription).map_err(failed)?;
         let due = subscription.next_due_ms();
         let (tenant, id) = (subscription.tenant.clone(), subscription.id.clone());
-        self.with(move |c| {
+        self.writing(move |c| {
             // One statement each way: the condition and the write are atomic.
             let changed = match expected {
                 None => c.execute(
@@ -111,7 +143,7 @@ impl SubscriptionStore for SqliteSubscriptionStore {
 
     async fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.with(move |c| {
+        self.writing(move |c| {
             Ok(c.execute(
                 "UPDATE subscriptions SET version = version + 1, due_ms = NULL, body = '' WHERE tenant = ?1 AND id = ?2 AND body != ''",
                 params![tenant, id],
@@ -121,17 +153,31 @@ impl SubscriptionStore for SqliteSubscriptionStore {
     }
 
     async fn list(&self, tenant: &str) -> Result<Vec<Subscription>, StoreError> {
-        let tenant = tenant.to_owned();
+        let seen = self.writes.load(Ordering::SeqCst);
+        if let Some((at, subscriptions)) = self.listed().get(tenant)
+            && *at == seen
+        {
+            return Ok(subscriptions.clone());
+        }
+        let name = tenant.to_owned();
         let bodies = self
             .with(move |c| {
                 let mut statement = c.prepare_cached(
                     "SELECT body FROM subscriptions WHERE tenant = ?1 AND body != ''",
                 )?;
-                let rows = statement.query_map(params![tenant], |r| r.get::<_, String>(0))?;
+                let rows = statement.query_map(params![name], |r| r.get::<_, String>(0))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
             })
             .await?;
-        bodies.iter().map(|b| decode(b)).collect()
+        let subscriptions = bodies
+            .iter()
+            .map(|b| decode(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.writes.load(Ordering::SeqCst) == seen {
+            self.listed()
+                .insert(tenant.to_owned(), (seen, subscriptions.clone()));
+        }
+        Ok(subscriptions)
     }
 
     async fn due(&self, by_ms: i64) -> Result<Vec<(String, String)>, StoreError> {
