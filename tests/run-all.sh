@@ -27,11 +27,8 @@ done
 
 data="$(mktemp -d)"
 source tests/services.sh
-cleanup() {
-  for pid in ${server:-} ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$data"
-}
-trap cleanup EXIT
+# shellcheck disable=SC2086 # `server` is one pid or nothing
+trap 'stop_services ${server:-}' EXIT
 
 step "starting DynamoDB Local and moto's S3 server"
 start_aws_engines

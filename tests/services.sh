@@ -1,9 +1,15 @@
 # Local engines for the tests and benchmarks, sourced by tests/run-all.sh and
 # tests/bench/*.sh: DynamoDB Local (on the machine's Java 17) and moto's S3 server (its own
 # venv), each on a free loopback port. The caller sets `data` (a scratch directory) and
-# kills the pids in `service_pids` on exit.
+# calls `stop_services` on exit.
 
 service_pids=()
+
+# Kills every engine started here (and any pids given), then removes `data`.
+stop_services() {
+  for pid in "$@" ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$data"
+}
 
 free_port() {
   node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close() })'

@@ -126,8 +126,9 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
         history.extend(events);
         at = next;
     }
+    let messages = agentwire_sdk::user_messages(&history);
     let mut replies = 0u64;
-    for message in agentwire_sdk::unanswered(&history) {
+    for message in messages.unanswered {
         replies += 1;
         let reply_id = format!("m_{}_{replies}", std::process::id());
         answer(
@@ -142,7 +143,8 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
     }
     at = at.max(session.position().await);
     // A user message still being written when the history ended goes on live.
-    let mut user_text = open_user_messages(&history);
+    let mut user_text: HashMap<String, String> =
+        messages.open.into_iter().map(|m| (m.id, m.text)).collect();
     loop {
         let (events, next) = client.wait_events(&name, at).await?;
         at = next;
@@ -173,32 +175,6 @@ pub async fn run(args: DemoAgentArgs) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// The user messages among `events` that started and have not ended, with their text so far.
-fn open_user_messages(events: &[(Offset, serde_json::Value)]) -> HashMap<String, String> {
-    let mut open = HashMap::new();
-    for (_, event) in events {
-        let Ok(event) = Envelope::from_value(event.clone()) else {
-            continue;
-        };
-        let Some(id) = event.id.clone() else { continue };
-        match event.kind {
-            EventType::MessageStart if event.is_from_user() => {
-                open.insert(id, String::new());
-            }
-            EventType::MessageDelta => {
-                if let Some(text) = open.get_mut(&id) {
-                    text.push_str(event.text().unwrap_or_default());
-                }
-            }
-            EventType::MessageEnd => {
-                open.remove(&id);
-            }
-            _ => {}
-        }
-    }
-    open
 }
 
 /// One worker of the pool over `pattern`: each woken session's unanswered messages get a

@@ -1515,23 +1515,25 @@ struct Pool {
 
 impl Pool {
     fn spawn(&mut self, dev: &Dev, name: &str, reply_tokens: &str, rate: &str) {
+        let pattern = ["--pattern", "chat-*", "--lease-ttl-ms", "4000"];
+        let shape = [
+            "--linger-ms",
+            "10",
+            "--tokens",
+            reply_tokens,
+            "--rate",
+            rate,
+        ];
+        let args = [&pattern[..], &shape, &["--worker-name", name]].concat();
+        self.spawn_with(dev, name, &args);
+    }
+
+    /// `agentwire demo-agent ARGS --url <dev>`, known as `name`.
+    fn spawn_with(&mut self, dev: &Dev, name: &str, args: &[&str]) {
         let child = agentwire()
-            .args([
-                "demo-agent",
-                "--pattern",
-                "chat-*",
-                "--lease-ttl-ms",
-                "4000",
-            ])
-            .args([
-                "--linger-ms",
-                "10",
-                "--tokens",
-                reply_tokens,
-                "--rate",
-                rate,
-            ])
-            .args(["--worker-name", name, "--url"])
+            .arg("demo-agent")
+            .args(args)
+            .arg("--url")
             .arg(format!("http://{}", dev.addr))
             .env("RUST_LOG", "error")
             .stdout(std::process::Stdio::null())
@@ -1644,16 +1646,17 @@ fn a_demo_agent_started_late_answers_only_the_unanswered_message() {
     let mut agent = Pool {
         workers: Vec::new(),
     };
-    let child = agentwire()
-        .args(["demo-agent", "--session", "late", "--linger-ms", "10"])
-        .args(["--tokens", "3", "--rate", "500", "--url"])
-        .arg(format!("http://{}", dev.addr))
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run agentwire demo-agent");
-    agent.workers.push(("late".to_owned(), child));
+    let args = [
+        "--session",
+        "late",
+        "--linger-ms",
+        "10",
+        "--tokens",
+        "3",
+        "--rate",
+        "500",
+    ];
+    agent.spawn_with(&dev, "late", &args);
     let answered = wait_for(
         "the reply to u2",
         std::time::Duration::from_secs(20),

@@ -13,11 +13,7 @@ cd "$root"
 
 data="$(mktemp -d)"
 source tests/services.sh
-cleanup() {
-  for pid in ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$data"
-}
-trap cleanup EXIT
+trap stop_services EXIT
 
 moto="$(moto_server_bin)"
 port="$(free_port)"

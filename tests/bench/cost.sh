@@ -12,11 +12,7 @@ cd "$root"
 cargo build --locked -p agentwire-cost
 data="$(mktemp -d)"
 source tests/services.sh
-cleanup() {
-  for pid in ${service_pids[@]+"${service_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$data"
-}
-trap cleanup EXIT
+trap stop_services EXIT
 start_aws_engines
 
 target/debug/agentwire-cost "$@"

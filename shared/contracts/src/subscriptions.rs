@@ -35,7 +35,8 @@ macro_rules! subscription_store_contract {
     };
 }
 
-fn subscription(tenant: &str, id: &str) -> Subscription {
+/// A pull-wake subscription of `tenant` named `id`, as every case uses.
+pub fn subscription(tenant: &str, id: &str) -> Subscription {
     let body = br#"{"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool", "lease_ttl_ms": 1000}"#;
     let spec = Spec::parse(body, Targets::Public).expect("a valid spec");
     let tails: Tails = [("chat-1".to_owned(), Offset(3))].into();

@@ -23,4 +23,4 @@ pub use feed::{
     CLOSE_BEHIND, CLOSE_TOKEN_EXPIRED, DEFAULT_HEARTBEAT, FeedOptions, SessionFeed, TOKEN_EXPIRED,
     TokenSource,
 };
-pub use worker::{Job, UserMessage, Worker, WorkerOptions, unanswered};
+pub use worker::{Job, UserMessage, UserMessages, Worker, WorkerOptions, user_messages};

@@ -76,9 +76,9 @@ pub struct Job {
 
 impl Job {
     /// The user messages among [`Job::events`] that ended and have no finished reply: see
-    /// [`unanswered`].
+    /// [`UserMessages::unanswered`].
     pub fn unanswered(&self) -> Vec<UserMessage> {
-        unanswered(&self.events)
+        user_messages(&self.events).unanswered
     }
 
     /// Says which reply this worker is writing, at once: if the worker dies, the
@@ -89,12 +89,22 @@ impl Job {
     }
 }
 
-/// The user messages among `events` that ended and have no finished reply (a
-/// `message.start` naming them as `parent`, then its `message.end`): a reply a lost
-/// agent left unfinished is answered again, a finished one never twice.
-pub fn unanswered(events: &[(Offset, Value)]) -> Vec<UserMessage> {
+/// The user messages of a stretch of a session, by what is left to do for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserMessages {
+    /// Ended and without a finished reply (a `message.start` naming them as `parent`, then
+    /// its `message.end`): a reply a lost agent left unfinished is answered again, a
+    /// finished one never twice.
+    pub unanswered: Vec<UserMessage>,
+    /// Started and not ended yet, with their text so far.
+    pub open: Vec<UserMessage>,
+}
+
+/// Sorts the user messages among `events` (see [`UserMessages`]), in the order they began.
+pub fn user_messages(events: &[(Offset, Value)]) -> UserMessages {
+    let mut started: Vec<String> = Vec::new();
     let mut texts: HashMap<String, String> = HashMap::new();
-    let mut ended: Vec<String> = Vec::new();
+    let mut ended: HashSet<String> = HashSet::new();
     let mut replies: HashMap<String, String> = HashMap::new();
     let mut finished: HashSet<String> = HashSet::new();
     for (_, event) in events {
@@ -104,6 +114,7 @@ pub fn unanswered(events: &[(Offset, Value)]) -> Vec<UserMessage> {
         let Some(id) = event.id.clone() else { continue };
         match event.kind {
             EventType::MessageStart if event.is_from_user() => {
+                started.push(id.clone());
                 texts.insert(id, String::new());
             }
             EventType::MessageStart => {
@@ -116,7 +127,9 @@ pub fn unanswered(events: &[(Offset, Value)]) -> Vec<UserMessage> {
                     text.push_str(event.text().unwrap_or_default());
                 }
             }
-            EventType::MessageEnd if texts.contains_key(&id) => ended.push(id),
+            EventType::MessageEnd if texts.contains_key(&id) => {
+                ended.insert(id);
+            }
             EventType::MessageEnd if !event.is_from_user() => {
                 finished.insert(id);
             }
@@ -128,14 +141,19 @@ pub fn unanswered(events: &[(Offset, Value)]) -> Vec<UserMessage> {
         .filter(|(reply, _)| finished.contains(*reply))
         .map(|(_, parent)| parent)
         .collect();
-    ended
-        .into_iter()
-        .filter(|id| !answered.contains(id))
-        .map(|id| UserMessage {
-            text: texts.remove(&id).unwrap_or_default(),
-            id,
-        })
-        .collect()
+    let mut messages = UserMessages::default();
+    for id in started {
+        let Some(text) = texts.remove(&id) else {
+            continue; // started twice: sorted at its first start
+        };
+        let message = UserMessage { text, id };
+        if !ended.contains(&message.id) {
+            messages.open.push(message);
+        } else if !answered.contains(&message.id) {
+            messages.unanswered.push(message);
+        }
+    }
+    messages
 }
 
 /// A claimed session's lease.
@@ -560,12 +578,20 @@ mod tests {
             json!({"type": "message.start", "id": "r2", "role": "assistant", "parent": "u2"}),
         );
         events.push(json!({"type": "agent.lost", "id": "r2", "data": {"worker": "w1", "subscription": "pool:00", "generation": 1}}));
-        let unanswered = job(events).unanswered();
+        let job = job(events);
         assert_eq!(
-            unanswered,
+            job.unanswered(),
             [UserMessage {
                 id: "u2".into(),
                 text: "second".into()
+            }]
+        );
+        // u3 goes on: its text so far, for whoever follows the session live.
+        assert_eq!(
+            user_messages(&job.events).open,
+            [UserMessage {
+                id: "u3".into(),
+                text: "still typing".into()
             }]
         );
     }

@@ -234,33 +234,21 @@ mod subscription_store {
     /// makes the next list read the table again.
     #[tokio::test]
     async fn lists_are_served_from_memory_until_the_store_writes() {
-        use agentwire_dispatch::{Spec, Targets};
+        use agentwire_contracts::subscriptions::subscription as sub;
         let (store, keep) = store().await;
         assert!(store.list("acme").await.unwrap().is_empty());
-        let spec = br#"{"type": "pull-wake", "pattern": "chat-*", "wake_stream": "wake/pool", "lease_ttl_ms": 1000}"#;
-        let spec = Spec::parse(spec, Targets::Public).expect("a valid spec");
-        let sub = |id: &str| {
-            agentwire_dispatch::Subscription::new(
-                "acme",
-                id,
-                spec.clone(),
-                "https://s.example",
-                &Default::default(),
-                1,
-            )
-        };
         let other = rusqlite::Connection::open(keep.0.path().join("sessions.db")).expect("open");
         other
             .execute(
                 "INSERT INTO subscriptions (tenant, id, version, body) VALUES ('acme', 'outside', 1, ?1)",
-                [serde_json::to_string(&sub("outside")).expect("json")],
+                [serde_json::to_string(&sub("acme", "outside")).expect("json")],
             )
             .expect("insert");
         assert!(
             store.list("acme").await.unwrap().is_empty(),
             "served from memory"
         );
-        assert!(store.put(&sub("inside"), None).await.unwrap());
+        assert!(store.put(&sub("acme", "inside"), None).await.unwrap());
         let mut ids: Vec<String> = store
             .list("acme")
             .await
