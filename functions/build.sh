@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 source infra/venv.sh --with-cargo-lambda
 arch=--x86-64
 [ "${1:-}" = "--arm64" ] && arch=--arm64
-bins=(agentwire-http agentwire-websocket agentwire-archiver agentwire-scorer)
+# One bootstrap per function of the template, each linking only what that function runs.
+mapfile -t bins < <(sed -n 's/^ *Binary: *\([A-Za-z0-9_-]*\).*/\1/p' infra/template.yaml)
 # Each function's own package: `--bin` alone selects every workspace member and unifies
 # their features, which put the CLI's TLS provider (aws-lc, about 1.5 MiB) in every bootstrap.
 args=()

@@ -24,14 +24,10 @@ FUNCTIONS = {
     "WebSocketFunction": "agentwire-websocket",
     "ArchiverFunction": "agentwire-archiver",
     "ScorerFunction": "agentwire-scorer",
-    # The archiver's bootstrap, run as the dispatch function (AGENTWIRE_JOB=dispatch).
-    "DispatchFunction": "agentwire-archiver",
-    # The scorer's bootstrap, run as the judge (AGENTWIRE_JOB=judge).
-    "JudgeFunction": "agentwire-scorer",
-    # The archiver's bootstrap, run as the evals function (AGENTWIRE_JOB=evals).
-    "EvalsFunction": "agentwire-archiver",
-    # The scorer's bootstrap, run as the nightly clusters (AGENTWIRE_JOB=clusters).
-    "ClustersFunction": "agentwire-scorer",
+    "DispatchFunction": "agentwire-dispatch",
+    "JudgeFunction": "agentwire-judge",
+    "EvalsFunction": "agentwire-evals",
+    "ClustersFunction": "agentwire-clusters",
 }
 WEBSOCKET_ROUTES = [
     "$connect", "$disconnect", "$default",
@@ -351,7 +347,6 @@ def _(t: Template) -> None:
     expect(refs(failure.get("Destination")) == {"DispatchFailures"}, f"OnFailure is {failure!r}")
     schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
     expect(schedules == ["rate(1 minute)"], f"schedules are {schedules}")
-    expect(t.function_env("DispatchFunction").get("AGENTWIRE_JOB") == "dispatch", "DispatchFunction is not run as dispatch")
     index = [i for i in t.props("SessionsTable").get("GlobalSecondaryIndexes", []) if i.get("IndexName") == "keys"]
     expect(len(index) == 1 and index[0]["Projection"]["ProjectionType"] == "KEYS_ONLY", f"the keys index is {index!r}")
 
@@ -361,7 +356,6 @@ def _(t: Template) -> None:
     events = t.props("EvalsFunction").get("Events", {})
     schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
     expect(schedules == ["rate(1 minute)"], f"schedules are {schedules}")
-    expect(t.function_env("EvalsFunction").get("AGENTWIRE_JOB") == "evals", "EvalsFunction is not run as evals")
     expect(t.function_prop("EvalsFunction", "ReservedConcurrentExecutions") == 1, "runs could be carried out twice at once")
     expect(t.function_prop("EvalsFunction", "Timeout") == 900, "the timeout is not 900 s")
 
@@ -371,7 +365,6 @@ def _(t: Template) -> None:
     events = t.props("ClustersFunction").get("Events", {})
     schedules = [e["Properties"].get("Schedule") for e in events.values() if e.get("Type") == "Schedule"]
     expect(schedules == ["rate(1 hour)"], f"schedules are {schedules}")
-    expect(t.function_env("ClustersFunction").get("AGENTWIRE_JOB") == "clusters", "ClustersFunction is not run as clusters")
     expect(t.function_prop("ClustersFunction", "ReservedConcurrentExecutions") == 1, "a night could be clustered twice at once")
     expect(t.function_prop("ClustersFunction", "Timeout") == 900, "the timeout is not 900 s")
     writes = set()
@@ -410,7 +403,6 @@ def _(t: Template) -> None:
 
 @check("JudgeFunction runs as the judge, fed by an encrypted SQS queue of the Bucket's scores/ events with a failure queue, and may invoke Bedrock and write judge/ only")
 def _(t: Template) -> None:
-    expect(t.function_env("JudgeFunction").get("AGENTWIRE_JOB") == "judge", "JudgeFunction is not run as the judge")
     events = t.props("JudgeFunction").get("Events", {}).values()
     sqs = [e["Properties"] for e in events if e.get("Type") == "SQS"]
     expect(len(sqs) == 1, f"expected one SQS event, found {len(sqs)}")

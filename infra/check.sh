@@ -47,7 +47,7 @@ self_test() {
     bites "long-poll past the integration limit" "Default: 20000" "Default: 30000"
     bites "wrong binary name" "Binary: agentwire-archiver" "Binary: agentwire-archive"
     bites "scorer triggered by its own scores/" "key: \[{prefix: traces/}\]" "key: [{prefix: scores/}]"
-    bites "clusters run as another job" "AGENTWIRE_JOB: clusters" "AGENTWIRE_JOB: cluster"
+    bites "clusters run on the scorer's bootstrap" "Binary: agentwire-clusters" "Binary: agentwire-scorer"
     bites "clusters writing scores/" '"${Bucket.Arn}/clusters/\*"' '"${Bucket.Arn}/scores/*"'
     bites "evals run twice at once" "ReservedConcurrentExecutions: 1" "ReservedConcurrentExecutions: 2"
     bites "grading routes missing" "Path: /v1/queues/{queue}/{proxy+}" "Path: /v1/queues/{queue}/items"

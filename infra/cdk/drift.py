@@ -9,9 +9,8 @@ managed policy that needs an IAM lookup) into plain CloudFormation; the CDK temp
 what `cdk synth` wrote. Both are normalised (Ref, Fn::GetAtt, Fn::Sub and Fn::Join become
 "${...}" strings; arn:aws: becomes arn:${AWS::Partition}:) and compared: resource types
 and counts, logical IDs, parameters, conditions, outputs, and each resource's properties.
-Functions are paired by their binary (the bootstrap their code asset holds) and
-AGENTWIRE_JOB, and carry their role's IAM statements, flattened to one
-effect/action/resource/condition line each. HTTP routes come from the API's OpenAPI body,
+Functions are paired by their binary (the bootstrap their code asset holds), and carry
+their role's IAM statements, flattened to one effect/action/resource/condition line each. HTTP routes come from the API's OpenAPI body,
 WebSocket routes from its route resources.
 
 --self-test breaks copies of the CDK template (and one of the SAM template) and requires
@@ -293,9 +292,7 @@ def diff(a: Any, b: Any, where: str = "") -> list[str]:
 
 
 def function_key(t: Template, logical_id: str) -> str:
-    p = t.props(logical_id)
-    job = p.get("Environment", {}).get("Variables", {}).get("AGENTWIRE_JOB")
-    return p["Code"]["S3Key"] + (f" (AGENTWIRE_JOB={job})" if job else "")
+    return t.props(logical_id)["Code"]["S3Key"]
 
 
 Check = Callable[[Template, Template], list[str]]
@@ -352,7 +349,7 @@ def _(sam: Template, cdk: Template) -> list[str]:
     return diff(canon(sam), canon(cdk))
 
 
-@check("functions (paired by binary and AGENTWIRE_JOB) with their roles' IAM statements")
+@check("functions (paired by binary) with their roles' IAM statements")
 def _(sam: Template, cdk: Template) -> list[str]:
     problems = []
     pairs: dict[str, dict[str, str]] = {}

@@ -16,7 +16,7 @@ use agentwire_streams_http::HttpConfig;
 async fn main() -> anyhow::Result<()> {
     agentwire_aws_stack::init_logging();
     let settings = Settings::from_env(Needs::API)?;
-    let stack = Stack::connect(&settings).await?;
+    let stack = Stack::connect_in_lambda(&settings)?;
     let config = HttpConfig {
         long_poll_timeout: settings.long_poll_timeout,
         // Lambda takes at most 6 MB per request, and API Gateway base64-encodes binary

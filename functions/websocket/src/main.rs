@@ -9,7 +9,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> anyhow::Result<()> {
     agentwire_aws_stack::init_logging();
     let settings = Settings::from_env(Needs::API)?;
-    let stack = Stack::connect(&settings).await?;
+    let stack = Stack::connect_in_lambda(&settings)?;
     // Messages written over the socket wake subscriptions too; the dispatch function sends.
     let dispatch = stack.dispatch(Sends::ByChangeFeed).await?;
     let realtime = stack.realtime(stack.auth().await?, Some(&dispatch))?;

@@ -510,14 +510,12 @@ export class AgentwireStack extends Stack {
 
     const dispatchFunction = makeFunction({
       id: 'DispatchFunction',
-      // The archiver's bootstrap, run as the dispatch function.
-      binary: 'agentwire-archiver',
+      binary: 'agentwire-dispatch',
       description:
         'Durable Streams subscriptions: sends webhook wakes (stream of subscription items) and sweeps expired leases and due retries (schedule).',
       // A scheduled invocation sweeps for 55 s; a webhook answers within 10 s.
       timeout: 70,
       environment: {
-        AGENTWIRE_JOB: 'dispatch',
         AGENTWIRE_CONNECTIONS_TABLE: connections.tableName,
         AGENTWIRE_TOKEN_SECRET_ARN: tokenSecretRef,
         AGENTWIRE_WS_ENDPOINT: wsEndpoint,
@@ -551,8 +549,7 @@ export class AgentwireStack extends Stack {
 
     const clustersFunction = makeFunction({
       id: 'ClustersFunction',
-      // The scorer's bootstrap, run as the clusters job.
-      binary: 'agentwire-scorer',
+      binary: 'agentwire-clusters',
       description:
         "Nightly clusters: clusters each tenant's traces of the day that ended, tracks clusters across nights, writes clusters/ and the report pages.",
       timeout: 900,
@@ -561,7 +558,6 @@ export class AgentwireStack extends Stack {
       // One invocation at a time: a night is never clustered twice at once.
       reservedConcurrentExecutions: 1,
       environment: {
-        AGENTWIRE_JOB: 'clusters',
         AGENTWIRE_EMBEDDINGS_URL: embeddingsUrl.valueAsString,
         AGENTWIRE_EMBEDDINGS_MODEL: embeddingsModel.valueAsString,
       },
@@ -579,8 +575,7 @@ export class AgentwireStack extends Stack {
 
     const evalsFunction = makeFunction({
       id: 'EvalsFunction',
-      // The archiver's bootstrap, run as the evals function.
-      binary: 'agentwire-archiver',
+      binary: 'agentwire-evals',
       description:
         "Evals: starts each tenant's scheduled evals once a day (config/tenant=<t>/evals.toml) and carries out queued and interrupted runs, through sessions to the agent under test.",
       // A run cut by the timeout is resumed by the next invocation from its last item.
@@ -589,7 +584,6 @@ export class AgentwireStack extends Stack {
       // One invocation at a time: a run is never carried out twice at once.
       reservedConcurrentExecutions: 1,
       environment: {
-        AGENTWIRE_JOB: 'evals',
         AGENTWIRE_CONNECTIONS_TABLE: connections.tableName,
         AGENTWIRE_TOKEN_SECRET_ARN: tokenSecretRef,
         AGENTWIRE_WS_ENDPOINT: wsEndpoint,
@@ -634,13 +628,11 @@ export class AgentwireStack extends Stack {
 
     const judgeFunction = makeFunction({
       id: 'JudgeFunction',
-      // The scorer's bootstrap, run as the judge.
-      binary: 'agentwire-scorer',
+      binary: 'agentwire-judge',
       description:
         'The LLM judge: judges each scored trace (SQS, fed by S3 events on scores/) within each tenant\'s budget.',
       timeout: 900,
       memorySize: 512,
-      environment: { AGENTWIRE_JOB: 'judge' },
       // SAM adds it for an SQS event source (receive and delete messages).
       managedPolicies: ['service-role/AWSLambdaSQSQueueExecutionRole'],
       statements: [

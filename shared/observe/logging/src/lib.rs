@@ -7,7 +7,6 @@
 
 use tracing::Level;
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -68,8 +67,10 @@ pub fn payload_caps() -> Targets {
         })
 }
 
-/// The filter for `directives` (`RUST_LOG` syntax; `default` when they do not parse or
-/// are empty), with [`payload_caps`] applied on top of it.
+/// The filter for `directives` (`RUST_LOG`: comma-separated `target=level`, bare `level`
+/// or bare `target`; `default` when they do not parse or are empty), with
+/// [`payload_caps`] applied on top of it. `Targets`, not `EnvFilter`: span and field
+/// directives are not taken, and no regex engine is linked into every Lambda bootstrap.
 pub fn filter<S>(
     directives: Option<&str>,
     default: &str,
@@ -79,9 +80,25 @@ where
 {
     let env = directives
         .filter(|d| !d.trim().is_empty())
-        .and_then(|d| EnvFilter::try_new(d).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .and_then(parse)
+        .or_else(|| parse(default))
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
     env.and(payload_caps())
+}
+
+/// `directives` as [`Targets`], or `None` when one names something other than a module
+/// path (`Targets` would take any string as a target, and enable it at `trace`).
+fn parse(directives: &str) -> Option<Targets> {
+    let paths = directives.split(',').all(|directive| {
+        let target = directive
+            .split_once('=')
+            .map_or(directive, |(target, _)| target);
+        target
+            .trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
+    });
+    paths.then(|| directives.parse().ok()).flatten()
 }
 
 /// A subscriber writing `format` lines to `writer`, filtered by [`filter`]. [`init`]

@@ -76,3 +76,19 @@ fn rust_log_still_filters_everything_else() {
     assert!(!out.contains("our-debug-kept"), "{out}");
     assert!(out.contains("tungstenite-info-kept"), "{out}");
 }
+
+#[test]
+fn rust_log_takes_a_level_per_target() {
+    let out = logged("agentwire_realtime=debug,warn", Format::Text);
+    assert!(out.contains("our-debug-kept"), "{out}");
+    assert!(!out.contains("tungstenite-info-kept"), "{out}");
+}
+
+#[test]
+fn a_span_directive_falls_back_to_the_default() {
+    // Only `target=level` directives are taken: a span filter is not read as a target
+    // name (which would enable that "target" at its level and turn off everything else).
+    let out = logged("agentwire_realtime[conn]=debug", Format::Text);
+    assert!(!out.contains("our-debug-kept"), "{out}");
+    assert!(out.contains("tungstenite-info-kept"), "{out}");
+}

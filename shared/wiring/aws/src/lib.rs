@@ -1,7 +1,8 @@
 //! agentwire on AWS: one typed [`Settings`] read from the environment (every missing
 //! variable reported at once, and only those the function needs: see [`Needs`]), the SDK
 //! clients, and the adapters of `shared/` wired into a [`Stack`]. Each function's `main` is
-//! `Settings::from_env` → `Stack::connect` → a handler or a job ([`lambda`]).
+//! `Settings::from_env` → `Stack::connect_in_lambda` (or `Stack::connect` outside Lambda)
+//! → a handler or a job ([`lambda`]).
 //!
 //! [`Stack::http_app`] is the HTTP function's whole router (sessions, trace ingest, scores
 //! and the grading API), so tests on local engines exercise exactly what Lambda runs.
@@ -220,6 +221,49 @@ pub fn local_sdk_config() -> aws_config::SdkConfig {
         .build()
 }
 
+/// SDK settings inside Lambda, from its environment (`lookup` reads a variable): the
+/// region from `AWS_REGION`, the execution role's credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (set by Lambda for the execution
+/// environment's lifetime, as the SDK's own environment provider reads them), and
+/// `AWS_ENDPOINT_URL` when set: every service at one endpoint, as with LocalStack (the
+/// per-service `AWS_ENDPOINT_URL_<SERVICE>` variables are not read).
+pub fn lambda_sdk_config(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<aws_config::SdkConfig, ConfigError> {
+    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+    let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
+    let (region, key, secret) = match (
+        set("AWS_REGION"),
+        set("AWS_ACCESS_KEY_ID"),
+        set("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(region), Some(key), Some(secret)) => (region, key, secret),
+        _ => {
+            let missing = ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                .into_iter()
+                .filter(|name| set(name).is_none())
+                .map(|name| format!("{name} is not set (Lambda sets it in every function)"));
+            return Err(ConfigError::Env(missing.collect()));
+        }
+    };
+    let credentials = Credentials::new(
+        key,
+        secret,
+        set("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client());
+    if let Some(endpoint) = set("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(endpoint);
+    }
+    Ok(config.build())
+}
+
 /// The HTTPS client of every SDK client the stack makes: the SDK's default (proxies from
 /// the environment, the SDK's timeouts) with rustls on ring, which the functions link anyway
 /// (webhook signatures), instead of aws-lc, which would add about 2 MB to each bootstrap.
@@ -279,8 +323,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Builds the SDK clients (the default credential chain, or static credentials for
-    /// local endpoints) and the adapters.
+    /// Builds the SDK clients (the SDK's default credential chain and region lookup, or
+    /// static credentials for local endpoints) and the adapters: for `agentwire dev
+    /// --backend aws` and tests, anywhere a profile or SSO may hold the credentials.
     pub async fn connect(settings: &Settings) -> Result<Stack, ConfigError> {
         // Local endpoints need no credential chain or region lookup (which would probe IMDS).
         let sdk = match &settings.dynamodb_endpoint {
@@ -292,6 +337,24 @@ impl Stack {
                     .await
             }
         };
+        Ok(Stack::connect_with(settings, sdk))
+    }
+
+    /// [`Stack::connect`] as a Lambda function runs: the region and the execution role's
+    /// credentials from the variables Lambda sets ([`lambda_sdk_config`]), not the SDK's
+    /// default chain, whose profiles, SSO, STS and IMDS providers a function never uses
+    /// (and which would be linked into every bootstrap).
+    pub fn connect_in_lambda(settings: &Settings) -> Result<Stack, ConfigError> {
+        let sdk = match &settings.dynamodb_endpoint {
+            Some(_) => local_sdk_config(),
+            None => lambda_sdk_config(&|name| std::env::var(name).ok())?,
+        };
+        Ok(Stack::connect_with(settings, sdk))
+    }
+
+    /// The SDK clients on `sdk` (local engines' clients when the settings name endpoints),
+    /// and the adapters.
+    fn connect_with(settings: &Settings, sdk: aws_config::SdkConfig) -> Stack {
         // The adapters' local clients too, on this stack's HTTPS client (see `https_client`).
         let http = sdk.http_client().unwrap_or_else(https_client);
         let dynamodb = match &settings.dynamodb_endpoint {
@@ -322,7 +385,7 @@ impl Stack {
                 aws_sdk_apigatewaymanagement::Client::from_conf(config)
             }
         });
-        Ok(Stack::from_clients(
+        Stack::from_clients(
             settings,
             Clients {
                 dynamodb,
@@ -330,7 +393,7 @@ impl Stack {
                 management,
             },
             sdk,
-        ))
+        )
     }
 
     /// The adapters over clients built by the caller (e.g. with interceptors that meter
@@ -701,6 +764,48 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn lambda_sdk_settings_name_every_missing_variable() {
+        let Err(ConfigError::Env(problems)) =
+            lambda_sdk_config(&lookup(&[("AWS_SECRET_ACCESS_KEY", "s")]))
+        else {
+            panic!("expected a config error");
+        };
+        let all = problems.join("\n");
+        assert!(
+            all.contains("AWS_REGION") && all.contains("AWS_ACCESS_KEY_ID"),
+            "{all}"
+        );
+        assert!(!all.contains("AWS_SECRET_ACCESS_KEY"), "{all}");
+    }
+
+    #[tokio::test]
+    async fn lambda_sdk_settings_are_lambdas_region_credentials_and_endpoint() {
+        use aws_sdk_dynamodb::config::ProvideCredentials;
+        let vars = [
+            ("AWS_REGION", "eu-west-3"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ];
+        let config = lambda_sdk_config(&lookup(&vars)).unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-3"));
+        assert_eq!(config.endpoint_url(), None);
+        let credentials = config
+            .credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .unwrap();
+        assert_eq!(credentials.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "secret");
+        assert_eq!(credentials.session_token(), Some("token"));
+
+        let local = [&vars[..], &[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")]].concat();
+        let config = lambda_sdk_config(&lookup(&local)).unwrap();
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:4566"));
     }
 
     #[test]
