@@ -223,8 +223,9 @@ pub fn local_sdk_config() -> aws_config::SdkConfig {
 
 /// SDK settings inside Lambda, from its environment (`lookup` reads a variable): the
 /// region from `AWS_REGION`, the execution role's credentials from `AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (set by Lambda for the execution
-/// environment's lifetime, as the SDK's own environment provider reads them), and
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (which Lambda sets; the SDK's default
+/// chain would take them too, from its first provider, so a function authenticates as
+/// before), and
 /// `AWS_ENDPOINT_URL` when set: every service at one endpoint, as with LocalStack (the
 /// per-service `AWS_ENDPOINT_URL_<SERVICE>` variables are not read).
 pub fn lambda_sdk_config(
