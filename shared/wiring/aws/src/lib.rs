@@ -10,8 +10,11 @@
 //! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
 //! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
 
+mod http_client;
 pub mod judge;
 pub mod lambda;
+
+pub use http_client::https_client;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +39,6 @@ use agentwire_streams_http::HttpConfig;
 use agentwire_trace::TraceArchive;
 use agentwire_traces_http::TracesConfig;
 use aws_config::BehaviorVersion;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use tracing::info;
 
 /// JSON logs on stderr (CloudWatch adds the time), filtered by `RUST_LOG` (errors only
@@ -263,24 +265,6 @@ pub fn lambda_sdk_config(
         config = config.endpoint_url(endpoint);
     }
     Ok(config.build())
-}
-
-/// The HTTPS client of every SDK client the stack makes: the SDK's default (proxies from
-/// the environment, the SDK's timeouts) with rustls on ring, which the functions link anyway
-/// (webhook signatures), instead of aws-lc, which would add about 2 MB to each bootstrap.
-pub fn https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
-    Builder::new().build_with_connector_fn(|settings, components| {
-        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ));
-        connector.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
-        connector.build()
-    })
 }
 
 /// The SDK clients a [`Stack`] is built on.
