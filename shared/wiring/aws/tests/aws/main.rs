@@ -8,3 +8,4 @@ mod common;
 mod dispatch;
 mod evals;
 mod grading;
+mod s3;
