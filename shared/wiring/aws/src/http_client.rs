@@ -266,6 +266,50 @@ mod tests {
         assert!(err.is_io(), "{err:?}");
     }
 
+    /// A server that reads one request's head, then does `then` with the socket.
+    async fn one_shot(then: fn(tokio::net::TcpStream)) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                then(socket);
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_a_transient_error() {
+        let port = one_shot(drop).await;
+        let connector = ReqwestConnector::new((Some(Duration::from_secs(2)), None));
+        let err = connector.call(get(port, "/")).await.unwrap_err();
+        let transient = err.is_io() || err.as_other() == Some(ErrorKind::TransientError);
+        assert!(transient, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn no_answer_within_the_read_timeout_is_a_timeout() {
+        // The socket is kept open and never answered.
+        let port = one_shot(|socket| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(socket);
+            });
+        })
+        .await;
+        let connector = ReqwestConnector::new((None, Some(Duration::from_millis(200))));
+        let err = connector.call(get(port, "/")).await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+    }
+
     #[tokio::test]
     async fn requests_with_the_same_timeouts_share_a_pooled_connection() {
         let (port, accepted, _) = server().await;
