@@ -127,13 +127,15 @@ impl HttpConnector for ReqwestConnector {
                 reqwest::Body::wrap(body),
             ))
             .map_err(|e| ConnectorError::user(Box::new(e)))?;
-            // reqwest sends a `url::Url`, which resolves `.` and `..` segments: the request
-            // would reach another key than the one it was signed for. Refused instead.
-            if request.url().path() != uri.path() || request.url().query() != uri.query() {
+            // reqwest sends a `url::Url`, which resolves `.` and `..` segments (plain or
+            // percent-encoded): the request would reach another key than the one it was
+            // signed for. Refused instead.
+            let sent = request.url();
+            if sent.path() != uri.path() || sent.query() != uri.query() {
                 return Err(ConnectorError::user(
                     format!(
-                        "the request path {:?} has `.` or `..` segments, which cannot be sent as they are",
-                        uri.path()
+                        "{uri} would be sent as {sent} (`.` and `..` segments are resolved \
+                         by the HTTP client), so it is refused"
                     )
                     .into(),
                 ));
@@ -349,7 +351,7 @@ mod tests {
         for path in ["/bucket/a/../b", "/bucket/./b", "/bucket/a/%2E%2E/b"] {
             let err = connector.call(get(port, path)).await.unwrap_err();
             assert!(err.is_user(), "{path}: {err:?}");
-            assert!(format!("{err:?}").contains("segments"), "{err:?}");
+            assert!(format!("{err:?}").contains("`..` segments"), "{err:?}");
         }
         // Empty segments go as they are.
         body_of(connector.call(get(port, "/bucket/a//b/")).await.unwrap()).await;
