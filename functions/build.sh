@@ -10,10 +10,11 @@ arch=--x86-64
 [ "${1:-}" = "--arm64" ] && arch=--arm64
 # One bootstrap per function of the template, each linking only what that function runs.
 mapfile -t bins < <(sed -n 's/^ *Binary: *\([A-Za-z0-9_-]*\).*/\1/p' infra/template.yaml)
-# Each function's own package: `--bin` alone selects every workspace member and unifies
-# their features, which put the CLI's TLS provider (aws-lc, about 1.5 MiB) in every bootstrap.
-args=()
-for bin in "${bins[@]}"; do args+=(--package "agentwire-fn-${bin#agentwire-}" --bin "$bin"); done
+# Each function's own package, built on its own: `--bin` alone selects every workspace
+# member and unifies their features, which put the CLI's TLS provider (aws-lc, about
+# 1.5 MiB) in every bootstrap, and packages built together unify theirs too (the scorer's
+# fast regex engines would be in the judge's and the evals' bootstraps). Crates with the
+# same features are compiled once and shared by the builds.
 # The HTTP function bundles the grading page: build it first.
 [ -d clients/node_modules ] || npm ci --prefix clients --no-audit --no-fund
 npm run build --prefix clients
@@ -26,9 +27,11 @@ cpu=haswell
 # they compute, and a smaller bootstrap loads faster (with the package fix above: 12.3 to
 # 8.9 MB for the WebSocket function; cold starts stay under 12 ms, tests/bench/coldstart.sh).
 # Local builds (`agentwire dev`, the benchmarks) keep opt-level 3.
-CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-s}" \
-  RUSTFLAGS="${RUSTFLAGS:--C target-cpu=$cpu -C force-unwind-tables=no}" \
-  cargo lambda build --release --locked "$arch" "${args[@]}"
+for bin in "${bins[@]}"; do
+  CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-s}" \
+    RUSTFLAGS="${RUSTFLAGS:--C target-cpu=$cpu -C force-unwind-tables=no}" \
+    cargo lambda build --release --locked "$arch" --package "agentwire-fn-${bin#agentwire-}" --bin "$bin"
+done
 # The goal is at most 8 MB each; over it is reported, not fatal (the deploy still works:
 # Lambda's limit for a zipped package is 50 MB).
 limit=8000000

@@ -588,16 +588,21 @@ impl Stack {
     /// The eval runner: datasets and runs in the bucket, questions posted through this
     /// function's sessions (the table's stream wakes the agent under test through the
     /// dispatch function), sessions archived and scored as the scorer function does.
+    /// Each finished run's report page is written by it.
     pub fn evals(&self) -> Result<Arc<Runner>, ConfigError> {
-        let agent = SessionAgent::new(self.sessions()?, Arc::new(self.archiver()));
         Ok(Arc::new(
-            Runner::new(
-                EvalStore::new(self.trace_archive()),
-                Some(Arc::new(agent)),
-                self.scorer(),
-                Arc::new(SystemClock),
-            )
-            .with_after(Arc::new(agentwire_report::RunReports)),
+            self.runner()?
+                .with_after(Arc::new(agentwire_report::RunReports)),
+        ))
+    }
+
+    fn runner(&self) -> Result<Runner, ConfigError> {
+        let agent = SessionAgent::new(self.sessions()?, Arc::new(self.archiver()));
+        Ok(Runner::new(
+            EvalStore::new(self.trace_archive()),
+            Some(Arc::new(agent)),
+            self.scorer(),
+            Arc::new(SystemClock),
         ))
     }
 
@@ -703,9 +708,10 @@ impl Stack {
             ))
             .merge(agentwire_evals_http::router(
                 agentwire_evals_http::EvalsApi {
-                    runner: self.evals()?,
                     // A request's function ends with its answer: the evals function (every
-                    // minute) carries out the runs created here.
+                    // minute) carries out the runs created here and writes their reports,
+                    // so this runner has no report hook (and this function no renderer).
+                    runner: Arc::new(self.runner()?),
                     launch: Arc::new(Queued),
                     archive: self.trace_archive(),
                     scores: self.scores.clone(),
@@ -741,6 +747,24 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The S3 client's CRCs come from the workspace's crc-fast: the header values it would
+    /// send for the ASCII digits 1 to 9 are the catalogue's check values (CBF43926,
+    /// E3069283, AE8B14860A799888), base64 as S3 takes them.
+    #[test]
+    fn the_s3_clients_crcs_give_the_catalogued_check_values() {
+        use aws_smithy_checksums::ChecksumAlgorithm;
+        for (algorithm, expected) in [
+            (ChecksumAlgorithm::Crc32, "y/Q5Jg=="),
+            (ChecksumAlgorithm::Crc32c, "4waSgw=="),
+            (ChecksumAlgorithm::Crc64Nvme, "rosUhgp5mIg="),
+        ] {
+            let mut checksum = algorithm.into_impl();
+            checksum.update(b"1234");
+            checksum.update(b"56789");
+            assert_eq!(checksum.header_value(), expected, "{algorithm:?}");
+        }
+    }
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
