@@ -867,9 +867,12 @@ function toggleShortcuts(): void {
   else shortcuts.showModal();
 }
 $("help-button").addEventListener("click", toggleShortcuts);
-// Closing the list puts the grader back on the question they were on.
+// Closing the list puts the grader back on the question they were on. The close event
+// comes a task after the dialog has closed and given focus back: a grader who has moved on
+// in the form by then (Esc, then a key straight away) keeps their place.
 shortcuts.addEventListener("close", () => {
-  if (!$("grade-view").hidden && rubric) focusCriterion(current, false);
+  if ($("grade-view").hidden || !rubric || form.contains(document.activeElement)) return;
+  focusCriterion(current, false);
 });
 
 function typing(target: EventTarget | null): boolean {

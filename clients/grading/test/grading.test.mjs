@@ -348,6 +348,25 @@ test("two graders each grade a 5-item queue with the keyboard alone", async () =
         assert.ok(await page.isVisible('[data-testid="shortcuts"]'), "? shows the shortcuts")
         await page.keyboard.press("Escape")
         assert.equal(await page.isVisible('[data-testid="shortcuts"]'), false)
+        // Opened from the button, the list gives the focus back to the question, not the button.
+        await page.click('[data-testid="help-button"]')
+        await page.keyboard.press("Escape")
+        await page.waitForFunction(() => document.activeElement?.closest('[data-testid="criterion"]')?.dataset.key === "grounded")
+        // The close event comes a task after the close: focus that has moved on in the form by
+        // then stays where the grader put it.
+        const kept = await page.evaluate(
+          () =>
+            new Promise((resolve) => {
+              const dialog = document.querySelector('[data-testid="shortcuts"]')
+              const why = document.querySelector('[data-testid="criterion"][data-key="grounded"] textarea')
+              dialog.addEventListener("close", () => setTimeout(() => resolve(document.activeElement === why)), { once: true })
+              dialog.showModal()
+              dialog.close()
+              why.focus()
+            }),
+        )
+        assert.ok(kept, "a late close event leaves the focus in the justification box")
+        await page.keyboard.press("Escape") // back to the question, as a grader would
       }
       await gradeByKeyboard(page, index, plans[who][index], who)
       seen.push(index)
@@ -597,7 +616,11 @@ test("a grader's token cannot open another queue: the page says so", async () =>
     assert.equal(refused.status, 403, `${other}: ${JSON.stringify(refused.body)}`)
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
     const page = await open(context, `queue=${other}&token=${ann}`)
-    await page.waitForSelector(view("notice"))
+    // The notice says "Loading" while the claim is out: wait for the answer's notice.
+    await page.waitForFunction(() => {
+      const notice = document.querySelector('[data-testid="notice-view"]')
+      return notice && !notice.hidden && document.querySelector('[data-testid="notice-title"]').textContent !== "Loading"
+    })
     assert.equal(await page.textContent('[data-testid="notice-title"]'), "No access")
     assert.equal(await page.textContent('[data-testid="notice"]'), refused.body.error, "the server's message, in plain words")
     assert.equal(await page.$('[data-testid="conversation"] [data-testid="message"]'), null, "nothing of the trace")
