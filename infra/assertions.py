@@ -20,6 +20,7 @@ from typing import Any, Callable
 from cfnlint.decode import decode
 
 FUNCTIONS = {
+    "StreamsFunction": "agentwire-streams",
     "HttpFunction": "agentwire-http",
     "WebSocketFunction": "agentwire-websocket",
     "ArchiverFunction": "agentwire-archiver",
@@ -39,7 +40,9 @@ API_ENV = ["AGENTWIRE_CONNECTIONS_TABLE", "AGENTWIRE_TOKEN_SECRET_ARN", "AGENTWI
 # The dispatch function appends wake events (pushed to WebSocket followers) and derives
 # the webhook key from the token secret.
 # The evals function posts questions into sessions (pushed to WebSocket followers too).
-API_FUNCTIONS = ["HttpFunction", "WebSocketFunction", "DispatchFunction", "EvalsFunction"]
+API_FUNCTIONS = ["StreamsFunction", "WebSocketFunction", "DispatchFunction", "EvalsFunction"]
+# The HTTP function checks tokens but appends to no session and pushes to no client.
+TOKEN_FUNCTIONS = ["HttpFunction"]
 # Scheduled jobs: one function each, in functions/<folder>, with a rate schedule.
 JOBS = {"ArchiverFunction": "archiver", "ScorerFunction": "scorer", "DispatchFunction": "archiver",
         "EvalsFunction": "archiver", "ClustersFunction": "scorer"}
@@ -248,12 +251,13 @@ def _(t: Template) -> None:
     for name in FUNCTIONS:
         missing = [v for v in COMMON_ENV if v not in t.function_env(name)]
         expect(not missing, f"{name} lacks {missing}")
-        wanted = API_ENV if name in API_FUNCTIONS else []
+        wanted = (API_ENV if name in API_FUNCTIONS
+                  else ["AGENTWIRE_TOKEN_SECRET_ARN"] if name in TOKEN_FUNCTIONS else [])
         missing = [v for v in wanted if v not in t.function_env(name)]
         expect(not missing, f"{name} lacks {missing}")
         extra = [v for v in API_ENV if v not in wanted and v in t.function_env(name)]
         expect(not extra, f"{name} is given {extra}, which it does not use")
-    expect("AGENTWIRE_LONG_POLL_TIMEOUT_MS" in t.function_env("HttpFunction"), "HttpFunction lacks AGENTWIRE_LONG_POLL_TIMEOUT_MS")
+    expect("AGENTWIRE_LONG_POLL_TIMEOUT_MS" in t.function_env("StreamsFunction"), "StreamsFunction lacks AGENTWIRE_LONG_POLL_TIMEOUT_MS")
     expect("AGENTWIRE_IDLE_MINUTES" in t.function_env("ArchiverFunction"), "ArchiverFunction lacks AGENTWIRE_IDLE_MINUTES")
 
 
@@ -454,10 +458,10 @@ def _(t: Template) -> None:
     expect(denies_plain_http, "no bucket policy denying aws:SecureTransport false")
 
 
-@check("HttpFunction outlives the 29 s integration limit and the long-poll wait stays under it")
+@check("StreamsFunction outlives the 29 s integration limit and the long-poll wait stays under it")
 def _(t: Template) -> None:
-    timeout = t.function_prop("HttpFunction", "Timeout")
-    expect(isinstance(timeout, int) and timeout >= 29, f"HttpFunction.Timeout is {timeout!r}")
+    timeout = t.function_prop("StreamsFunction", "Timeout")
+    expect(isinstance(timeout, int) and timeout >= 29, f"StreamsFunction.Timeout is {timeout!r}")
     param = t.doc.get("Parameters", {}).get("LongPollTimeoutMs", {})
     default = param.get("Default")
     expect(isinstance(default, int) and default < INTEGRATION_LIMIT_MS, f"LongPollTimeoutMs default is {default!r}")
@@ -480,17 +484,46 @@ GRADING_ROUTES = [
 ]
 
 
-@check("HttpFunction serves ANY /v1/stream/{proxy+}, POST /v1/traces, the scores API, the grading API and GET /healthz on the HttpApi, payload 2.0")
+# The Durable Streams API (shared/delivery/streams-http/src/lib.rs), with the health check.
+STREAM_ROUTES = [("ANY", "/v1/stream/{proxy+}"), ("GET", "/healthz")]
+API_ROUTES = [("POST", "/v1/traces"), ("GET", "/v1/traces/{trace_id}/scores"), ("GET", "/v1/scores"),
+              *GRADING_ROUTES]
+
+
+def http_routes(t: Template, function: str) -> dict[tuple[str, str], dict[str, Any]]:
+    events = t.props(function).get("Events", {}).values()
+    return {(e["Properties"].get("Method", "").upper(), e["Properties"].get("Path")): e["Properties"]
+            for e in events if e.get("Type") == "HttpApi"}
+
+
+@check("StreamsFunction serves ANY /v1/stream/{proxy+} and GET /healthz, HttpFunction POST /v1/traces, the scores, grading and evals APIs and the pages, on the HttpApi, payload 2.0, each route once")
 def _(t: Template) -> None:
-    events = t.props("HttpFunction").get("Events", {}).values()
-    routes = {(e["Properties"].get("Method", "").upper(), e["Properties"].get("Path")): e["Properties"]
-              for e in events if e.get("Type") == "HttpApi"}
-    for route in [("ANY", "/v1/stream/{proxy+}"), ("POST", "/v1/traces"),
-                  ("GET", "/v1/traces/{trace_id}/scores"), ("GET", "/v1/scores"), ("GET", "/healthz"),
-                  *GRADING_ROUTES]:
-        expect(route in routes, f"no HttpApi route {route}")
-        expect(str(routes[route].get("PayloadFormatVersion")) == "2.0", f"{route} is not payload 2.0")
-        expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")
+    for function, wanted in (("StreamsFunction", STREAM_ROUTES), ("HttpFunction", API_ROUTES)):
+        routes = http_routes(t, function)
+        for route in wanted:
+            expect(route in routes, f"{function} has no HttpApi route {route}")
+            expect(str(routes[route].get("PayloadFormatVersion")) == "2.0", f"{route} is not payload 2.0")
+            expect(refs(routes[route].get("ApiId")) == {"HttpApi"}, f"{route} is not on HttpApi")
+        extra = sorted(set(routes) - set(wanted))
+        expect(not extra, f"{function} also serves {extra}")
+    stream = http_routes(t, "StreamsFunction")[("ANY", "/v1/stream/{proxy+}")]
+    expect(stream.get("TimeoutInMillis") == INTEGRATION_LIMIT_MS, "the stream route does not wait the full 29 s")
+
+
+@check("the function URL (only with AgentFunctionUrl true) targets StreamsFunction, with both public permissions scoped to it")
+def _(t: Template) -> None:
+    url = t.resources.get("StreamsFunctionUrl", {})
+    expect(url.get("Type") == "AWS::Lambda::Url", "no StreamsFunctionUrl")
+    expect(url.get("Condition") == "CreateAgentFunctionUrl", "the function URL is not conditional on AgentFunctionUrl")
+    expect(refs(url.get("Properties", {}).get("TargetFunctionArn")) == {"StreamsFunction"},
+           "the function URL does not target StreamsFunction")
+    for name in ("StreamsFunctionUrlPermission", "StreamsFunctionUrlInvokePermission"):
+        permission = t.resources.get(name, {})
+        expect(permission.get("Condition") == "CreateAgentFunctionUrl", f"{name} is not conditional")
+        expect(refs(permission.get("Properties", {}).get("FunctionName")) == {"StreamsFunction"},
+               f"{name} is not for StreamsFunction")
+    others = [n for n, r in t.resources.items() if r.get("Type") == "AWS::Lambda::Url" and n != "StreamsFunctionUrl"]
+    expect(not others, f"other function URLs: {others}")
 
 
 def allowed(t: Template, function: str, action: str, resource: Any) -> bool:
@@ -507,7 +540,8 @@ def allowed(t: Template, function: str, action: str, resource: Any) -> bool:
 def _(t: Template) -> None:
     table = {"Fn::GetAtt": ["SessionsTable", "Arn"]}
     missing = [a for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                           "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+                           "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+                           "dynamodb:BatchWriteItem")
                if not allowed(t, "HttpFunction", a, table)]
     expect(not missing, f"HttpFunction lacks {missing} on SessionsTable")
     for prefix in ("traces/", "config/"):

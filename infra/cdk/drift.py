@@ -457,6 +457,13 @@ def drop_route(raw: dict[str, Any]) -> None:
     del paths["/v1/queues"]["post"]
 
 
+def route_to_other_function(raw: dict[str, Any]) -> None:
+    """The health check sent to the HTTP function instead of the streams function."""
+    op = raw["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]["/healthz"]["get"]
+    integration = op["x-amazon-apigateway-integration"]
+    integration["uri"] = json.loads(json.dumps(integration["uri"]).replace("StreamsFunction", "HttpFunction"))
+
+
 def extra_grant(raw: dict[str, Any]) -> None:
     raw["Resources"]["GrantSlippedIn"] = {
         "Type": "AWS::IAM::Policy",
@@ -472,7 +479,7 @@ def extra_grant(raw: dict[str, Any]) -> None:
 MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "an IAM action dropped",
-        lambda t: statement(t, "HttpFunctionRole", "SessionLog")["Action"].remove("dynamodb:ConditionCheckItem"),
+        lambda t: statement(t, "StreamsFunctionRole", "SessionLog")["Action"].remove("dynamodb:ConditionCheckItem"),
         "functions",
     ),
     (
@@ -515,6 +522,7 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "functions",
     ),
     ("an HTTP route dropped", drop_route, "APIs"),
+    ("an HTTP route sent to the other function", route_to_other_function, "APIs"),
     (
         "a WebSocket route key changed",
         lambda t: t["Resources"]["PingRoute"]["Properties"].update(RouteKey="pong"),
@@ -532,7 +540,7 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     (
         "the function URL unconditional",
-        lambda t: t["Resources"]["HttpFunctionUrl"].pop("Condition"),
+        lambda t: t["Resources"]["StreamsFunctionUrl"].pop("Condition"),
         "event sources",
     ),
     (

@@ -1,35 +1,26 @@
-//! The Durable Streams API on Lambda: the same axum router `agentwire dev` serves, on
-//! DynamoDB. API Gateway buffers responses, so SSE is refused (use long-poll or WebSocket).
-//! OTLP/HTTP trace ingest (`POST /v1/traces`) is served beside it, into the bucket, the
-//! scores API (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index, and
-//! the grading API (`/v1/rubrics`, `/v1/queues`) on the session table
-//! (`Stack::http_app` builds them all); the grading page is served at `/grade/`. Durable
-//! Streams subscriptions are served too: pull-wake claims here, webhook sends by the
-//! dispatch function.
+//! The API beside the Durable Streams API on Lambda, behind the same HTTP API: OTLP/HTTP
+//! trace ingest (`POST /v1/traces`) into the bucket, the scores API
+//! (`GET /v1/traces/{id}/scores`, `GET /v1/scores`) from the score index, the grading API
+//! (`/v1/rubrics`, `/v1/queues`) on the session table, the evals API (`/v1/evals`) and the
+//! report pages (`Stack::api_app` builds them); the grading page is served at `/grade/`.
+//! The streams function serves `/v1/stream/*`: this one appends to no session and pushes
+//! to no client.
 
 mod page;
 
-use agentwire_aws_stack::{Needs, Sends, Settings, Stack};
-use agentwire_streams_http::HttpConfig;
+use agentwire_aws_stack::{Needs, Settings, Stack};
+
+/// Lambda takes at most 6 MB per request, and API Gateway base64-encodes binary bodies
+/// (4/3): 4 MiB keeps every accepted OTLP export inside, with a clear 413 above.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     agentwire_aws_stack::init_logging();
-    let settings = Settings::from_env(Needs::API)?;
+    let settings = Settings::from_env(Needs::REQUESTS)?;
     let stack = Stack::connect_in_lambda(&settings)?;
-    let config = HttpConfig {
-        long_poll_timeout: settings.long_poll_timeout,
-        // Lambda takes at most 6 MB per request, and API Gateway base64-encodes binary
-        // bodies (4/3): 4 MiB keeps every accepted append inside, with a clear 413 above.
-        max_body_bytes: 4 * 1024 * 1024,
-        sse: false,
-        ..HttpConfig::default()
-    };
-    // Webhook wakes are sent by the dispatch function, which follows the table's stream:
-    // this one's work ends with its answer.
-    let dispatch = stack.dispatch(Sends::ByChangeFeed).await?;
     let app = stack
-        .http_app(stack.auth().await?, config, Some(dispatch))?
+        .api_app(stack.auth().await?, MAX_BODY_BYTES)
         .merge(page::router());
     lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e))
 }

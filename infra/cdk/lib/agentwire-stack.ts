@@ -73,25 +73,27 @@ interface FunctionSpec {
   readonly extraPolicies?: Record<string, iam.PolicyStatement[]>;
 }
 
-// HTTP API routes of the HTTP function, named as the SAM template's events.
-const HTTP_ROUTES: ReadonlyArray<{ id: string; method: string; path: string; timeoutInMillis?: number }> = [
+// HTTP API routes, named as the SAM template's events: the Durable Streams API goes to the
+// streams function, the rest to the HTTP function.
+type HttpRouteTarget = 'StreamsFunction' | 'HttpFunction';
+const HTTP_ROUTES: ReadonlyArray<{ id: string; fn: HttpRouteTarget; method: string; path: string; timeoutInMillis?: number }> = [
   // Long-poll waits up to LongPollTimeoutMs; API Gateway gives up at 29 s anyway.
-  { id: 'Stream', method: 'ANY', path: '/v1/stream/{proxy+}', timeoutInMillis: 29000 },
-  { id: 'Traces', method: 'POST', path: '/v1/traces' },
-  { id: 'TraceScores', method: 'GET', path: '/v1/traces/{trace_id}/scores' },
-  { id: 'Scores', method: 'GET', path: '/v1/scores' },
-  { id: 'PutRubric', method: 'PUT', path: '/v1/rubrics/{name}/{version}' },
-  { id: 'GetRubric', method: 'GET', path: '/v1/rubrics/{name}' },
-  { id: 'ListQueues', method: 'GET', path: '/v1/queues' },
-  { id: 'CreateQueue', method: 'POST', path: '/v1/queues' },
-  { id: 'GetQueue', method: 'GET', path: '/v1/queues/{queue}' },
-  { id: 'QueueCalls', method: 'ANY', path: '/v1/queues/{queue}/{proxy+}' },
-  { id: 'Evals', method: 'ANY', path: '/v1/evals/{proxy+}' },
-  { id: 'Reports', method: 'GET', path: '/reports' },
-  { id: 'ReportPages', method: 'GET', path: '/reports/{day}' },
-  { id: 'GradingPage', method: 'GET', path: '/grade' },
-  { id: 'GradingPageFiles', method: 'GET', path: '/grade/{proxy+}' },
-  { id: 'Health', method: 'GET', path: '/healthz' },
+  { id: 'Stream', fn: 'StreamsFunction', method: 'ANY', path: '/v1/stream/{proxy+}', timeoutInMillis: 29000 },
+  { id: 'Health', fn: 'StreamsFunction', method: 'GET', path: '/healthz' },
+  { id: 'Traces', fn: 'HttpFunction', method: 'POST', path: '/v1/traces' },
+  { id: 'TraceScores', fn: 'HttpFunction', method: 'GET', path: '/v1/traces/{trace_id}/scores' },
+  { id: 'Scores', fn: 'HttpFunction', method: 'GET', path: '/v1/scores' },
+  { id: 'PutRubric', fn: 'HttpFunction', method: 'PUT', path: '/v1/rubrics/{name}/{version}' },
+  { id: 'GetRubric', fn: 'HttpFunction', method: 'GET', path: '/v1/rubrics/{name}' },
+  { id: 'ListQueues', fn: 'HttpFunction', method: 'GET', path: '/v1/queues' },
+  { id: 'CreateQueue', fn: 'HttpFunction', method: 'POST', path: '/v1/queues' },
+  { id: 'GetQueue', fn: 'HttpFunction', method: 'GET', path: '/v1/queues/{queue}' },
+  { id: 'QueueCalls', fn: 'HttpFunction', method: 'ANY', path: '/v1/queues/{queue}/{proxy+}' },
+  { id: 'Evals', fn: 'HttpFunction', method: 'ANY', path: '/v1/evals/{proxy+}' },
+  { id: 'Reports', fn: 'HttpFunction', method: 'GET', path: '/reports' },
+  { id: 'ReportPages', fn: 'HttpFunction', method: 'GET', path: '/reports/{day}' },
+  { id: 'GradingPage', fn: 'HttpFunction', method: 'GET', path: '/grade' },
+  { id: 'GradingPageFiles', fn: 'HttpFunction', method: 'GET', path: '/grade/{proxy+}' },
 ];
 
 const WEBSOCKET_ROUTES: ReadonlyArray<[string, string]> = [
@@ -215,7 +217,7 @@ export class AgentwireStack extends Stack {
       default: 'true',
       allowedValues: ['true', 'false'],
       description:
-        'Also serve the HTTP function at a Lambda function URL (no per-request charge of its own, unlike the HTTP API): a cheaper way in for agents appending to sessions. Tokens are checked by the function either way.',
+        'Also serve the Durable Streams API (the streams function) at a Lambda function URL (no per-request charge of its own, unlike the HTTP API): a cheaper way in for agents appending to sessions. Tokens are checked by the function either way.',
     });
 
     const createTokenSecret = new CfnCondition(this, 'CreateTokenSecret', {
@@ -419,11 +421,10 @@ export class AgentwireStack extends Stack {
       );
     };
 
-    const httpFunction = makeFunction({
-      id: 'HttpFunction',
-      binary: 'agentwire-http',
-      description:
-        'Durable Streams HTTP API (/v1/stream/*), OTLP/HTTP trace ingest (POST /v1/traces), the scores API and the grading API (/v1/rubrics, /v1/queues).',
+    const streamsFunction = makeFunction({
+      id: 'StreamsFunction',
+      binary: 'agentwire-streams',
+      description: 'Durable Streams API (/v1/stream/*, with subscriptions) and /healthz; also at the function URL.',
       timeout: 30,
       environment: {
         AGENTWIRE_LONG_POLL_TIMEOUT_MS: longPollTimeoutMs.valueAsString,
@@ -443,16 +444,33 @@ export class AgentwireStack extends Stack {
           ['GetItem', 'Query', 'UpdateItem', 'DeleteItem', 'BatchWriteItem'].map((a) => `dynamodb:${a}`),
           [connections.tableArn],
         ),
-        allow('ReadScores', ['dynamodb:Query'], [sessionsIndex('scores')]),
         allow('SubscriptionCatalog', ['dynamodb:Query'], [sessionsIndex('keys')]),
         allow('StreamTails', ['dynamodb:BatchGetItem'], [sessions.tableArn]),
-        allow(
-          'GradingStore',
-          ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'BatchWriteItem'].map((a) => `dynamodb:${a}`),
-          [sessions.tableArn],
-        ),
         allow('PushToClients', ['execute-api:ManageConnections'], [connectionsArn('POST')]),
         allow('Blobs', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], [objects('blobs')]),
+        allow('TokenSecret', ['secretsmanager:GetSecretValue'], [tokenSecretRef]),
+      ],
+    });
+
+    const httpFunction = makeFunction({
+      id: 'HttpFunction',
+      binary: 'agentwire-http',
+      description:
+        'OTLP/HTTP trace ingest (POST /v1/traces), the scores, grading (/v1/rubrics, /v1/queues) and evals (/v1/evals) APIs, the report pages and the grading page.',
+      timeout: 30,
+      environment: {
+        AGENTWIRE_TOKEN_SECRET_ARN: tokenSecretRef,
+      },
+      statements: [
+        allow('ReadScores', ['dynamodb:Query'], [sessionsIndex('scores')]),
+        // Claims and submissions are transactions, authorised per item action.
+        allow(
+          'GradingStore',
+          ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'ConditionCheckItem', 'BatchWriteItem'].map(
+            (a) => `dynamodb:${a}`,
+          ),
+          [sessions.tableArn],
+        ),
         allow('IngestTraces', ['s3:GetObject', 's3:PutObject'], [objects('traces')]),
         allow('GradingReadsTenantConfig', ['s3:GetObject'], [objects('config')]),
         allow('EvalDatasetsAndRuns', ['s3:GetObject', 's3:PutObject'], [objects('datasets'), objects('runs')]),
@@ -462,6 +480,10 @@ export class AgentwireStack extends Stack {
         allow('TokenSecret', ['secretsmanager:GetSecretValue'], [tokenSecretRef]),
       ],
     });
+    const routeTargets: Record<HttpRouteTarget, lambda.Function> = {
+      StreamsFunction: streamsFunction,
+      HttpFunction: httpFunction,
+    };
 
     const webSocketFunction = makeFunction({
       id: 'WebSocketFunction',
@@ -770,7 +792,8 @@ export class AgentwireStack extends Stack {
     );
 
     // --- HTTP API: the OpenAPI body SAM writes (the L2 would add a route resource per route) --
-    const integrationUri = `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${httpFunction.functionArn}/invocations`;
+    const integrationUri = (fn: lambda.Function) =>
+      `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${fn.functionArn}/invocations`;
     const paths: Record<string, Record<string, unknown>> = {};
     for (const route of HTTP_ROUTES) {
       const parameters = [...route.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({ required: true, name: m[1], in: 'path' }));
@@ -779,7 +802,7 @@ export class AgentwireStack extends Stack {
         'x-amazon-apigateway-integration': {
           httpMethod: 'POST',
           type: 'aws_proxy',
-          uri: integrationUri,
+          uri: integrationUri(routeTargets[route.fn]),
           payloadFormatVersion: '2.0',
           ...(route.timeoutInMillis ? { timeoutInMillis: route.timeoutInMillis } : {}),
         },
@@ -807,12 +830,13 @@ export class AgentwireStack extends Stack {
     for (const route of HTTP_ROUTES) {
       const method = route.method === 'ANY' ? '*' : route.method;
       const pathGlob = route.path.replace(/\{[^}]+\}/g, '*');
-      httpFunction.addPermission(`${route.id}Permission`, {
+      const fn = routeTargets[route.fn];
+      fn.addPermission(`${route.id}Permission`, {
         principal: new iam.ServicePrincipal('apigateway.amazonaws.com'),
         action: 'lambda:InvokeFunction',
         sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${httpApi.ref}/*/${method}${pathGlob}`,
       });
-      named(httpFunction.node.findChild(`${route.id}Permission`), `HttpFunction${route.id}Permission`);
+      named(fn.node.findChild(`${route.id}Permission`), `${route.fn}${route.id}Permission`);
     }
 
     // --- WebSocket integration, routes and stage ---------------------------------------------
@@ -852,20 +876,20 @@ export class AgentwireStack extends Stack {
     // --- Function URL (L1: conditional on AgentFunctionUrl) ----------------------------------
     // The function checks every request's token (AuthType NONE means no IAM signature). A
     // public URL needs both permissions, the second limited to calls through the URL.
-    const functionUrl = new lambda.CfnUrl(this, 'HttpFunctionUrl', {
-      targetFunctionArn: httpFunction.functionArn,
+    const functionUrl = new lambda.CfnUrl(this, 'StreamsFunctionUrl', {
+      targetFunctionArn: streamsFunction.functionArn,
       authType: 'NONE',
       invokeMode: 'BUFFERED',
     });
-    const urlPermission = new lambda.CfnPermission(this, 'HttpFunctionUrlPermission', {
+    const urlPermission = new lambda.CfnPermission(this, 'StreamsFunctionUrlPermission', {
       action: 'lambda:InvokeFunctionUrl',
-      functionName: httpFunction.functionName,
+      functionName: streamsFunction.functionName,
       principal: '*',
       functionUrlAuthType: 'NONE',
     });
-    const urlInvokePermission = new lambda.CfnPermission(this, 'HttpFunctionUrlInvokePermission', {
+    const urlInvokePermission = new lambda.CfnPermission(this, 'StreamsFunctionUrlInvokePermission', {
       action: 'lambda:InvokeFunction',
-      functionName: httpFunction.functionName,
+      functionName: streamsFunction.functionName,
       principal: '*',
       invokedViaFunctionUrl: true,
     });
@@ -882,7 +906,7 @@ export class AgentwireStack extends Stack {
     const agentFunctionUrlOutput = new CfnOutput(this, 'AgentFunctionUrlOutput', {
       condition: createAgentFunctionUrl,
       description:
-        "The same API as HttpApiUrl at the HTTP function's URL (no API Gateway request charge); long-polls may wait past 29 s here.",
+        "The Durable Streams API of HttpApiUrl (/v1/stream/*, /healthz) at the streams function's URL (no API Gateway request charge); long-polls may wait past 29 s here.",
       value: functionUrl.attrFunctionUrl,
     });
     named(agentFunctionUrlOutput, 'AgentFunctionUrl');

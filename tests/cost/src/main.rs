@@ -1,7 +1,7 @@
 //! `agentwire-cost`: what 1M streamed tokens cost on AWS.
 //!
 //! A canned agent streams tokens at a fixed rate through the agent SDK (default
-//! coalescing) into the HTTP function's router; subscribers connect and subscribe through
+//! coalescing) into the streams function's router; subscribers connect and subscribe through
 //! the WebSocket function's handler; the archiver handles what the DynamoDB stream would
 //! hand it. All of it runs on the AWS adapters against DynamoDB Local and a local S3
 //! server, with every SDK request metered. The counts are scaled to 1M tokens and priced
@@ -84,7 +84,7 @@ impl Function {
     }
 }
 
-/// Every HTTP request is one HTTP API request and one invocation of the HTTP function.
+/// Every HTTP request is one HTTP API request and one invocation of the streams function.
 async fn http_function(State(f): State<Arc<Function>>, request: Request, next: Next) -> Response {
     f.invoke(next.run(request)).await
 }
@@ -406,7 +406,7 @@ fn print_table(rows: &[(u64, usize, Usage)]) {
         cells.extend(costs.iter().map(|c| format!("{:.4}", c[line].1)));
         println!("| {} |", cells.join(" | "));
     }
-    // Agents append through the HTTP API, or through the HTTP function's URL, which has
+    // Agents append through the HTTP API, or through the streams function's URL, which has
     // no per-request charge of its own (the invocation is billed either way).
     for (label, via_url) in [
         ("**$ total, agents via the HTTP API**", false),

@@ -134,6 +134,8 @@ pub struct Runner {
     reader: Arc<ScorerJob>,
     clock: Arc<dyn Clock>,
     after: Option<Arc<dyn AfterRun>>,
+    /// Live runs are accepted without an agent here: another runner carries them out.
+    live_elsewhere: bool,
 }
 
 impl Runner {
@@ -151,7 +153,15 @@ impl Runner {
             reader,
             clock,
             after: None,
+            live_elsewhere: false,
         }
+    }
+
+    /// Accepts live runs though this runner has no agent: for an API whose runs are
+    /// queued and carried out by another runner that has one (the evals function).
+    pub fn with_live_runs_elsewhere(mut self) -> Runner {
+        self.live_elsewhere = true;
+        self
     }
 
     /// Tells `hook` of every run that finishes.
@@ -231,7 +241,7 @@ impl Runner {
                         item.id, dataset.name, dataset.version
                     )));
                 }
-                if self.agent.is_none() {
+                if self.agent.is_none() && !self.live_elsewhere {
                     return Err(EvalError::Invalid(
                         "this deployment runs no live evals: use mode replay".into(),
                     ));
@@ -685,6 +695,46 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let reader = Arc::new(ScorerJob::new(archive.clone(), index, clock.clone()));
         Runner::new(EvalStore::new(archive), Some(agent), reader, clock)
+    }
+
+    /// An API whose runs another runner carries out (the HTTP function's) accepts live runs
+    /// without an agent; a runner with neither refuses them when they are created.
+    #[tokio::test]
+    async fn live_runs_are_refused_without_an_agent_unless_they_are_run_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive: Arc<dyn agentwire_trace::TraceArchive> =
+            Arc::new(DirTraceArchive::new(dir.path()));
+        let index = Arc::new(
+            agentwire_sqlite::SqliteScoreIndex::open(dir.path().join("scores.db")).unwrap(),
+        );
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let reader = Arc::new(ScorerJob::new(archive.clone(), index, clock.clone()));
+        let alone = Runner::new(
+            EvalStore::new(archive.clone()),
+            None,
+            reader.clone(),
+            clock.clone(),
+        );
+        let api =
+            Runner::new(EvalStore::new(archive), None, reader, clock).with_live_runs_elsewhere();
+        let items = crate::dataset::parse_jsonl("{\"id\": \"q\", \"input\": \"hi\"}\n").unwrap();
+        alone
+            .store()
+            .add_version("acme", "d", &items)
+            .await
+            .unwrap();
+        let new = || -> NewRun {
+            serde_json::from_value(serde_json::json!({"dataset": "d", "pattern": "eval-*"}))
+                .unwrap()
+        };
+        match alone.create("acme", new(), "api").await {
+            Err(EvalError::Invalid(message)) => {
+                assert!(message.contains("use mode replay"), "{message}")
+            }
+            other => panic!("a live run without an agent: {other:?}"),
+        }
+        let run = api.create("acme", new(), "api").await.unwrap();
+        assert_eq!((run.status, run.spec.mode), (Status::Queued, Mode::Live));
     }
 
     #[tokio::test]

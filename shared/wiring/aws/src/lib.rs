@@ -4,8 +4,10 @@
 //! `Settings::from_env` → `Stack::connect_in_lambda` (or `Stack::connect` outside Lambda)
 //! → a handler or a job ([`lambda`]).
 //!
-//! [`Stack::http_app`] is the HTTP function's whole router (sessions, trace ingest, scores
-//! and the grading API), so tests on local engines exercise exactly what Lambda runs.
+//! [`Stack::streams_app`] and [`Stack::api_app`] are the streams and HTTP functions' routers
+//! (the Durable Streams API; trace ingest, scores, grading and evals), and
+//! [`Stack::http_app`] both behind one HTTP API, so tests on local engines exercise exactly
+//! what Lambda runs.
 //!
 //! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
 //! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
@@ -86,9 +88,15 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// The HTTP and WebSocket functions: everything.
+    /// The streams and WebSocket functions: everything.
     pub const API: Needs = Needs {
         delivery: true,
+        tokens: true,
+    };
+    /// Takes requests with tokens but pushes to no client: the API function (ingest,
+    /// scores, grading, evals).
+    pub const REQUESTS: Needs = Needs {
+        delivery: false,
         tokens: true,
     };
     /// Jobs (the archiver): the session table and the bucket only.
@@ -667,36 +675,46 @@ impl Stack {
         )
     }
 
-    /// The HTTP function's router: the Durable Streams API (`http`), OTLP/HTTP trace ingest
-    /// (`POST /v1/traces`, with `http`'s body limit), the scores API and the grading API
-    /// (`/v1/rubrics`, `/v1/queues`, bodies up to
-    /// [`agentwire_grading_http::DEFAULT_MAX_BODY_BYTES`]), all checking tokens with `auth`;
-    /// with `dispatch`, the subscription routes too, and appends wake its subscriptions.
-    pub fn http_app(
+    /// The streams function's router: the Durable Streams API (`http`), checking tokens
+    /// with `auth`; with `dispatch`, the subscription routes too, and appends wake their
+    /// subscriptions.
+    pub fn streams_app(
         &self,
         auth: Auth,
         http: HttpConfig,
         dispatch: Option<Arc<Dispatch>>,
     ) -> Result<axum::Router, ConfigError> {
-        let traces = TracesConfig {
-            max_body_bytes: http.max_body_bytes,
-            ..TracesConfig::default()
-        };
-        let streams = match dispatch {
+        Ok(match dispatch {
             Some(dispatch) => agentwire_streams_http::router_with_dispatch(
                 self.sessions_dispatching(&dispatch)?,
-                auth.clone(),
+                auth,
                 http,
                 dispatch,
             ),
-            None => agentwire_streams_http::router(self.sessions()?, auth.clone(), http),
+            None => agentwire_streams_http::router(self.sessions()?, auth, http),
+        })
+    }
+
+    /// The API function's router: OTLP/HTTP trace ingest (`POST /v1/traces`, bodies up to
+    /// `max_body_bytes`), the scores API, the grading API (`/v1/rubrics`, `/v1/queues`,
+    /// bodies up to [`agentwire_grading_http::DEFAULT_MAX_BODY_BYTES`]) and the evals API
+    /// with the report pages, all checking tokens with `auth`. It needs no delivery: it
+    /// appends to no session, and the runs it creates are carried out by the evals
+    /// function (every minute), which also writes their reports.
+    pub fn api_app(&self, auth: Auth, max_body_bytes: usize) -> axum::Router {
+        let traces = TracesConfig {
+            max_body_bytes,
+            ..TracesConfig::default()
         };
-        Ok(streams
-            .merge(agentwire_traces_http::router(
-                self.trace_archive(),
-                auth.clone(),
-                traces,
-            ))
+        // Only creates and reads runs: no agent and no report hook (so no renderer here).
+        let runner = Runner::new(
+            EvalStore::new(self.trace_archive()),
+            None,
+            self.scorer(),
+            Arc::new(SystemClock),
+        )
+        .with_live_runs_elsewhere();
+        agentwire_traces_http::router(self.trace_archive(), auth.clone(), traces)
             .merge(agentwire_traces_http::scores_router(
                 self.scores.clone(),
                 auth.clone(),
@@ -708,17 +726,28 @@ impl Stack {
             ))
             .merge(agentwire_evals_http::router(
                 agentwire_evals_http::EvalsApi {
-                    // A request's function ends with its answer: the evals function (every
-                    // minute) carries out the runs created here and writes their reports,
-                    // so this runner has no report hook (and this function no renderer).
-                    runner: Arc::new(self.runner()?),
+                    runner: Arc::new(runner),
                     launch: Arc::new(Queued),
                     archive: self.trace_archive(),
                     scores: self.scores.clone(),
                     grading: self.grading.clone(),
                     auth,
                 },
-            )))
+            ))
+    }
+
+    /// [`Stack::streams_app`] and [`Stack::api_app`] as one router (the API's body limit
+    /// is `http`'s): what the two functions serve behind one HTTP API, in one process.
+    pub fn http_app(
+        &self,
+        auth: Auth,
+        http: HttpConfig,
+        dispatch: Option<Arc<Dispatch>>,
+    ) -> Result<axum::Router, ConfigError> {
+        let max_body_bytes = http.max_body_bytes;
+        Ok(self
+            .streams_app(auth.clone(), http, dispatch)?
+            .merge(self.api_app(auth, max_body_bytes)))
     }
 
     /// Creates the tables (with the scores index) and the bucket when missing: for local

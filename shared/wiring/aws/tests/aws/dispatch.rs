@@ -1,4 +1,4 @@
-//! Webhook wakes as Lambda sends them: the HTTP function's router stores the wake (it
+//! Webhook wakes as Lambda sends them: the streams function's router stores the wake (it
 //! cannot send after answering), and the dispatch function, fed the subscription item's
 //! stream record, sends it, signed; a record delivered twice sends nothing twice.
 
@@ -89,10 +89,10 @@ async fn subscription(http: &reqwest::Client, base: &str) -> Value {
 }
 
 #[tokio::test]
-async fn the_dispatch_function_sends_the_wake_the_http_function_stored_once() {
+async fn the_dispatch_function_sends_the_wake_the_streams_function_stored_once() {
     let (settings, stack) = stack().await;
     let (url, got) = receiver().await;
-    // As the HTTP function is wired: wakes stored, never sent from the request.
+    // As the streams function is wired: wakes stored, never sent from the request.
     let http_dispatch = stack
         .dispatch_with(Sends::ByChangeFeed, Targets::PublicAndLoopback)
         .await
@@ -131,7 +131,7 @@ async fn the_dispatch_function_sends_the_wake_the_http_function_stored_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         got.lock().unwrap().is_empty(),
-        "the HTTP function sends nothing"
+        "the streams function sends nothing"
     );
 
     // The dispatch function, as its bootstrap wires it, gets the item's stream record.

@@ -1,4 +1,4 @@
-//! The grading API as the HTTP function serves it (`Stack::http_app`), on DynamoDB Local
+//! The grading API as the HTTP function serves it (`Stack::http_app`, with the streams API), on DynamoDB Local
 //! and a local S3 server: an owner stores a rubric and a queue with an admin token, a
 //! grader claims the item, reads its conversation from the trace in the bucket, saves a
 //! draft and submits a grade, and the grade comes back as a `human` score record beside
@@ -145,7 +145,7 @@ async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamod
     };
     let app = stack
         .http_app(stack.auth().await.expect("auth"), config, None)
-        .expect("the HTTP function's router");
+        .expect("the HTTP API's router");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,4 +1,4 @@
-//! The HTTP function's handler on API Gateway HTTP API events (payload 2.0) from
+//! The streams function's handler on API Gateway HTTP API events (payload 2.0) from
 //! `events/`: the event becomes a request exactly as `lambda_http` builds it, and the
 //! router the function runs answers it.
 
