@@ -551,6 +551,36 @@ def _(t: Template) -> None:
            "HttpFunction cannot s3:ListBucket the Bucket")
 
 
+def connections_arn(method: str) -> dict[str, str]:
+    return {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/"
+            + method + "/@connections/*"}
+
+
+@check("every function that pushes to WebSocket clients may also close them (DeleteConnection: expired tokens, clients behind)")
+def _(t: Template) -> None:
+    for name in FUNCTIONS:
+        if allowed(t, name, "execute-api:ManageConnections", connections_arn("POST")):
+            expect(allowed(t, name, "execute-api:ManageConnections", connections_arn("DELETE")),
+                   f"{name} pushes but cannot DELETE @connections")
+
+
+@check("HttpFunction has no grant on the session log's streams, ConnectionsTable, @connections or blobs/; StreamsFunction has them")
+def _(t: Template) -> None:
+    table = {"Fn::GetAtt": ["SessionsTable", "Arn"]}
+    streams_only = [
+        ("dynamodb:BatchGetItem", table),
+        ("dynamodb:Query", {"Fn::Sub": "${SessionsTable.Arn}/index/keys"}),
+        ("dynamodb:GetItem", {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}),
+        ("execute-api:ManageConnections", connections_arn("POST")),
+        ("s3:PutObject", {"Fn::Sub": "${Bucket.Arn}/blobs/*"}),
+    ]
+    for action, resource in streams_only:
+        expect(allowed(t, "StreamsFunction", action, resource), f"StreamsFunction cannot {action} {resource}")
+        expect(not allowed(t, "HttpFunction", action, resource), f"HttpFunction may {action} {resource}")
+    sids = {s.get("Sid") for where, s in statements(t) if where == "HttpFunction"}
+    expect("SessionLog" not in sids, "HttpFunction has the session log's statement")
+
+
 @check("HttpApi CORS exposes every header that shared/delivery/streams-http/src/headers.rs EXPOSED lists")
 def _(t: Template) -> None:
     # API Gateway replaces the function's CORS headers, so a header missing here is

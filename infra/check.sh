@@ -51,6 +51,7 @@ self_test() {
     bites "clusters writing scores/" '"${Bucket.Arn}/clusters/\*"' '"${Bucket.Arn}/scores/*"'
     bites "evals run twice at once" "ReservedConcurrentExecutions: 1" "ReservedConcurrentExecutions: 2"
     bites "grading routes missing" "Path: /v1/queues/{queue}/{proxy+}" "Path: /v1/queues/{queue}/items"
+    bites "fan-out that cannot close clients" "/DELETE/@connections" "/GET/@connections"
     bites "function URL on the HTTP function" "TargetFunctionArn: !GetAtt StreamsFunction.Arn" "TargetFunctionArn: !GetAtt HttpFunction.Arn"
     bites "grading store without BatchWriteItem" "                - dynamodb:BatchWriteItem" "                - dynamodb:BatchGetItem"
     bites "item view without the tenant's config/" 'Resource: !Sub "${Bucket.Arn}/config/\*"' 'Resource: !Sub "${Bucket.Arn}/scores/*"'

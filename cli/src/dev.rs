@@ -411,7 +411,7 @@ async fn aws(
         budget: stack.budget.clone(),
         endpoints: stack.judge_endpoints(),
         sqlite: None,
-        // Subscriptions on the session table, sent from this process (the HTTP and
+        // Subscriptions on the session table, sent from this process (the streams and
         // dispatch functions split that work on Lambda).
         dispatch: Some(agentwire_local_stack::local_dispatch(
             stack.subscriptions.clone(),

@@ -306,7 +306,7 @@ pub fn http_router() -> Runner {
 }
 
 /// `http_event`: the bytes are an API Gateway HTTP API event (payload 2.0, or REST 1.0) as
-/// the http function receives it (`$TOKEN` becomes a valid token); those that deserialize
+/// the streams function receives it (`$TOKEN` becomes a valid token); those that deserialize
 /// become a request exactly as `lambda_http` builds it, which the router answers.
 pub fn http_event() -> Runner {
     let mut world = HttpWorld::new();

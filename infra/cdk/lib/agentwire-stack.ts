@@ -446,7 +446,7 @@ export class AgentwireStack extends Stack {
         ),
         allow('SubscriptionCatalog', ['dynamodb:Query'], [sessionsIndex('keys')]),
         allow('StreamTails', ['dynamodb:BatchGetItem'], [sessions.tableArn]),
-        allow('PushToClients', ['execute-api:ManageConnections'], [connectionsArn('POST')]),
+        allow('PushToClients', ['execute-api:ManageConnections'], ['POST', 'DELETE'].map(connectionsArn)),
         allow('Blobs', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], [objects('blobs')]),
         allow('TokenSecret', ['secretsmanager:GetSecretValue'], [tokenSecretRef]),
       ],
@@ -563,7 +563,7 @@ export class AgentwireStack extends Stack {
         ]),
         // Removing an expired stream removes its claim-checked appends.
         allow('ExpiredBlobs', ['s3:DeleteObject'], [objects('blobs')]),
-        allow('PushToClients', ['execute-api:ManageConnections'], [connectionsArn('POST')]),
+        allow('PushToClients', ['execute-api:ManageConnections'], ['POST', 'DELETE'].map(connectionsArn)),
         allow('TokenSecret', ['secretsmanager:GetSecretValue'], [tokenSecretRef]),
         allow('FailedBatches', ['sqs:SendMessage'], [dispatchFailures.queueArn]),
       ],
@@ -619,7 +619,7 @@ export class AgentwireStack extends Stack {
         allow('Subscribers', ['Query', 'UpdateItem', 'DeleteItem', 'BatchWriteItem'].map((a) => `dynamodb:${a}`), [
           connections.tableArn,
         ]),
-        allow('PushToClients', ['execute-api:ManageConnections'], [connectionsArn('POST')]),
+        allow('PushToClients', ['execute-api:ManageConnections'], ['POST', 'DELETE'].map(connectionsArn)),
         allow('EvalObjects', ['s3:GetObject', 's3:PutObject'], [objects('datasets'), objects('runs'), objects('traces')]),
         allow('Configuration', ['s3:GetObject'], [objects('config'), objects('blobs')]),
         allow('Listing', ['s3:ListBucket'], [bucket.bucketArn]),
@@ -906,7 +906,7 @@ export class AgentwireStack extends Stack {
     const agentFunctionUrlOutput = new CfnOutput(this, 'AgentFunctionUrlOutput', {
       condition: createAgentFunctionUrl,
       description:
-        "The Durable Streams API of HttpApiUrl (/v1/stream/*, /healthz) at the streams function's URL (no API Gateway request charge); long-polls may wait past 29 s here.",
+        "The Durable Streams API of HttpApiUrl (/v1/stream/*, /healthz) at the streams function's URL (no API Gateway request charge).",
       value: functionUrl.attrFunctionUrl,
     });
     named(agentFunctionUrlOutput, 'AgentFunctionUrl');

@@ -158,7 +158,8 @@ impl Runner {
     }
 
     /// Accepts live runs though this runner has no agent: for an API whose runs are
-    /// queued and carried out by another runner that has one (the evals function).
+    /// queued and carried out by another runner that has one (the evals function). Never
+    /// execute runs with it: without an agent every live item fails.
     pub fn with_live_runs_elsewhere(mut self) -> Runner {
         self.live_elsewhere = true;
         self

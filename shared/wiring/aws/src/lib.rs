@@ -6,8 +6,8 @@
 //!
 //! [`Stack::streams_app`] and [`Stack::api_app`] are the streams and HTTP functions' routers
 //! (the Durable Streams API; trace ingest, scores, grading and evals), and
-//! [`Stack::http_app`] both behind one HTTP API, so tests on local engines exercise exactly
-//! what Lambda runs.
+//! [`Stack::http_app`] both behind one HTTP API: tests on local engines run these routers
+//! (on a stack with delivery; the HTTP function's has none, and its router never asks).
 //!
 //! Endpoint overrides (`AGENTWIRE_DYNAMODB_ENDPOINT`, `AGENTWIRE_S3_ENDPOINT`) point the
 //! same stack at DynamoDB Local and a local S3 server, as `agentwire dev --backend aws` does.
@@ -88,12 +88,13 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// The streams and WebSocket functions: everything.
+    /// The functions that push to WebSocket clients (streams, WebSocket, dispatch, evals):
+    /// everything.
     pub const API: Needs = Needs {
         delivery: true,
         tokens: true,
     };
-    /// Takes requests with tokens but pushes to no client: the API function (ingest,
+    /// Takes requests with tokens but pushes to no client: the HTTP function (ingest,
     /// scores, grading, evals).
     pub const REQUESTS: Needs = Needs {
         delivery: false,
@@ -893,6 +894,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!((settings.delivery, settings.secret), (None, None));
+    }
+
+    /// The HTTP function's environment in the template: the token secret, no delivery.
+    #[test]
+    fn the_http_function_is_asked_for_the_token_secret_and_no_delivery() {
+        let Err(ConfigError::Env(problems)) = Settings::from_lookup(Needs::REQUESTS, lookup(&[]))
+        else {
+            panic!("expected a config error");
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("AGENTWIRE_TOKEN_SECRET_ARN"), "{all}");
+        for unused in ["AGENTWIRE_WS_ENDPOINT", "AGENTWIRE_CONNECTIONS_TABLE"] {
+            assert!(!all.contains(unused), "asked for {unused}: {all}");
+        }
+        let settings = Settings::from_lookup(
+            Needs::REQUESTS,
+            lookup(&[
+                ("AGENTWIRE_SESSIONS_TABLE", "s"),
+                ("AGENTWIRE_BUCKET", "b"),
+                (
+                    "AGENTWIRE_TOKEN_SECRET_ARN",
+                    "arn:aws:secretsmanager:us-east-1:1:secret:t",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.delivery, None);
+        assert!(settings.secret.is_some());
     }
 
     #[test]

@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use agentwire_aws_stack::{Needs, Settings, Stack};
 
 pub async fn stack() -> (Settings, Stack) {
+    stack_with(Needs::API).await
+}
+
+/// A stack wired for `needs`: `Needs::REQUESTS` is the HTTP function's (no delivery).
+pub async fn stack_with(needs: Needs) -> (Settings, Stack) {
     let id = format!("{:012x}", fastrand::u64(..) >> 16);
     let vars = HashMap::from([
         ("AGENTWIRE_SESSIONS_TABLE", format!("sessions-{id}")),
@@ -29,7 +34,7 @@ pub async fn stack() -> (Settings, Stack) {
                 .unwrap_or_else(|_| "http://127.0.0.1:9000".into()),
         ),
     ]);
-    let settings = Settings::from_lookup(Needs::API, |name| vars.get(name).cloned()).unwrap();
+    let settings = Settings::from_lookup(needs, |name| vars.get(name).cloned()).unwrap();
     let stack = Stack::connect(&settings).await.unwrap();
     stack.ensure_local_resources().await.unwrap_or_else(|e| {
         panic!(

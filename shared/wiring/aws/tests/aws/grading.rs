@@ -1,18 +1,18 @@
-//! The grading API as the HTTP function serves it (`Stack::http_app`, with the streams API), on DynamoDB Local
+//! The grading API as the HTTP function serves it (`Stack::api_app` on a stack wired as
+//! the function is: `Needs::REQUESTS`, no delivery), on DynamoDB Local
 //! and a local S3 server: an owner stores a rubric and a queue with an admin token, a
 //! grader claims the item, reads its conversation from the trace in the bucket, saves a
 //! draft and submits a grade, and the grade comes back as a `human` score record beside
 //! the trace's machine one.
 
 use agentwire_auth::{Claims, Role, Signer};
-use agentwire_aws_stack::{SecretSource, Settings};
+use agentwire_aws_stack::{Needs, SecretSource, Settings};
 use agentwire_scoring::{Evidence, ScoreIndex, ScoreRecord, Source};
-use agentwire_streams_http::HttpConfig;
 use agentwire_trace::{Span, SpanKind, SpanStatus, TraceArchive, encode_jsonl_gz, object_key};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::common::stack;
+use crate::common::stack_with;
 
 /// 2025-06-15T12:00:00Z, unix ms.
 const NOON_MS: i64 = 1_749_988_800_000;
@@ -105,7 +105,7 @@ async fn call(
 
 #[tokio::test]
 async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamodb() {
-    let (settings, stack) = stack().await;
+    let (settings, stack) = stack_with(Needs::REQUESTS).await;
     // The trace in the bucket and the scorer's record of it in the score index.
     let body = encode_jsonl_gz(&conversation("chat-1")).expect("encode");
     TraceArchive::put(
@@ -139,13 +139,7 @@ async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamod
         .expect("index the machine score");
 
     // The function's own router, on a real socket.
-    let config = HttpConfig {
-        sse: false,
-        ..HttpConfig::default()
-    };
-    let app = stack
-        .http_app(stack.auth().await.expect("auth"), config, None)
-        .expect("the HTTP API's router");
+    let app = stack.api_app(stack.auth().await.expect("auth"), 4 * 1024 * 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
