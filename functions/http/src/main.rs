@@ -8,11 +8,7 @@
 
 mod page;
 
-use agentwire_aws_stack::{Needs, Settings, Stack};
-
-/// Lambda takes at most 6 MB per request, and API Gateway base64-encodes binary bodies
-/// (4/3): 4 MiB keeps every accepted OTLP export inside, with a clear 413 above.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+use agentwire_aws_stack::{MAX_BODY_BYTES, Needs, Settings, Stack};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 //! WebSocket). Durable Streams subscriptions are served too: pull-wake claims here,
 //! webhook sends by the dispatch function. Appends are pushed to WebSocket subscribers.
 
-use agentwire_aws_stack::{Needs, Sends, Settings, Stack};
+use agentwire_aws_stack::{MAX_BODY_BYTES, Needs, Sends, Settings, Stack};
 use agentwire_streams_http::HttpConfig;
 
 #[tokio::main]
@@ -14,9 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::connect_in_lambda(&settings)?;
     let config = HttpConfig {
         long_poll_timeout: settings.long_poll_timeout,
-        // Lambda takes at most 6 MB per request, and API Gateway base64-encodes binary
-        // bodies (4/3): 4 MiB keeps every accepted append inside, with a clear 413 above.
-        max_body_bytes: 4 * 1024 * 1024,
+        max_body_bytes: MAX_BODY_BYTES,
         sse: false,
         ..HttpConfig::default()
     };

@@ -689,13 +689,13 @@ mod tests {
         }
     }
 
-    fn runner(dir: &std::path::Path, agent: Arc<Counting>) -> Runner {
+    fn runner(dir: &std::path::Path, agent: Option<Arc<dyn Agent>>) -> Runner {
         let archive: Arc<dyn agentwire_trace::TraceArchive> = Arc::new(DirTraceArchive::new(dir));
         let index =
             Arc::new(agentwire_sqlite::SqliteScoreIndex::open(dir.join("scores.db")).unwrap());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let reader = Arc::new(ScorerJob::new(archive.clone(), index, clock.clone()));
-        Runner::new(EvalStore::new(archive), Some(agent), reader, clock)
+        Runner::new(EvalStore::new(archive), agent, reader, clock)
     }
 
     /// An API whose runs another runner carries out (the HTTP function's) accepts live runs
@@ -703,21 +703,8 @@ mod tests {
     #[tokio::test]
     async fn live_runs_are_refused_without_an_agent_unless_they_are_run_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
-        let archive: Arc<dyn agentwire_trace::TraceArchive> =
-            Arc::new(DirTraceArchive::new(dir.path()));
-        let index = Arc::new(
-            agentwire_sqlite::SqliteScoreIndex::open(dir.path().join("scores.db")).unwrap(),
-        );
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let reader = Arc::new(ScorerJob::new(archive.clone(), index, clock.clone()));
-        let alone = Runner::new(
-            EvalStore::new(archive.clone()),
-            None,
-            reader.clone(),
-            clock.clone(),
-        );
-        let api =
-            Runner::new(EvalStore::new(archive), None, reader, clock).with_live_runs_elsewhere();
+        let alone = runner(dir.path(), None);
+        let api = runner(dir.path(), None).with_live_runs_elsewhere();
         let items = crate::dataset::parse_jsonl("{\"id\": \"q\", \"input\": \"hi\"}\n").unwrap();
         alone
             .store()
@@ -749,7 +736,7 @@ mod tests {
             asked: AtomicUsize::new(0),
             hang_after: 5,
         });
-        let runner = runner(dir.path(), first.clone());
+        let runner = runner(dir.path(), Some(first.clone()));
         runner
             .store()
             .add_version("acme", "d", &items)
@@ -799,7 +786,7 @@ mod tests {
             asked: AtomicUsize::new(0),
             hang_after: usize::MAX,
         });
-        let resumed = self::runner(dir.path(), second.clone());
+        let resumed = self::runner(dir.path(), Some(second.clone()));
         let seen = std::sync::Mutex::new(Vec::new());
         let done = resumed
             .execute("acme", &run.spec.id, |done, total| {
@@ -833,7 +820,7 @@ mod tests {
             asked: AtomicUsize::new(0),
             hang_after: usize::MAX,
         });
-        let runner = runner(dir.path(), agent);
+        let runner = runner(dir.path(), Some(agent));
         let one = crate::dataset::parse_jsonl("{\"id\": \"a\", \"input\": \"x\"}").unwrap();
         runner.store().add_version("acme", "d", &one).await.unwrap();
         let new: NewRun =
@@ -881,7 +868,7 @@ mod tests {
             asked: AtomicUsize::new(0),
             hang_after: usize::MAX,
         });
-        let runner = runner(dir.path(), agent);
+        let runner = runner(dir.path(), Some(agent));
         let items = crate::dataset::parse_jsonl(
             "{\"id\": \"a\", \"input\": \"x\", \"expected\": {\"facts\": [\"x\"], \"number\": 1}}",
         )

@@ -31,7 +31,7 @@ use agentwire_dynamo::{
     DynamoScoreIndex, DynamoSessionLog, DynamoSubscriptionStore,
 };
 use agentwire_evals::nightly::Nightly;
-use agentwire_evals::{EvalStore, Launch, Runner, SessionAgent};
+use agentwire_evals::{Agent, EvalStore, Launch, Runner, SessionAgent};
 use agentwire_grading_http::GradingService;
 use agentwire_realtime::{Fanout, Realtime};
 use agentwire_s3::S3Bucket;
@@ -77,6 +77,11 @@ pub enum ConfigError {
     #[error("this function was configured without {0}")]
     NotConfigured(&'static str),
 }
+
+/// The request body limit of the functions behind API Gateway: Lambda takes at most 6 MB
+/// per request, and API Gateway base64-encodes binary bodies (4/3), so 4 MiB keeps every
+/// accepted body inside, with a clear 413 above.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a function does, and so which settings it must be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,20 +604,21 @@ impl Stack {
     /// dispatch function), sessions archived and scored as the scorer function does.
     /// Each finished run's report page is written by it.
     pub fn evals(&self) -> Result<Arc<Runner>, ConfigError> {
+        let agent = SessionAgent::new(self.sessions()?, Arc::new(self.archiver()));
         Ok(Arc::new(
-            self.runner()?
+            self.runner(Some(Arc::new(agent)))
                 .with_after(Arc::new(agentwire_report::RunReports)),
         ))
     }
 
-    fn runner(&self) -> Result<Runner, ConfigError> {
-        let agent = SessionAgent::new(self.sessions()?, Arc::new(self.archiver()));
-        Ok(Runner::new(
+    /// A runner on the bucket with the tenants' scoring, asking `agent` (live runs).
+    fn runner(&self, agent: Option<Arc<dyn Agent>>) -> Runner {
+        Runner::new(
             EvalStore::new(self.trace_archive()),
-            Some(Arc::new(agent)),
+            agent,
             self.scorer(),
             Arc::new(SystemClock),
-        ))
+        )
     }
 
     /// The `evals` job as its function runs it: scheduled evals started, and every
@@ -708,13 +714,7 @@ impl Stack {
             ..TracesConfig::default()
         };
         // Only creates and reads runs: no agent and no report hook (so no renderer here).
-        let runner = Runner::new(
-            EvalStore::new(self.trace_archive()),
-            None,
-            self.scorer(),
-            Arc::new(SystemClock),
-        )
-        .with_live_runs_elsewhere();
+        let runner = self.runner(None).with_live_runs_elsewhere();
         agentwire_traces_http::router(self.trace_archive(), auth.clone(), traces)
             .merge(agentwire_traces_http::scores_router(
                 self.scores.clone(),

@@ -139,7 +139,10 @@ async fn a_grade_over_the_http_functions_router_becomes_a_human_score_on_dynamod
         .expect("index the machine score");
 
     // The function's own router, on a real socket.
-    let app = stack.api_app(stack.auth().await.expect("auth"), 4 * 1024 * 1024);
+    let app = stack.api_app(
+        stack.auth().await.expect("auth"),
+        agentwire_aws_stack::MAX_BODY_BYTES,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
